@@ -1,0 +1,94 @@
+# medgemma-engine build. `make` builds everything into $(BUILD)/; with nvcc on
+# PATH (or CUDA_HOME set) it also compiles and links the CUDA backend.
+#   make deps       install build and test dependencies (Debian 12, as root)
+#   make test       the CPU test suite (ends with "N passed, N failed, N skipped")
+#   make test-asan  the same under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz       libFuzzer targets into build-fuzz/ (clang)
+#   make format / make lint
+BUILD ?= build
+CC ?= gcc
+OPT ?= -O2
+SAN ?=
+CFLAGS_BASE := -std=c11 -g $(OPT) -Wall -Wextra -Wno-unused-parameter -Wshadow -Wno-missing-field-initializers \
+  -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. -pthread -MMD -MP $(SAN)
+CFLAGS += $(CFLAGS_BASE)
+LDFLAGS += -pthread $(SAN)
+LDLIBS += -lh2o-evloop -lssl -lcrypto -lz -lcjson -lspng -lturbojpeg -lcurl -lm -ldl
+
+# Modules. Every .c of these folders is part of the core library that the
+# programs and the tests link; folders that need CUDA are added by cuda.mk.
+CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c http/*.c) \
+  $(filter-out weights-fetch/main.c,$(wildcard weights-fetch/*.c))
+CLI_SRC := $(wildcard cli/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+
+PROGRAMS := $(BUILD)/medgemma $(BUILD)/unit_tests $(if $(wildcard weights-fetch/main.c),$(BUILD)/weights-fetch)
+
+# CUDA backend (adds CUDA_OBJ, CUDA_LDLIBS, CUDA_PROGRAMS, -DMEDGEMMA_CUDA).
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifneq ($(strip $(NVCC))$(NO_CUDA),)
+ifeq ($(NO_CUDA),)
+include kernels/cuda/cuda.mk
+endif
+endif
+
+.PHONY: all deps test test-asan fuzz format lint clean models
+all: $(PROGRAMS) $(CUDA_PROGRAMS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libmedgemma.a: $(CORE_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/medgemma: $(CLI_OBJ) $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+$(BUILD)/weights-fetch: $(BUILD)/obj/weights-fetch/main.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $(UNIT_OBJ) $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+deps:
+	bash tests/install_deps.sh
+
+# The converted Gemma 3 270M (real weights) used by tests and the README's run command.
+models:
+	bash tests/golden/prepare_270m.sh
+
+test: all
+	bash tests/run.sh
+
+test-asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  BUILD=build-asan MEDGEMMA_ASAN=1 bash tests/run.sh
+
+FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. -pthread -fsanitize=fuzzer,address,undefined
+FUZZ_LIB_SRC := $(filter-out http/%,$(CORE_SRC))
+fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) $^ -lcjson -lspng -lturbojpeg -lcurl -lssl -lcrypto -lz -lm -o $@
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh')
+format:
+	clang-format -i $(FORMAT_FILES)
+
+lint:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	  --suppress=missingIncludeSystem -I. -DH2O_USE_LIBUV=0 $(CORE_SRC) $(CLI_SRC) weights-fetch/main.c
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,79 @@
+/* The engine: one loaded model (config, weights, tokenizer-independent) on one
+ * backend, and the generation loop (prefill, decode, sampling, stop tokens).
+ *
+ * Callers (cli/, http/) turn text and images into token ids and pixel tensors
+ * with tokenizer/ and image/, then call engine_generate. One request runs at a
+ * time on an Engine; the engine is not thread-safe. */
+#ifndef ENGINE_ENGINE_H
+#define ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+typedef struct Engine Engine;
+
+typedef enum { BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA } BackendKind;
+
+typedef struct {
+    const char *model_dir; /* Hugging Face layout: config.json + *.safetensors */
+    BackendKind backend;
+    int n_threads;   /* CPU backend threads; 0 = all cores */
+    int max_context; /* KV capacity in positions; 0 = min(config, 32768) */
+} EngineOptions;
+
+/* Loads the model; fills err (naming file/tensor/field) and returns -1 on failure. */
+int engine_open(Engine **out, const EngineOptions *options, Error *err);
+void engine_close(Engine *engine);
+
+typedef struct {
+    const char *backend;  /* "cpu" or "cuda" */
+    const char *gpu_name; /* NULL without a GPU */
+    int max_context;      /* positions the KV cache holds */
+    int image_size;       /* pixels per side the vision tower wants (896); 0 = text-only model */
+    int image_tokens;     /* soft tokens per image (256); 0 = text-only model */
+    int vocab_size;
+} EngineInfo;
+
+void engine_info(const Engine *engine, EngineInfo *info);
+
+typedef enum { FINISH_STOP, FINISH_LENGTH, FINISH_CANCELLED } FinishReason;
+
+/* Called with every generated token id (stop tokens excluded). Return nonzero
+ * to cancel the generation (client gone, deadline passed). */
+typedef int (*TokenCallback)(void *user, int32_t token_id);
+
+typedef struct {
+    const int32_t *tokens; /* prompt ids, images already expanded to soft tokens */
+    int n_tokens;
+    /* One normalized CHW float tensor of 3 x image_size x image_size per image,
+     * in the order the images' soft-token blocks appear in tokens. */
+    const float *const *images;
+    int n_images;
+    int max_new_tokens;
+    float temperature; /* 0 = greedy */
+    int top_k;         /* 0 = off */
+    float top_p;       /* 1 = off */
+    uint64_t seed;
+    TokenCallback on_token;
+    void *user;
+} GenerateRequest;
+
+typedef struct {
+    int prompt_tokens;
+    int completion_tokens;
+    FinishReason finish_reason;
+    double vision_ms;  /* vision tower + projector, all images */
+    double prefill_ms; /* prompt forward pass, vision excluded */
+    double ttft_ms;    /* request start to first token sampled */
+    double decode_ms;  /* all decode steps */
+} GenerateResult;
+
+/* Runs one request. Fails (returns -1, err filled) on bad input: prompt longer
+ * than max_context, image count not matching the soft-token blocks, ids out of
+ * range. The engine stays usable after a failure. */
+int engine_generate(Engine *engine, const GenerateRequest *request, GenerateResult *result,
+                    Error *err);
+
+#endif
