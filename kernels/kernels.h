@@ -1,0 +1,142 @@
+/* The op set the forward pass is written in: every op of the Gemma 3 decoder,
+ * the SigLIP vision tower and the projector, as plain C functions.
+ *
+ * Owns: the math. kernels/cpu/<op>.c holds the CPU twin of each op (the
+ * reference every GPU kernel is checked against); kernels/cuda/<op>.cu holds
+ * the GPU version with the same name and the same math.
+ *
+ * Conventions (all ops):
+ *  - activations are fp32, row-major; a "row" is one token (or one patch);
+ *  - weights are bf16 (util/bf16.h), read as given: [out, in] like nn.Linear
+ *    unless the name says otherwise;
+ *  - accumulation is fp32; nothing allocates; outputs may not alias inputs
+ *    unless the comment says "in place";
+ *  - the CPU twins split their outer loop over the kernels' thread pool
+ *    (kernels_set_threads) where that pays; results do not depend on the
+ *    thread count.
+ *
+ * Shapes below use: T tokens (rows), D hidden size, H query heads, KVH key/value
+ * heads (query head h reads KV head h / (H / KVH)), Dh head dim, V vocab. */
+#ifndef KERNELS_KERNELS_H
+#define KERNELS_KERNELS_H
+
+#include <stdint.h>
+
+#include "util/bf16.h"
+
+/* ---- threads (CPU twins only) */
+
+/* Sets the worker count of the CPU kernels' pool (0 = all online cores).
+ * Safe to call again; the pool is created on first use. */
+void kernels_set_threads(int n_threads);
+int kernels_threads(void);
+/* Joins the pool's threads (tests, program exit). */
+void kernels_shutdown(void);
+
+/* ---- embedding.c */
+
+/* out[t, :] = table[ids[t], :] * scale            table [V, D], out [T, D] */
+void embedding_lookup(float *out, const bf16 *table, const int32_t *ids, int n_tokens, int dim, float scale);
+
+/* ---- rmsnorm.c (Gemma: weights stored as scale - 1, eps 1e-6) */
+
+/* out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * (1 + w)   x, out [T, D]; in place ok */
+void rmsnorm(float *out, const float *x, const bf16 *w, int n_rows, int dim, float eps);
+
+/* x[t, :] += h[t, :] / sqrt(mean(h[t, :]^2) + eps) * (1 + w)     (the post-attn / post-ff form) */
+void rmsnorm_residual(float *x, const float *h, const bf16 *w, int n_rows, int dim, float eps);
+
+/* ---- rope.c */
+
+/* Per head of every row: x = rope(rmsnorm(x) * (1 + norm_w)) at position pos0 + t.
+ * rmsnorm over Dh (eps), then rotate-half RoPE: for i < Dh/2, with
+ * inv_freq_i = 1 / (theta ^ (2i / Dh)) / rope_scale (linear scaling) and
+ * a = (pos) * inv_freq_i computed in fp32:
+ *   x'[i] = x[i] cos a - x[i + Dh/2] sin a,  x'[i + Dh/2] = x[i + Dh/2] cos a + x[i] sin a.
+ * x [T, n_heads * Dh], in place. norm_w [Dh], stored as scale - 1. */
+void qk_norm_rope(float *x, const bf16 *norm_w, int n_tokens, int n_heads, int head_dim, int pos0,
+                  float theta, float rope_scale, float eps);
+
+/* ---- attention.c */
+
+/* Prefill attention over T tokens at positions 0..T-1 (one sequence).
+ * o[t, h] = sum_j softmax_j(q[t, h] . k[j, kvh] * scale + mask(t, j)) v[j, kvh]
+ * allowed(t, j) = base(t, j) OR (image_block[t] >= 0 AND image_block[t] == image_block[j]),
+ * base = (!causal) OR (j <= t AND (window <= 0 OR j > t - window)).
+ * q, out [T, H * Dh]; k, v [T, KVH * Dh]; image_block [T] (-1 = text) or NULL.
+ * causal = 0 gives SigLIP's unmasked attention. */
+void attention_prefill(float *out, const float *q, const float *k, const float *v, const int32_t *image_block,
+                       int n_tokens, int n_heads, int n_kv_heads, int head_dim, int causal, int window,
+                       float scale);
+
+/* Single-token decode over a KV cache: the query attends to cache slots 0..n_keys-1
+ * (slot order does not matter: a local layer's ring of `window` slots, slot = pos % window,
+ * holds exactly the keys its window allows; a global layer's slots are positions).
+ * o[h] = sum_s softmax_s(q[h] . k_cache[s, kvh] * scale) v_cache[s, kvh]
+ * q, out [H * Dh]; k_cache, v_cache [slots, KVH * Dh]. */
+void attention_decode(float *out, const float *q, const float *k_cache, const float *v_cache, int n_keys,
+                      int n_heads, int n_kv_heads, int head_dim, float scale);
+
+/* ---- gelu.c */
+
+/* gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  */
+/* out[i] = gelu_tanh(gate[i]) * up[i]       (Gemma MLP; out may alias gate or up) */
+void gelu_tanh_gate(float *out, const float *gate, const float *up, int n);
+/* x[i] = gelu_tanh(x[i])                     (SigLIP MLP; in place) */
+void gelu_tanh(float *x, int n);
+
+/* ---- matmul.c */
+
+/* y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o])   x [T, in], w [out, in], bias [out] or NULL,
+ * y [T, out]. T = 1 is the decode GEMV. */
+void matmul(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_rows, int in_dim, int out_dim);
+
+/* y[t, o] = sum_i x[t, i] * w[i, o]                x [T, in], w [in, out] (the projector's
+ * mm_input_projection_weight layout), y [T, out]. */
+void matmul_in_out(float *y, const float *x, const bf16 *w, int n_rows, int in_dim, int out_dim);
+
+/* ---- residual.c */
+
+/* x[i] += y[i]   (SigLIP's residual adds; in place) */
+void residual_add(float *x, const float *y, int n);
+
+/* ---- layernorm.c (SigLIP) */
+
+/* out[t, :] = (x[t, :] - mean) / sqrt(var + eps) * w + b   (biased variance); in place ok */
+void layernorm(float *out, const float *x, const bf16 *w, const bf16 *b, int n_rows, int dim, float eps);
+
+/* ---- patch_embed.c (SigLIP) */
+
+/* Conv 2d P x P, stride P, as a GEMM, plus bias and position embedding.
+ * Patch p = row * G + col (G = image_size / P); its vector
+ *   u[c * P * P + ky * P + kx] = pixels[c, row * P + ky, col * P + kx]
+ * out[p, o] = sum_j u[j] * w[o, j] + bias[o] + pos_embed[p, o]
+ * pixels [C, S, S] (normalized), w [hidden, C, P, P], bias [hidden], pos_embed [G * G, hidden],
+ * out [G * G, hidden]. */
+void patch_embed(float *out, const float *pixels, const bf16 *w, const bf16 *bias, const bf16 *pos_embed,
+                 int image_size, int patch, int channels, int hidden);
+
+/* ---- avgpool.c (projector) */
+
+/* x is a G x G grid of rows (row r * G + c), pooled by k x k windows with stride k:
+ * out[(r / k) * (G / k) + c / k, :] = mean of the k * k rows of that window.
+ * x [G * G, D], out [(G / k)^2, D]; G % k == 0. */
+void avgpool_grid(float *out, const float *x, int grid, int k, int dim);
+
+/* ---- sampling.c */
+
+/* x = softmax(x) in place (max-subtracted, fp32). */
+void softmax(float *x, int n);
+
+/* Index of the largest value (the first one on ties; NaN never wins). */
+int argmax(const float *x, int n);
+
+/* Samples one index from logits[0..n): logits / temperature, keep the top_k largest
+ * (top_k <= 0: all), softmax, keep the smallest prefix by probability whose mass
+ * reaches top_p (top_p >= 1: all), renormalize, pick with coin in [0, 1).
+ * temperature <= 0 means greedy (argmax). logits is overwritten (scratch).
+ * scratch_idx needs n ints. */
+int sample_logits(float *logits, int n, float temperature, int top_k, float top_p, float coin,
+                  int32_t *scratch_idx);
+
+#endif
