@@ -14,7 +14,8 @@
 
 #include "util/error.h"
 
-typedef enum { DTYPE_BF16, DTYPE_F16, DTYPE_F32 } DType;
+/* Float dtypes hold weights; integer ones appear in test fixtures (token ids). */
+typedef enum { DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_I32, DTYPE_I64 } DType;
 
 #define TENSOR_MAX_DIMS 8
 
