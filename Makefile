@@ -37,7 +37,7 @@ include kernels/cuda/cuda.mk
 endif
 endif
 
-.PHONY: all deps test test-asan fuzz format lint clean models
+.PHONY: all deps test test-asan fuzz format lint clean models run
 all: $(PROGRAMS) $(CUDA_PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -62,12 +62,18 @@ deps:
 
 # The converted Gemma 3 270M (real weights) used by tests and the README's run command.
 models:
-	bash tests/golden/prepare_270m.sh
+	@if [ -f tests/golden/prepare_270m.sh ]; then bash tests/golden/prepare_270m.sh; \
+	 else echo "models: tests/golden/prepare_270m.sh is not there yet"; fi
 
-test: all
+# Serve a real model locally (see scripts/run_local.sh).
+run: all
+	@if [ -z "$$MEDGEMMA_MODEL_DIR$$HF_TOKEN" ]; then $(MAKE) models; fi
+	bash scripts/run_local.sh
+
+test: all models
 	bash tests/run.sh
 
-test-asan:
+test-asan: models
 	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  BUILD=build-asan MEDGEMMA_ASAN=1 bash tests/run.sh
