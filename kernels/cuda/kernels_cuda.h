@@ -1,0 +1,147 @@
+/* The CUDA versions of the op set (kernels/kernels.h), as C-callable launchers.
+ *
+ * Owns: the GPU math. kernels/cuda/<op>.cu holds the kernels of the ops whose
+ * CPU twin is kernels/cpu/<op>.c; tests/gpu/gpu_tests.c checks each launcher
+ * against its twin. The bf16 GEMMs for more than one row go through cuBLASLt
+ * (engine/cuda/gemm.h), not through these launchers.
+ *
+ * Conventions (differences from kernels.h):
+ *  - every pointer is device memory; activations are bf16 (like transformers
+ *    in bf16), each kernel computes in fp32 and rounds once when it stores.
+ *    Logits and softmax/sampling buffers are fp32;
+ *  - "ld" is a row stride in elements, so an op can read its part of a fused
+ *    projection output (q|k|v or gate|up side by side in one row);
+ *  - positions come from device memory (d_pos) where the decode step reads
+ *    them, so one captured CUDA graph replays unchanged every token;
+ *  - each launcher enqueues on `stream` and returns cudaGetLastError()
+ *    (cudaSuccess = 0); it never synchronizes. */
+#ifndef KERNELS_CUDA_KERNELS_CUDA_H
+#define KERNELS_CUDA_KERNELS_CUDA_H
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#include "util/bf16.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- embedding.cu */
+
+/* out[t, :] = bf16(table[ids[t], :] * scale)             ids on the device */
+cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const int32_t *ids, int n_tokens, int dim,
+                                  float scale, cudaStream_t stream);
+/* out[rows[i], :] = src[i, :] for i < n_src             (image soft-token rows) */
+cudaError_t cuda_rows_scatter(bf16 *out, const bf16 *src, const int32_t *rows, int n_src, int dim,
+                              cudaStream_t stream);
+
+/* ---- rmsnorm.cu (Gemma: w stored as scale - 1) */
+
+/* out = rmsnorm(x) * (1 + w); in place ok                 x, out [T, dim] */
+cudaError_t cuda_rmsnorm(bf16 *out, const bf16 *x, const bf16 *w, int n_rows, int dim, float eps,
+                         cudaStream_t stream);
+/* x += bf16(rmsnorm(h) * (1 + w))                          (post-attn / post-ff) */
+cudaError_t cuda_rmsnorm_residual(bf16 *x, const bf16 *h, const bf16 *w, int n_rows, int dim, float eps,
+                                  cudaStream_t stream);
+/* Fused end of a sub-layer: x += bf16(rmsnorm(h) * (1 + w_post)); out = rmsnorm(x) * (1 + w_next). */
+cudaError_t cuda_rmsnorm_residual_norm(bf16 *x, bf16 *out, const bf16 *h, const bf16 *w_post,
+                                       const bf16 *w_next, int n_rows, int dim, float eps,
+                                       cudaStream_t stream);
+
+/* ---- rope.cu */
+
+/* Per head: x = rope(rmsnorm(x) * (1 + norm_w)) at position pos0 + t, in place.
+ * Head j of row t is x[t * ld + j * head_dim ...]. pos0 = *d_pos0, or 0 when
+ * d_pos0 is NULL. Math as kernels.h qk_norm_rope (fp32 angles). */
+cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens, int n_heads, int head_dim,
+                              const int32_t *d_pos0, float theta, float rope_scale, float eps,
+                              cudaStream_t stream);
+
+/* ---- attention.cu */
+
+/* Prefill attention (flash attention on tensor cores, mma.sync bf16, sm_80+).
+ * Math and mask as kernels.h attention_prefill; head h of q row t is
+ * q[t * ld_q + h * head_dim], of k/v row j is k[j * ld_kv + kvh * head_dim].
+ * out [T, H * head_dim]. image_block [T] on the device or NULL. head_dim <= 256. */
+cudaError_t cuda_attention_prefill(bf16 *out, const bf16 *q, int ld_q, const bf16 *k, const bf16 *v,
+                                   int ld_kv, const int32_t *image_block, int n_tokens, int n_heads,
+                                   int n_kv_heads, int head_dim, int causal, int window, float scale,
+                                   cudaStream_t stream);
+
+/* Floats of scratch cuda_attention_decode needs for n_splits. */
+size_t cuda_attention_decode_scratch_floats(int n_heads, int head_dim, int n_splits);
+
+/* Single-token decode attention split over the KV sequence (flash-decoding):
+ * n_keys = *d_pos + 1, capped at `ring` when ring > 0 (a local layer's ring of
+ * window slots). Each of n_splits blocks per KV head reduces a slice of the
+ * slots to a partial softmax; a second kernel merges them.
+ * q, out [H * head_dim]; caches [slots, KVH * head_dim]; head_dim % 8 == 0, <= 256. */
+cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache, const bf16 *v_cache,
+                                  const int32_t *d_pos, int ring, int n_heads, int n_kv_heads, int head_dim,
+                                  float scale, float *scratch, int n_splits, cudaStream_t stream);
+
+/* Writes K/V rows t = 0..T-1 (row stride ld) of positions p = *d_pos + t (0
+ * when d_pos is NULL) into the caches [slots, kv_dim]: slot = p % ring when
+ * ring > 0 (rows older than the last `ring` are skipped), else p. */
+cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, int ld, int n_tokens,
+                          int kv_dim, const int32_t *d_pos, int ring, cudaStream_t stream);
+
+/* ---- gelu.cu */
+
+/* out[t, i] = bf16(gelu_tanh(gu[t, i]) * gu[t, width + i])   gu [T, 2 * width] (gate | up) */
+cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows, int width, cudaStream_t stream);
+/* x = gelu_tanh(x), in place */
+cudaError_t cuda_gelu_tanh(bf16 *x, long long n, cudaStream_t stream);
+
+/* ---- matmul.cu: batch-1 GEMV (cuBLASLt is slow at one row) */
+
+/* y[o] = sum_i x[i] * w[o, i] (+ bias[o])   w [out, in]. Fast path (16-byte loads) when
+ * in_dim % 8 == 0 and x, w are 16-byte aligned; a scalar kernel otherwise. */
+cudaError_t cuda_gemv(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, int in_dim, int out_dim,
+                      cudaStream_t stream);
+/* The same with fp32 output (the logits). */
+cudaError_t cuda_gemv_f32(float *y, const bf16 *x, const bf16 *w, int in_dim, int out_dim,
+                          cudaStream_t stream);
+
+/* ---- residual.cu */
+
+/* x[i] = bf16(x[i] + y[i]) */
+cudaError_t cuda_residual_add(bf16 *x, const bf16 *y, long long n, cudaStream_t stream);
+
+/* ---- layernorm.cu (SigLIP) */
+
+/* out = (x - mean) / sqrt(var + eps) * w + b (biased variance); in place ok */
+cudaError_t cuda_layernorm(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n_rows, int dim,
+                           float eps, cudaStream_t stream);
+
+/* ---- patch_embed.cu (SigLIP): the conv as im2col + GEMM */
+
+/* patches[p, c * P * P + ky * P + kx] = bf16(pixels[c, row * P + ky, col * P + kx]), p = row * G + col,
+ * columns k_pad > C * P * P zero-filled.  pixels fp32 [C, S, S]; patches [G * G, k_pad]. */
+cudaError_t cuda_patch_im2col(bf16 *patches, const float *pixels, int image_size, int patch, int channels,
+                              int k_pad, cudaStream_t stream);
+
+/* ---- avgpool.cu (projector) */
+
+/* out[(r / k) * (G / k) + c / k, :] = mean of the k x k rows of the window  x [G * G, dim] */
+cudaError_t cuda_avgpool_grid(bf16 *out, const bf16 *x, int grid, int k, int dim, cudaStream_t stream);
+
+/* ---- sampling.cu (fp32 logits) */
+
+/* x = softmax(x) in place */
+cudaError_t cuda_softmax(float *x, int n, cudaStream_t stream);
+/* *out = index of the largest value (first on ties; NaN never wins) */
+cudaError_t cuda_argmax(int32_t *out, const float *x, int n, cudaStream_t stream);
+/* Bytes of scratch cuda_sample_logits needs for n logits. */
+size_t cuda_sample_scratch_bytes(int n);
+/* *out = kernels.h sample_logits(logits, n, temperature, top_k, top_p, coin): the
+ * same function on the device. logits is overwritten. */
+cudaError_t cuda_sample_logits(int32_t *out, float *logits, int n, float temperature, int top_k, float top_p,
+                               float coin, void *scratch, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
