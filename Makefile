@@ -28,6 +28,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
 PROGRAMS := $(BUILD)/medgemma $(BUILD)/unit_tests $(if $(wildcard weights-fetch/main.c),$(BUILD)/weights-fetch)
+PROGRAMS += $(BUILD)/image-tool
 
 # CUDA backend (adds CUDA_OBJ, CUDA_LDLIBS, CUDA_PROGRAMS, -DMEDGEMMA_CUDA).
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -56,6 +57,10 @@ $(BUILD)/weights-fetch: $(BUILD)/obj/weights-fetch/main.o $(BUILD)/libmedgemma.a
 
 $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libmedgemma.a
 	$(CC) $(LDFLAGS) $(UNIT_OBJ) $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+# image/'s command-line driver for its parity test and benchmark (tests/image/).
+$(BUILD)/image-tool: $(BUILD)/obj/tests/image/image_tool.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
 
 deps:
 	bash tests/install_deps.sh

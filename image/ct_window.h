@@ -3,11 +3,11 @@
  *
  * CT: a raw slice (16-bit grayscale PNG of the stored DICOM values) becomes
  * Hounsfield units hu = stored * rescale_slope + rescale_intercept, and each of
- * R, G, B is one window: channel = (clip(hu, lo, hi) - lo) / (hi - lo) * 255,
- * truncated to 8 bits, as in Google's MedGemma 1.5 CT notebook. Defaults:
+ * R, G, B is one window: channel = round((clip(hu, lo, hi) - lo) / (hi - lo) * 255)
+ * (float32, ties to even), as in Google's MedGemma 1.5 CT notebook. Defaults:
  * R -1024..1024 (wide), G -135..215 (soft tissue), B 0..80 (brain).
- * MRI: value = (v - min) / (max - min) * 255 with min and max taken over the
- * whole volume, the same value in all three channels.
+ * MRI: value = round((v - min) / (max - min) * 255) with min and max taken
+ * over the whole volume, the same value in all three channels.
  * Long series are sampled evenly down to at most 85 slices. */
 #ifndef IMAGE_CT_WINDOW_H
 #define IMAGE_CT_WINDOW_H
@@ -38,9 +38,9 @@ typedef struct {
 
 /* How stored sample values become physical values (DICOM tags). */
 typedef struct {
-    float rescale_slope;     /* (0028,1053); 0 means 1 */
-    float rescale_intercept; /* (0028,1052); e.g. -1024 */
-    int pixels_signed;       /* (0028,0103) PixelRepresentation: 1 = stored as int16 two's complement */
+    double rescale_slope;     /* (0028,1053); 0 means 1 */
+    double rescale_intercept; /* (0028,1052); e.g. -1024 */
+    int pixels_signed;        /* (0028,0103) PixelRepresentation: 1 = stored as int16 two's complement */
 } RescaleParams;
 
 /* Checks a window set (finite, lo < hi); the message names the channel. */
@@ -62,8 +62,9 @@ int mri_slice_to_rgb8(const DecodedImage *gray, const RescaleParams *rescale, fl
                       DecodedImage *out_rgb8, Error *err);
 
 /* Picks which of n_total slices (in series order) to keep: all of them when
- * n_total <= max_n, else max_n indices spread evenly from the first to the
- * last, ascending. Writes the count it chose (<= max_n) and returns it;
+ * n_total <= max_n, else index round(i / max_n * (n_total - 1)) for
+ * i = 1..max_n (ties to even), exactly the CT notebook's choice: evenly
+ * spread, ending at the last slice, ascending. Writes the count it chose (<= max_n) and returns it;
  * -1 on bad arguments (n_total < 1, max_n < 1). */
 int sample_slices_evenly(int n_total, int max_n, int *indices);
 

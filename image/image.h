@@ -36,8 +36,9 @@ typedef enum { IMAGE_FORMAT_PNG = 1, IMAGE_FORMAT_JPEG = 2 } ImageFormat;
 typedef struct {
     ImageFormat format;
     int width, height;
-    int channels;  /* as stored: 1 gray, 2 gray+alpha, 3 RGB (also palette, YCbCr), 4 RGBA/CMYK */
-    int bit_depth; /* bits per sample as stored: 1, 2, 4, 8 or 16 */
+    int channels;       /* as stored: 1 gray, 2 gray+alpha, 3 RGB (also palette, YCbCr), 4 RGBA/CMYK */
+    int bit_depth;      /* bits per sample as stored: 1, 2, 4, 8 or 16 */
+    int png_color_type; /* PNG only: 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA */
 } ImageInfo;
 
 /* Reads the header (PNG IHDR, JPEG SOF) and checks the limits (NULL limits:
@@ -61,6 +62,9 @@ typedef enum {
     /* One gray channel at the stored depth (8 or 16 bit): raw CT/MRI slices
      * (grayscale PNG only; anything else is an error naming the color type). */
     IMAGE_DECODE_GRAY_RAW = 1,
+    /* 8-bit RGB with transparency (alpha channel or tRNS) composited onto
+     * white, as transformers >= 5 converts images with alpha. */
+    IMAGE_DECODE_RGB8_ON_WHITE = 2,
 } ImageDecodeMode;
 
 /* Decodes a PNG or JPEG (limits checked first). On success *out owns its
@@ -70,9 +74,11 @@ int image_decode(const uint8_t *bytes, size_t n, const ImageLimits *limits, Imag
 void decoded_image_free(DecodedImage *img);
 
 typedef struct {
-    int size;          /* output side in pixels; 0 means 896 */
-    int pad_to_square; /* 1: zero-pad to a square (centered) before resizing, as
-                          MedGemma's X-ray notebooks do */
+    int size;           /* output side in pixels; 0 means 896 */
+    int pad_to_square;  /* 1: zero-pad to a square (centered) before resizing, as
+                           MedGemma's X-ray notebooks do */
+    int alpha_on_white; /* 1: composite transparency onto white (transformers >= 5);
+                           0 (default): drop alpha, as transformers 4.x and MODEL.md */
 } PreprocessOptions;
 
 #define IMAGE_MODEL_SIZE 896

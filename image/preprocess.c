@@ -1,0 +1,69 @@
+/* From decoded RGB pixels to the vision tower's input (image.h):
+ * optional centered zero-pad to a square, Pillow BILINEAR resize to
+ * size x size, then x/255 and (x - 0.5)/0.5 per channel, channels first.
+ * The last two steps are a 256-entry table applied as the resize writes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "image/image.h"
+#include "image/resize.h"
+
+/* transformers computes float32(v * (1/255) in float64), then
+ * (x - 0.5) / 0.5 in float32; the table holds exactly those values. */
+static void build_lut(float lut[256]) {
+    for (int v = 0; v < 256; v++) {
+        float x = (float)((double)v * (1.0 / 255.0));
+        lut[v] = (x - 0.5f) / 0.5f;
+    }
+}
+
+/* MedGemma's X-ray notebooks: np.pad with d//2 before and d - d//2 after. */
+static uint8_t *pad_square(const DecodedImage *img, int *side, Error *err) {
+    int w = img->width, h = img->height;
+    int s = w > h ? w : h;
+    uint8_t *out = calloc((size_t)s * s, 3);
+    if (!out) {
+        error_set(err, "pad: out of memory for a %dx%d image", s, s);
+        return NULL;
+    }
+    int x0 = (s - w) / 2, y0 = (s - h) / 2;
+    const uint8_t *src = img->pixels;
+    for (int y = 0; y < h; y++)
+        memcpy(out + ((size_t)(y0 + y) * s + x0) * 3, src + (size_t)y * w * 3, (size_t)w * 3);
+    *side = s;
+    return out;
+}
+
+int image_rgb8_to_tensor(const DecodedImage *rgb8, const PreprocessOptions *opt, float *out_chw, Error *err) {
+    if (!rgb8 || !rgb8->pixels || rgb8->channels != 3 || rgb8->bit_depth != 8 || rgb8->width < 1 ||
+        rgb8->height < 1)
+        return error_set(err, "preprocess: expected a non-empty 8-bit RGB image");
+    int size = opt && opt->size > 0 ? opt->size : IMAGE_MODEL_SIZE;
+    float lut[256];
+    build_lut(lut);
+    const uint8_t *src = rgb8->pixels;
+    int w = rgb8->width, h = rgb8->height;
+    uint8_t *padded = NULL;
+    if (opt && opt->pad_to_square && w != h) {
+        int side;
+        padded = pad_square(rgb8, &side, err);
+        if (!padded)
+            return -1;
+        src = padded;
+        w = h = side;
+    }
+    int rc = resize_bilinear(src, w, h, 3, size, size, NULL, out_chw, lut, err);
+    free(padded);
+    return rc;
+}
+
+int image_to_tensor(const uint8_t *bytes, size_t n, const ImageLimits *limits, const PreprocessOptions *opt,
+                    float *out_chw, Error *err) {
+    DecodedImage img;
+    ImageDecodeMode mode = opt && opt->alpha_on_white ? IMAGE_DECODE_RGB8_ON_WHITE : IMAGE_DECODE_RGB8;
+    if (image_decode(bytes, n, limits, mode, &img, err) != 0)
+        return -1;
+    int rc = image_rgb8_to_tensor(&img, opt, out_chw, err);
+    decoded_image_free(&img);
+    return rc;
+}
