@@ -1,5 +1,6 @@
 /* build/weights-fetch: command-line front end of weights_fetch (fetch.h).
  * Exit status: 0 done, 1 the fetch failed (message on stderr), 2 usage. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ static int parse_progress(const char *s, FetchProgress *out) {
 }
 
 int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN); /* a peer that hangs up is an error to handle, not a reason to die */
     FetchOptions o = {0};
     FetchEnv env;
     weights_fetch_options_from_env(&o, &env);

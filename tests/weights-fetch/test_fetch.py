@@ -95,6 +95,12 @@ def check(cond, why):
         raise Failed(why)
 
 
+def check_clean(stderr):
+    """Under make test-asan, a sanitizer report fails the case even when the exit status looks right."""
+    for marker in ("Sanitizer", "runtime error:"):
+        check(marker not in stderr, "sanitizer report: " + stderr[stderr.find(marker) - 200:][:1500])
+
+
 class Env:
     """The fake Hub process, its log, and a scratch folder."""
 
@@ -158,8 +164,10 @@ class Env:
     def run(self, repo, out, *args, token=GOOD, env=None, timeout=RUN_TIMEOUT):
         cmd = [BIN, repo, "--out", out, "--progress", "lines", *args]
         p = subprocess.run(cmd, env=env or self.env(token), capture_output=True, timeout=timeout)
-        check(p.returncode >= 0, f"killed by signal {-p.returncode}: {p.stderr.decode()[-500:]}")
-        return p.returncode, p.stderr.decode(errors="replace")
+        err = p.stderr.decode(errors="replace")
+        check(p.returncode >= 0, f"killed by signal {-p.returncode}: {err[-500:]}")
+        check_clean(err)
+        return p.returncode, err
 
 
 def expected(repo, path):
@@ -457,6 +465,7 @@ def test_progress_bar_on_terminal(e):
             data += chunk
     _, status = os.waitpid(pid, 0)
     text = data.decode(errors="replace")
+    check_clean(text)
     check(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"status {status}: {text[-300:]}")
     check("\r[" in text and "%" in text and ("MB/s" in text or "KB/s" in text), f"no bar: {text[-300:]!r}")
     rc, err = e.run("test/happy", e.new_dir("lines"))
@@ -478,6 +487,7 @@ def test_disk_full(e):
     p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], env=e.env(),
                        capture_output=True, timeout=RUN_TIMEOUT)
     err = p.stderr.decode()
+    check_clean(err)
     check(p.returncode == 1 and "disk full" in err and "needs" in err, f"preflight: {p.returncode} {err[-300:]}")
     # 2) The disk fills up during the download (another writer takes the space).
     script = (f'mount -t tmpfs -o size=1m tmpfs "{mnt}" && {{ "{BIN}" test/diskfull2 --out "{mnt}/out" '
@@ -485,6 +495,7 @@ def test_disk_full(e):
     p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], env=e.env(),
                        capture_output=True, timeout=RUN_TIMEOUT)
     err = p.stderr.decode()
+    check_clean(err)
     check(p.returncode == 1 and "disk full while writing big.bin" in err, f"mid-write: {p.returncode} {err[-300:]}")
 
 
