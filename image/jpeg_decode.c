@@ -20,6 +20,10 @@ int jpeg_probe(const uint8_t *bytes, size_t n, ImageInfo *info, Error *err) {
         return -1;
     }
     tjDestroy(tj);
+    /* libjpeg reports a stream that ends before its frame header as
+     * "tables only", with no size. */
+    if (w <= 0 || h <= 0)
+        return error_set(err, "JPEG header is truncated or corrupt (no frame size found)");
     info->format = IMAGE_FORMAT_JPEG;
     info->width = w;
     info->height = h;
