@@ -37,7 +37,8 @@ Service:
   --max-instances N         scale-out limit (L4 quota)              [1]
   --cpu N                   vCPUs, 4 or 8                           [4]
   --memory SIZE             e.g. 16Gi, 32Gi     [32Gi with fetch, else 16Gi]
-  --timeout SECONDS         request timeout, at most 3600           [1800]
+  --timeout SECONDS         request timeout, queue wait included, at most 3600 [900];
+                            the server gives up 10 s earlier, so clients get its error
   --startup-timeout SECONDS how long /health may answer 503 at start, at most 1800 [1200]
   --service-account EMAIL   runtime service account     [the default compute account]
   --api-key-secret NAME     also require `Authorization: Bearer KEY` (key in this secret)
@@ -108,7 +109,7 @@ min_instances=0
 max_instances=1
 cpu=4
 memory=""
-timeout=1800
+timeout=900
 startup_timeout=1200
 service_account=""
 api_key_secret=""
@@ -192,8 +193,8 @@ fi
 mib="$(memory_mib "$memory")" || die "--memory must look like 16Gi or 32768Mi, not '$memory'"
 [ "$mib" -ge 16384 ] || die "--memory must be at least 16Gi with an L4 GPU, not '$memory'"
 [ "$mib" -le 32768 ] || die "--memory can be at most 32Gi with an L4 GPU, not '$memory'"
-if [ "$timeout" -lt 1 ] || [ "$timeout" -gt 3600 ]; then
-    die "--timeout must be 1..3600 seconds"
+if [ "$timeout" -lt 20 ] || [ "$timeout" -gt 3600 ]; then
+    die "--timeout must be 20..3600 seconds"
 fi
 if [ "$startup_timeout" -lt 10 ] || [ "$startup_timeout" -gt 1800 ]; then
     die "--startup-timeout must be 10..1800 seconds (Cloud Run's limit for GPU services)"
@@ -341,7 +342,10 @@ none) ;;
 esac
 
 # ---- deploy
-env_vars="MEDGEMMA_MAX_QUEUE=${max_queue},MEDGEMMA_BACKEND=cuda,MEDGEMMA_MODEL_DIR=${model_dir},MEDGEMMA_MODEL_REPO=${model_repo}"
+# The server's own deadline (queue wait included) ends a request 10 s before Cloud Run
+# would cut it with a bare 504, so the client gets a JSON error and the GPU moves on.
+env_vars="MEDGEMMA_MAX_QUEUE=${max_queue},MEDGEMMA_REQUEST_TIMEOUT_S=$((timeout - 10)),MEDGEMMA_BACKEND=cuda"
+env_vars+=",MEDGEMMA_MODEL_DIR=${model_dir},MEDGEMMA_MODEL_REPO=${model_repo}"
 [ -z "$api_key_secret" ] || env_vars+=",MEDGEMMA_API_KEY_FILE=/secrets/api-key/key"
 deploy=(gcloud run deploy "$service" --project="$project" --region="$region" --image="$image"
     --gpu=1 --gpu-type=nvidia-l4 --cpu="$cpu" --memory="$memory" --no-cpu-throttling

@@ -162,7 +162,7 @@ else
 fi
 
 for bad in "--max-queue abc" "--cpu 2" "--memory 8Gi" "--memory 64Gi" "--startup-timeout 4000" \
-    "--timeout 0" "--min-instances 3 --max-instances 2" "--weights gcs" "--weights s3" \
+    "--timeout 10" "--timeout 3601" "--min-instances 3 --max-instances 2" "--weights gcs" "--weights s3" \
     "--build none" "--bucket-path a,b --weights gcs --bucket x"; do
     # shellcheck disable=SC2086 # word splitting of the option list is intended
     run_deploy "$tmp/bin" -- $bad my-project
@@ -200,6 +200,8 @@ want "--min-instances=0" has_word "$deploy" --min-instances=0
 want "MEDGEMMA_MAX_QUEUE=8 in env" in_list "$envs" MEDGEMMA_MAX_QUEUE=8
 want "--concurrency=9 (1 running + 8 queued)" has_word "$deploy" --concurrency=9
 want "MEDGEMMA_BACKEND=cuda" in_list "$envs" MEDGEMMA_BACKEND=cuda
+want "--timeout=900" has_word "$deploy" --timeout=900
+want "server deadline not 10 s inside Cloud Run's timeout" in_list "$envs" MEDGEMMA_REQUEST_TIMEOUT_S=890
 want "MEDGEMMA_MODEL_DIR=/models/medgemma" in_list "$envs" MEDGEMMA_MODEL_DIR=/models/medgemma
 wantnot "HF_TOKEN as a plain env var" grep -q HF_TOKEN <<<"$envs"
 want "--update-secrets=HF_TOKEN=hf-token:latest" has_word "$deploy" --update-secrets=HF_TOKEN=hf-token:latest

@@ -32,54 +32,12 @@ def report(name, problems, skip=None):
         print(f"ok {name}")
 
 
-# ---- Dockerfile parsing: instructions with continuations joined, comments dropped
-def parse_dockerfile(path):
-    instrs, buf = [], ""
-    with open(path) as f:
-        for raw in f:
-            line = raw.rstrip("\n")
-            if not buf and (line.strip().startswith("#") or not line.strip()):
-                continue
-            if buf and line.strip().startswith("#"):
-                continue
-            if line.endswith("\\"):
-                buf += line[:-1] + " "
-                continue
-            buf += line
-            word, _, rest = buf.strip().partition(" ")
-            instrs.append((word.upper(), rest.strip()))
-            buf = ""
-    return instrs
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dockerfile import apt_packages, runs, stages  # noqa: E402
 
-
-INSTRS = parse_dockerfile(os.path.join(ROOT, "Dockerfile"))
-GLOBAL_ARGS = {}
-STAGES = []  # [{"name", "base", "instrs"}]
-for word, rest in INSTRS:
-    if word == "FROM":
-        m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?$", rest, re.I)
-        base = re.sub(r"\$\{(\w+)\}", lambda v: GLOBAL_ARGS.get(v.group(1), v.group(0)), m.group(1))
-        STAGES.append({"name": m.group(2), "base": base, "instrs": []})
-    elif not STAGES and word == "ARG":
-        k, _, v = rest.partition("=")
-        GLOBAL_ARGS[k] = v
-    else:
-        STAGES[-1]["instrs"].append((word, rest))
+GLOBAL_ARGS, STAGES = stages()
 BY_NAME = {s["name"]: s for s in STAGES}
 RUNTIME = STAGES[-1]
-
-
-def runs(stage):
-    return [rest for word, rest in stage["instrs"] if word == "RUN"]
-
-
-def apt_packages(stage):
-    pkgs = []
-    for cmd in runs(stage):
-        m = re.search(r"apt-get install (.*?)(?:&&|$)", cmd)
-        if m:
-            pkgs += [w for w in m.group(1).split() if not w.startswith("-")]
-    return pkgs
 
 
 def make_command():

@@ -1,0 +1,160 @@
+"""Starts build/medgemma the way the container does, without Docker: the
+runtime stage's ENTRYPOINT argv and ENV, plus the env vars deploy.sh sets on
+Cloud Run, with a tiny synthetic model on the CPU backend, bound to loopback.
+Checks that serve knows every env var the deployment relies on, that it
+listens on $PORT (the ENTRYPOINT has no --port), that /health turns 200 once
+the model is loaded, and that SIGTERM ends it with status 0 within Cloud Run's
+10 s grace period.
+
+Prints "ok NAME" / "FAIL NAME: why" / "skip NAME: why"; exits 1 on a failure.
+"""
+import http.client
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dockerfile import ROOT, stages  # noqa: E402
+
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+MEDGEMMA = os.path.join(BUILD, "medgemma")
+failed = False
+
+
+def report(name, problems, skip=None):
+    global failed
+    if skip:
+        print(f"skip {name}: {skip}")
+    elif problems:
+        failed = True
+        print(f"FAIL {name}: {'; '.join(problems)}")
+    else:
+        print(f"ok {name}")
+
+
+_, STAGES = stages()
+runtime = STAGES[-1]
+image_env = {}
+for word, rest in runtime["instrs"]:
+    if word == "ENV":
+        for item in shlex.split(rest):
+            k, _, v = item.partition("=")
+            image_env[k] = v
+entry = [re.sub(r'^"|"$', "", x.strip()) for r in [rest for w, rest in runtime["instrs"] if w == "ENTRYPOINT"][-1:]
+         for x in r.strip("[]").split(",")]
+
+# The env vars deploy.sh puts on the service (from its dry run).
+dry = subprocess.run(["bash", os.path.join(ROOT, "deploy.sh"), "--dry-run", "--tag", "t", "--api-key-secret", "k",
+                      "proj-123"], capture_output=True, text=True)
+m = re.search(r"--set-env-vars=(\S+)", dry.stdout)
+deploy_env = dict(kv.split("=", 1) for kv in m.group(1).strip("'").split(",")) if m else {}
+
+help_run = subprocess.run([MEDGEMMA, "serve", "--help"], capture_output=True, text=True) if os.path.exists(MEDGEMMA) else None
+serve_missing = None
+if help_run is None:
+    serve_missing = f"{MEDGEMMA} is not built (run make)"
+elif "not part of this build" in help_run.stderr or "unknown command" in help_run.stderr:
+    serve_missing = "the serve command is not in this build yet (cli/cmd_serve.c)"
+
+# ---- 1. serve documents every variable the image and deploy.sh set
+if serve_missing:
+    report("serve_knows_the_deployment_env", [], skip=serve_missing)
+else:
+    text = help_run.stdout + help_run.stderr
+    names = [k for k in list(image_env) + list(deploy_env) + ["MEDGEMMA_API_KEY_FILE"]
+             if k == "PORT" or k.startswith("MEDGEMMA_")]
+    p = [] if names else ["no MEDGEMMA_* variables found in the Dockerfile or deploy.sh"]
+    p += [f"'serve --help' does not mention {k}" for k in sorted(set(names)) if k not in text]
+    if help_run.returncode != 0:
+        p.append(f"'serve --help' exited {help_run.returncode}")
+    report("serve_knows_the_deployment_env", p)
+
+
+# ---- 2. the container's start, outside the container
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def health(port):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", "/health")
+        r = c.getresponse()
+        r.read()
+        c.close()
+        return r.status
+    except OSError:
+        return None
+
+
+if serve_missing:
+    report("container_start_port_health_sigterm", [], skip=serve_missing)
+elif not entry or entry[0] != "/usr/local/bin/medgemma":
+    report("container_start_port_health_sigterm", [f"unexpected ENTRYPOINT {entry}"])
+else:
+    p = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "model")
+        r = subprocess.run([MEDGEMMA, "synth-model", "--preset", "tiny", "--out", model], capture_output=True, text=True)
+        if r.returncode != 0:
+            p.append(f"synth-model failed: {r.stderr.strip()[-200:]}")
+        port = free_port()
+        env = {"PATH": "/usr/bin:/bin", "HOME": tmp}
+        env.update(image_env)
+        env.update(deploy_env)
+        env.pop("MEDGEMMA_API_KEY_FILE", None)
+        # Loopback only, the CPU backend, the temp model; PORT as Cloud Run sets it.
+        env.update(PORT=str(port), MEDGEMMA_HOST="127.0.0.1", MEDGEMMA_MODEL_DIR=model, MEDGEMMA_BACKEND="cpu")
+        argv = [MEDGEMMA] + entry[1:]
+        log = open(os.path.join(tmp, "serve.log"), "w+")
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            status, deadline = None, time.time() + 60
+            while time.time() < deadline and proc.poll() is None:
+                status = health(port)
+                if status == 200:
+                    break
+                if status not in (None, 503):
+                    p.append(f"/health answered {status} while starting (want 503, then 200)")
+                    break
+                time.sleep(0.2)
+            if proc.poll() is not None:
+                p.append(f"serve exited with {proc.returncode} during start")
+            elif status != 200:
+                p.append(f"/health on $PORT={port} not 200 after 60 s (last: {status})")
+            if proc.poll() is None:
+                t0 = time.time()
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    rc = proc.wait(timeout=10)
+                    if rc != 0:
+                        p.append(f"exit status {rc} after SIGTERM, want 0")
+                except subprocess.TimeoutExpired:
+                    p.append("still running 10 s after SIGTERM (Cloud Run would SIGKILL it)")
+                else:
+                    if time.time() - t0 > 10:
+                        p.append("took over 10 s to stop")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if p:
+                log.seek(0)
+                p.append("log tail: " + " | ".join(log.read().splitlines()[-5:])[-400:])
+            log.close()
+    report("container_start_port_health_sigterm", p)
+
+if not deploy_env:
+    report("deploy_env_parsed", ["no --set-env-vars in deploy.sh --dry-run output"])
+
+sys.exit(1 if failed else 0)
