@@ -9,14 +9,15 @@
 #include "engine/synth_model.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: medgemma synth-model --preset tiny|medgemma-4b|gemma3-270m --out DIR [--seed S]\n"
-               "                            [--layout old|new] [--assets DIR] [--threads N]\n"
-               "Writes config.json, generation_config.json, random bf16 safetensors with the preset's exact\n"
-               "tensor names, shapes and dtypes (sharded with an index past 5 GiB), and the Gemma 3 tokenizer.\n"
-               "  --layout  key layout of a multimodal preset: old = language_model.model.* (transformers 4.50,\n"
-               "            the medgemma-4b default), new = model.language_model.*\n"
-               "  --assets  folder with tokenizer.json(.xz) and tokenizer_config.json (default: the repo's\n"
-               "            assets/gemma3-tokenizer; env MEDGEMMA_ASSETS)\n");
+    fprintf(
+        f, "usage: medgemma synth-model --preset tiny|medgemma-4b|gemma3-270m --out DIR [--seed S]\n"
+           "                            [--layout old|new] [--assets DIR] [--threads N]\n"
+           "Writes config.json, generation_config.json, random bf16 safetensors with the preset's exact\n"
+           "tensor names, shapes and dtypes (sharded with an index past 5 GiB), and the Gemma 3 tokenizer.\n"
+           "  --layout  key layout of a multimodal preset: old = language_model.model.* (transformers 4.50,\n"
+           "            the medgemma-4b default), new = model.language_model.*\n"
+           "  --assets  folder with tokenizer.json(.xz) and tokenizer_config.json (default: the repo's\n"
+           "            assets/gemma3-tokenizer; env MEDGEMMA_ASSETS)\n");
 }
 
 int cmd_synth_model(int argc, char **argv) {

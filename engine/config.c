@@ -11,15 +11,16 @@
 #include <string.h>
 
 /* Reads an integer field into *out when present; fails on a wrong type or range. */
-static int read_int(const cJSON *obj, const char *key, int *out, int min, int max, const char *where, Error *err) {
+static int read_int(const cJSON *obj, const char *key, int *out, int min, int max, const char *where,
+                    Error *err) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!item || cJSON_IsNull(item))
         return 0;
     if (!cJSON_IsNumber(item) || item->valuedouble != floor(item->valuedouble))
         return error_set(err, "config.json: %s\"%s\" must be an integer", where, key);
     if (item->valuedouble < min || item->valuedouble > max)
-        return error_set(err, "config.json: %s\"%s\" = %.0f is outside [%d, %d]", where, key, item->valuedouble,
-                         min, max);
+        return error_set(err, "config.json: %s\"%s\" = %.0f is outside [%d, %d]", where, key,
+                         item->valuedouble, min, max);
     *out = (int)item->valuedouble;
     return 0;
 }
@@ -64,8 +65,8 @@ static int read_rope_entry(const cJSON *entry, float *theta, float *scale, const
     } else if (!strcmp(name, "default")) {
         *scale = 1.0f;
     } else {
-        return error_set(err, "config.json: %s.rope_type \"%.32s\" is not supported (default or linear)", what,
-                         name);
+        return error_set(err, "config.json: %s.rope_type \"%.32s\" is not supported (default or linear)",
+                         what, name);
     }
     return read_float(entry, "rope_theta", theta, what, err);
 }
@@ -107,29 +108,34 @@ static int parse_text(TextConfig *t, const cJSON *obj, const char *where, Error 
         read_bool(obj, "tie_word_embeddings", &t->tie_word_embeddings, where, err))
         return -1;
     if (t->num_heads % t->num_kv_heads != 0)
-        return error_set(err, "config.json: %snum_attention_heads %d is not a multiple of num_key_value_heads %d",
+        return error_set(err,
+                         "config.json: %snum_attention_heads %d is not a multiple of num_key_value_heads %d",
                          where, t->num_heads, t->num_kv_heads);
     if (t->head_dim % 2 != 0)
         return error_set(err, "config.json: %shead_dim %d must be even for RoPE", where, t->head_dim);
     if (!(t->query_pre_attn_scalar > 0) || !(t->rms_norm_eps > 0))
-        return error_set(err, "config.json: %squery_pre_attn_scalar and rms_norm_eps must be positive", where);
+        return error_set(err, "config.json: %squery_pre_attn_scalar and rms_norm_eps must be positive",
+                         where);
 
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(obj, "hidden_activation");
     if (act && !cJSON_IsNull(act) &&
-        (!cJSON_IsString(act) || (strcmp(act->valuestring, "gelu_pytorch_tanh") && strcmp(act->valuestring, "gelu_tanh"))))
+        (!cJSON_IsString(act) ||
+         (strcmp(act->valuestring, "gelu_pytorch_tanh") && strcmp(act->valuestring, "gelu_tanh"))))
         return error_set(err, "config.json: %shidden_activation must be \"gelu_pytorch_tanh\"", where);
     int bidirectional = 0;
     if (read_bool(obj, "use_bidirectional_attention", &bidirectional, where, err))
         return -1;
     if (bidirectional)
-        return error_set(err, "config.json: %suse_bidirectional_attention=true (an embedding model) is not supported",
-                         where);
+        return error_set(
+            err, "config.json: %suse_bidirectional_attention=true (an embedding model) is not supported",
+            where);
 
     /* Layer types: explicit list, else every `sliding_window_pattern`-th layer is global. */
     const cJSON *types = cJSON_GetObjectItemCaseSensitive(obj, "layer_types");
     if (types && !cJSON_IsNull(types)) {
         if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != t->num_layers)
-            return error_set(err, "config.json: %slayer_types must be a list of %d strings", where, t->num_layers);
+            return error_set(err, "config.json: %slayer_types must be a list of %d strings", where,
+                             t->num_layers);
         for (int i = 0; i < t->num_layers; i++) {
             const cJSON *lt = cJSON_GetArrayItem(types, i);
             if (cJSON_IsString(lt) && !strcmp(lt->valuestring, "full_attention"))
@@ -137,9 +143,9 @@ static int parse_text(TextConfig *t, const cJSON *obj, const char *where, Error 
             else if (cJSON_IsString(lt) && !strcmp(lt->valuestring, "sliding_attention"))
                 t->layer_is_global[i] = 0;
             else
-                return error_set(err,
-                                 "config.json: %slayer_types[%d] must be \"full_attention\" or \"sliding_attention\"",
-                                 where, i);
+                return error_set(
+                    err, "config.json: %slayer_types[%d] must be \"full_attention\" or \"sliding_attention\"",
+                    where, i);
         }
     } else {
         int pattern = 6;
@@ -169,7 +175,8 @@ static int parse_text(TextConfig *t, const cJSON *obj, const char *where, Error 
             if (sliding && read_rope_entry(sliding, &t->rope_theta_local, &t->rope_scale_local,
                                            "rope_parameters.sliding_attention", err))
                 return -1;
-        } else if (read_rope_entry(params, &t->rope_theta_global, &t->rope_scale_global, "rope_parameters", err)) {
+        } else if (read_rope_entry(params, &t->rope_theta_global, &t->rope_scale_global, "rope_parameters",
+                                   err)) {
             return -1;
         }
     }
@@ -201,8 +208,9 @@ static int parse_vision(VisionConfig *v, const cJSON *obj, Error *err) {
         read_float(obj, "layer_norm_eps", &v->layer_norm_eps, where, err))
         return -1;
     if (v->hidden_size % v->num_heads != 0)
-        return error_set(err, "config.json: vision_config.hidden_size %d is not a multiple of num_attention_heads %d",
-                         v->hidden_size, v->num_heads);
+        return error_set(
+            err, "config.json: vision_config.hidden_size %d is not a multiple of num_attention_heads %d",
+            v->hidden_size, v->num_heads);
     if (v->image_size % v->patch_size != 0)
         return error_set(err, "config.json: vision_config.image_size %d is not a multiple of patch_size %d",
                          v->image_size, v->patch_size);
@@ -282,7 +290,9 @@ int config_parse(ModelConfig *c, const char *json_text, Error *err) {
         int grid = c->vision.image_size / c->vision.patch_size;
         int side = (int)lround(sqrt((double)c->mm_tokens_per_image));
         if (side * side != c->mm_tokens_per_image || grid % side != 0) {
-            error_set(err, "config.json: mm_tokens_per_image %d must be a square whose side divides the %dx%d patch grid",
+            error_set(err,
+                      "config.json: mm_tokens_per_image %d must be a square whose side divides the %dx%d "
+                      "patch grid",
                       c->mm_tokens_per_image, grid, grid);
             goto done;
         }
@@ -293,8 +303,10 @@ int config_parse(ModelConfig *c, const char *json_text, Error *err) {
         if (parse_text(&c->text, root, "", err))
             goto done;
     } else {
-        error_set(err, "config.json: model_type \"%.40s\" is not supported (expected \"gemma3\" or \"gemma3_text\")",
-                  type);
+        error_set(
+            err,
+            "config.json: model_type \"%.40s\" is not supported (expected \"gemma3\" or \"gemma3_text\")",
+            type);
         goto done;
     }
     if (read_int(root, "bos_token_id", &c->bos_token_id, 0, 1 << 30, "", err) ||
@@ -335,8 +347,8 @@ int config_load(ModelConfig *c, const char *model_dir, Error *err) {
     snprintf(path, sizeof path, "%s/config.json", model_dir);
     char *text = read_file_text(path, &missing);
     if (!text)
-        return error_set(err, "%s: %s", path, missing ? "missing (is this a Hugging Face model directory?)"
-                                                      : "cannot be read");
+        return error_set(err, "%s: %s", path,
+                         missing ? "missing (is this a Hugging Face model directory?)" : "cannot be read");
     int rc = config_parse(c, text, err);
     free(text);
     if (rc != 0)

@@ -73,7 +73,6 @@ typedef struct {
 /* Runs one request. Fails (returns -1, err filled) on bad input: prompt longer
  * than max_context, image count not matching the soft-token blocks, ids out of
  * range. The engine stays usable after a failure. */
-int engine_generate(Engine *engine, const GenerateRequest *request, GenerateResult *result,
-                    Error *err);
+int engine_generate(Engine *engine, const GenerateRequest *request, GenerateResult *result, Error *err);
 
 #endif

@@ -95,7 +95,8 @@ static int parse_tensor(const cJSON *entry, const char *label, size_t data_size,
     if (!cJSON_IsString(dtype))
         return error_set(err, "%s: tensor '%s': missing or non-string \"dtype\"", label, name);
     if (dtype_parse(dtype->valuestring, &t->dtype) != 0)
-        return error_set(err, "%s: tensor '%s': unsupported dtype \"%.32s\" (expected BF16, F16, F32, I32 or I64)",
+        return error_set(err,
+                         "%s: tensor '%s': unsupported dtype \"%.32s\" (expected BF16, F16, F32, I32 or I64)",
                          label, name, dtype->valuestring);
     if (!cJSON_IsArray(shape))
         return error_set(err, "%s: tensor '%s': missing or non-array \"shape\"", label, name);
@@ -151,14 +152,15 @@ static int compare_spans(const void *a, const void *b) {
 int safetensors_parse(const uint8_t *file_bytes, size_t file_size, const char *label, TensorInfo **tensors,
                       size_t *n_tensors, Error *err) {
     if (file_size < 8)
-        return error_set(err, "%s: %zu bytes is too short for a safetensors file (needs an 8-byte header length)",
+        return error_set(err,
+                         "%s: %zu bytes is too short for a safetensors file (needs an 8-byte header length)",
                          label, file_size);
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; i--)
         header_len = (header_len << 8) | file_bytes[i];
     if (header_len > file_size - 8)
-        return error_set(err, "%s: header length %llu runs past the end of the file (%zu bytes; truncated?)", label,
-                         (unsigned long long)header_len, file_size);
+        return error_set(err, "%s: header length %llu runs past the end of the file (%zu bytes; truncated?)",
+                         label, (unsigned long long)header_len, file_size);
     if (header_len > MAX_HEADER_BYTES)
         return error_set(err, "%s: header length %llu is larger than the %u-byte limit", label,
                          (unsigned long long)header_len, MAX_HEADER_BYTES);
@@ -434,7 +436,9 @@ int checkpoint_open(Checkpoint **out, const char *model_dir, Error *err) {
     return 0;
 }
 
-size_t checkpoint_count(const Checkpoint *ckpt) { return ckpt->n_tensors; }
+size_t checkpoint_count(const Checkpoint *ckpt) {
+    return ckpt->n_tensors;
+}
 
 const TensorInfo *checkpoint_tensor(const Checkpoint *ckpt, size_t index) {
     return index < ckpt->n_tensors ? &ckpt->tensors[index] : NULL;

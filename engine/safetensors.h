@@ -50,8 +50,8 @@ size_t checkpoint_total_bytes(const Checkpoint *ckpt);
  * (file_bytes, file_size = the whole file). Appends tensors to *tensors
  * (realloc'd, count in *n_tensors) with data pointing into file_bytes.
  * `label` names the file in messages. The fuzz target drives this. */
-int safetensors_parse(const uint8_t *file_bytes, size_t file_size, const char *label,
-                      TensorInfo **tensors, size_t *n_tensors, Error *err);
+int safetensors_parse(const uint8_t *file_bytes, size_t file_size, const char *label, TensorInfo **tensors,
+                      size_t *n_tensors, Error *err);
 void tensor_infos_free(TensorInfo *tensors, size_t n_tensors);
 
 const char *dtype_name(DType dtype);
@@ -68,7 +68,7 @@ typedef struct {
 /* Builds the JSON header (padded with spaces to a multiple of 8) for tensors
  * laid out in order. *header is malloc'd; *data_bytes receives the total
  * size of the data section. */
-int safetensors_build_header(const TensorSpec *specs, size_t n, char **header,
-                             size_t *header_len, size_t *data_bytes, Error *err);
+int safetensors_build_header(const TensorSpec *specs, size_t n, char **header, size_t *header_len,
+                             size_t *data_bytes, Error *err);
 
 #endif

@@ -34,10 +34,10 @@ static const Preset presets[] = {
     /* A small multimodal model with the real vocabulary, for fast tests. */
     {"tiny", 64, 128, 6, 2, 1, 32, 262208, 64, 131072, 32, 1, 32, 64, 1, 2, 14, 224, 64, 0, (size_t)1 << 40},
     /* google/medgemma-1.5-4b-it */
-    {"medgemma-4b", 2560, 10240, 34, 8, 4, 256, 262208, 1024, 131072, 256, 1, 1152, 4304, 27, 16, 14, 896, 256, 1,
-     (size_t)5 << 30},
+    {"medgemma-4b", 2560, 10240, 34, 8,  4,   256, 262208, 1024,           131072, 256, 1,
+     1152,          4304, 27,    16, 14, 896, 256, 1,      (size_t)5 << 30},
     /* google/gemma-3-270m (text only) */
-    {"gemma3-270m", 640, 2048, 18, 4, 1, 256, 262144, 512, 32768, 256, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    {"gemma3-270m",  640, 2048, 18, 4, 1, 256, 262144, 512, 32768, 256, 0, 0, 0, 0, 0, 0, 0, 0, 0,
      (size_t)1 << 40},
 };
 
@@ -45,8 +45,8 @@ typedef struct {
     char name[160];
     int n_dims;
     int64_t shape[4];
-    float scale;  /* uniform in +-scale */
-    int shard;    /* which file */
+    float scale;   /* uniform in +-scale */
+    int shard;     /* which file */
     size_t offset; /* byte offset of its data in that file */
     size_t bytes;
 } SynthTensor;
@@ -60,8 +60,9 @@ static void add(TensorList *l, const char *name, int n_dims, int64_t d0, int64_t
                 float scale) {
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 256;
-        l->items = realloc(l->items, (size_t)l->cap * sizeof *l->items);
-        PANIC_IF(!l->items, "out of memory");
+        SynthTensor *grown = realloc(l->items, (size_t)l->cap * sizeof *l->items);
+        PANIC_IF(!grown, "out of memory");
+        l->items = grown;
     }
     SynthTensor *t = &l->items[l->n++];
     memset(t, 0, sizeof *t);
@@ -81,7 +82,9 @@ static void add(TensorList *l, const char *name, int n_dims, int64_t d0, int64_t
 
 static void list_tensors(const Preset *p, int old_layout, TensorList *l) {
     char n[160];
-    const char *tp = !p->has_vision ? "model." : old_layout ? "language_model.model." : "model.language_model.";
+    const char *tp = !p->has_vision ? "model."
+                     : old_layout   ? "language_model.model."
+                                    : "model.language_model.";
     const char *vp = old_layout ? "vision_tower.vision_model." : "model.vision_tower.vision_model.";
     const char *pp = old_layout ? "multi_modal_projector." : "model.multi_modal_projector.";
     const int64_t H = p->text_hidden, I = p->text_inter, D = p->head_dim;
@@ -139,14 +142,22 @@ static void list_tensors(const Preset *p, int old_layout, TensorList *l) {
             int64_t d0, d1;
             float scale;
         } items[] = {
-            {"layer_norm1.bias", 1, VH, 0, 0.02f},        {"layer_norm1.weight", 1, VH, 0, 1.0f},
-            {"layer_norm2.bias", 1, VH, 0, 0.02f},        {"layer_norm2.weight", 1, VH, 0, 1.0f},
-            {"mlp.fc1.bias", 1, VI, 0, 0.02f},            {"mlp.fc1.weight", 2, VI, VH, svh},
-            {"mlp.fc2.bias", 1, VH, 0, 0.02f},            {"mlp.fc2.weight", 2, VH, VI, svi},
-            {"self_attn.k_proj.bias", 1, VH, 0, 0.02f},   {"self_attn.k_proj.weight", 2, VH, VH, svh},
-            {"self_attn.out_proj.bias", 1, VH, 0, 0.02f}, {"self_attn.out_proj.weight", 2, VH, VH, svh},
-            {"self_attn.q_proj.bias", 1, VH, 0, 0.02f},   {"self_attn.q_proj.weight", 2, VH, VH, svh},
-            {"self_attn.v_proj.bias", 1, VH, 0, 0.02f},   {"self_attn.v_proj.weight", 2, VH, VH, svh},
+            {"layer_norm1.bias", 1, VH, 0, 0.02f},
+            {"layer_norm1.weight", 1, VH, 0, 1.0f},
+            {"layer_norm2.bias", 1, VH, 0, 0.02f},
+            {"layer_norm2.weight", 1, VH, 0, 1.0f},
+            {"mlp.fc1.bias", 1, VI, 0, 0.02f},
+            {"mlp.fc1.weight", 2, VI, VH, svh},
+            {"mlp.fc2.bias", 1, VH, 0, 0.02f},
+            {"mlp.fc2.weight", 2, VH, VI, svi},
+            {"self_attn.k_proj.bias", 1, VH, 0, 0.02f},
+            {"self_attn.k_proj.weight", 2, VH, VH, svh},
+            {"self_attn.out_proj.bias", 1, VH, 0, 0.02f},
+            {"self_attn.out_proj.weight", 2, VH, VH, svh},
+            {"self_attn.q_proj.bias", 1, VH, 0, 0.02f},
+            {"self_attn.q_proj.weight", 2, VH, VH, svh},
+            {"self_attn.v_proj.bias", 1, VH, 0, 0.02f},
+            {"self_attn.v_proj.weight", 2, VH, VH, svh},
         };
         for (size_t k = 0; k < sizeof items / sizeof items[0]; k++) {
             snprintf(n, sizeof n, "%sencoder.layers.%d.%s", vp, i, items[k].key);
@@ -261,7 +272,8 @@ static cJSON *text_config_json(const Preset *p, int new_rope_form) {
     cJSON_AddStringToObject(t, "hidden_activation", "gelu_pytorch_tanh");
     cJSON *types = cJSON_AddArrayToObject(t, "layer_types");
     for (int i = 0; i < p->text_layers; i++)
-        cJSON_AddItemToArray(types, cJSON_CreateString((i + 1) % 6 == 0 ? "full_attention" : "sliding_attention"));
+        cJSON_AddItemToArray(types,
+                             cJSON_CreateString((i + 1) % 6 == 0 ? "full_attention" : "sliding_attention"));
     if (new_rope_form) {
         cJSON *rp = cJSON_AddObjectToObject(t, "rope_parameters");
         cJSON *full = cJSON_AddObjectToObject(rp, "full_attention");
@@ -332,7 +344,8 @@ static int write_configs(const Preset *p, const char *dir, int old_layout, Error
     if (rc != 0)
         return -1;
     return write_text(dir, "generation_config.json",
-                      "{\n  \"bos_token_id\": 2,\n  \"eos_token_id\": [1, 106],\n  \"pad_token_id\": 0\n}\n", err);
+                      "{\n  \"bos_token_id\": 2,\n  \"eos_token_id\": [1, 106],\n  \"pad_token_id\": 0\n}\n",
+                      err);
 }
 
 /* Finds the vendored tokenizer: next to the binary's repo, or the working directory. */
@@ -427,7 +440,8 @@ static int write_shards(const Preset *p, const SynthOptions *o, TensorList *l, E
             uint8_t len8[8];
             for (int b = 0; b < 8; b++)
                 len8[b] = (uint8_t)((uint64_t)header_len >> (8 * b));
-            if (pwrite(fds[s], len8, 8, 0) != 8 || pwrite(fds[s], header, header_len, 8) != (ssize_t)header_len ||
+            if (pwrite(fds[s], len8, 8, 0) != 8 ||
+                pwrite(fds[s], header, header_len, 8) != (ssize_t)header_len ||
                 ftruncate(fds[s], (off_t)(8 + header_len + data_bytes)) != 0)
                 rc = error_set(err, "%s: write failed: %s", path, strerror(errno));
         }
@@ -446,12 +460,14 @@ static int write_shards(const Preset *p, const SynthOptions *o, TensorList *l, E
             for (size_t e = 0; e < elems; e += CHUNK_ELEMS) {
                 if (n_chunks == cap_chunks) {
                     cap_chunks = cap_chunks ? cap_chunks * 2 : 1024;
-                    chunks = realloc(chunks, cap_chunks * sizeof *chunks);
-                    PANIC_IF(!chunks, "out of memory");
+                    Chunk *grown = realloc(chunks, cap_chunks * sizeof *chunks);
+                    PANIC_IF(!grown, "out of memory");
+                    chunks = grown;
                 }
                 size_t count = elems - e < CHUNK_ELEMS ? elems - e : CHUNK_ELEMS;
-                chunks[n_chunks] = (Chunk){fds[s], members[k]->offset + 2 * e, count, members[k]->scale,
-                                           o->seed * 0x100000001b3ull ^ (uint64_t)(n_chunks + 1) * 0x9e3779b97f4a7c15ull};
+                chunks[n_chunks] =
+                    (Chunk){fds[s], members[k]->offset + 2 * e, count, members[k]->scale,
+                            o->seed * 0x100000001b3ull ^ (uint64_t)(n_chunks + 1) * 0x9e3779b97f4a7c15ull};
                 n_chunks++;
             }
         }

@@ -11,12 +11,12 @@
 #include "util/error.h"
 
 typedef struct {
-    const char *preset;     /* "tiny", "medgemma-4b", "gemma3-270m" */
-    const char *out_dir;    /* created if missing */
+    const char *preset;  /* "tiny", "medgemma-4b", "gemma3-270m" */
+    const char *out_dir; /* created if missing */
     uint64_t seed;
     const char *assets_dir; /* holds tokenizer.json.xz + tokenizer_config.json; NULL = find it */
-    int old_layout;         /* -1 = preset's default; 1 = language_model.model.*; 0 = model.language_model.* */
-    int n_threads;          /* 0 = all cores */
+    int old_layout; /* -1 = preset's default; 1 = language_model.model.*; 0 = model.language_model.* */
+    int n_threads;  /* 0 = all cores */
 } SynthOptions;
 
 int synth_model_write(const SynthOptions *options, Error *err);

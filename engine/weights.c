@@ -16,8 +16,10 @@ typedef struct {
 } KeyLayout;
 
 static const KeyLayout layouts[] = {
-    {"model.language_model.", "lm_head.weight", "model.vision_tower.vision_model.", "model.multi_modal_projector."},
-    {"language_model.model.", "language_model.lm_head.weight", "vision_tower.vision_model.", "multi_modal_projector."},
+    {"model.language_model.", "lm_head.weight", "model.vision_tower.vision_model.",
+     "model.multi_modal_projector."},
+    {"language_model.model.", "language_model.lm_head.weight", "vision_tower.vision_model.",
+     "multi_modal_projector."},
     {"model.", "lm_head.weight", NULL, NULL},
 };
 
@@ -56,10 +58,12 @@ static const bf16 *get_tensor(Loader *ld, const char *name, int n_dims, ...) {
     if (!same) {
         char got[128] = "", exp[128] = "";
         for (int d = 0; d < t->n_dims; d++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "",
+                     (long long)t->shape[d]);
         for (int d = 0; d < n_dims; d++)
             snprintf(exp + strlen(exp), sizeof exp - strlen(exp), "%s%lld", d ? "," : "", (long long)want[d]);
-        error_set(ld->err, "%s: tensor '%s' has shape [%s], the config implies [%s]", t->file, name, got, exp);
+        error_set(ld->err, "%s: tensor '%s' has shape [%s], the config implies [%s]", t->file, name, got,
+                  exp);
         return NULL;
     }
     if (t->dtype == DTYPE_BF16 && (uintptr_t)t->data % sizeof(bf16) == 0)
@@ -92,10 +96,10 @@ static const bf16 *get_tensor(Loader *ld, const char *name, int n_dims, ...) {
     return out;
 }
 
-#define GET(dst, name, ...) \
-    do { \
-        if (!((dst) = get_tensor(ld, (name), __VA_ARGS__))) \
-            return -1; \
+#define GET(dst, name, ...)                                                                                  \
+    do {                                                                                                     \
+        if (!((dst) = get_tensor(ld, (name), __VA_ARGS__)))                                                  \
+            return -1;                                                                                       \
     } while (0)
 
 static int load_text(Loader *ld, const TextConfig *c, const KeyLayout *kl) {
@@ -178,14 +182,22 @@ static int load_vision(Loader *ld, const ModelConfig *mc, const KeyLayout *kl) {
             const char *key;
             int64_t rows, cols; /* cols 0: a vector */
         } items[] = {
-            {&vl->ln1_w, "layer_norm1.weight", H, 0},     {&vl->ln1_b, "layer_norm1.bias", H, 0},
-            {&vl->q_w, "self_attn.q_proj.weight", H, H},  {&vl->q_b, "self_attn.q_proj.bias", H, 0},
-            {&vl->k_w, "self_attn.k_proj.weight", H, H},  {&vl->k_b, "self_attn.k_proj.bias", H, 0},
-            {&vl->v_w, "self_attn.v_proj.weight", H, H},  {&vl->v_b, "self_attn.v_proj.bias", H, 0},
-            {&vl->out_w, "self_attn.out_proj.weight", H, H}, {&vl->out_b, "self_attn.out_proj.bias", H, 0},
-            {&vl->ln2_w, "layer_norm2.weight", H, 0},     {&vl->ln2_b, "layer_norm2.bias", H, 0},
-            {&vl->fc1_w, "mlp.fc1.weight", I, H},         {&vl->fc1_b, "mlp.fc1.bias", I, 0},
-            {&vl->fc2_w, "mlp.fc2.weight", H, I},         {&vl->fc2_b, "mlp.fc2.bias", H, 0},
+            {&vl->ln1_w, "layer_norm1.weight", H, 0},
+            {&vl->ln1_b, "layer_norm1.bias", H, 0},
+            {&vl->q_w, "self_attn.q_proj.weight", H, H},
+            {&vl->q_b, "self_attn.q_proj.bias", H, 0},
+            {&vl->k_w, "self_attn.k_proj.weight", H, H},
+            {&vl->k_b, "self_attn.k_proj.bias", H, 0},
+            {&vl->v_w, "self_attn.v_proj.weight", H, H},
+            {&vl->v_b, "self_attn.v_proj.bias", H, 0},
+            {&vl->out_w, "self_attn.out_proj.weight", H, H},
+            {&vl->out_b, "self_attn.out_proj.bias", H, 0},
+            {&vl->ln2_w, "layer_norm2.weight", H, 0},
+            {&vl->ln2_b, "layer_norm2.bias", H, 0},
+            {&vl->fc1_w, "mlp.fc1.weight", I, H},
+            {&vl->fc1_b, "mlp.fc1.bias", I, 0},
+            {&vl->fc2_w, "mlp.fc2.weight", H, I},
+            {&vl->fc2_b, "mlp.fc2.bias", H, 0},
         };
         for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
             snprintf(name, sizeof name, "%sencoder.layers.%d.%s", kl->vision, l, items[i].key);
@@ -216,12 +228,13 @@ int weights_load(ModelWeights *w, const ModelConfig *config, const Checkpoint *c
     const KeyLayout *kl = detect_layout(ckpt, config->has_vision);
     if (!kl) {
         weights_free(w, config);
-        return error_set(err,
-                         config->has_vision
-                             ? "no text embedding found: expected 'model.language_model.embed_tokens.weight' or "
-                               "'language_model.model.embed_tokens.weight' (a Gemma3ForConditionalGeneration checkpoint)"
-                             : "no text embedding found: expected 'model.embed_tokens.weight' (a Gemma3ForCausalLM "
-                               "checkpoint)");
+        return error_set(
+            err,
+            config->has_vision
+                ? "no text embedding found: expected 'model.language_model.embed_tokens.weight' or "
+                  "'language_model.model.embed_tokens.weight' (a Gemma3ForConditionalGeneration checkpoint)"
+                : "no text embedding found: expected 'model.embed_tokens.weight' (a Gemma3ForCausalLM "
+                  "checkpoint)");
     }
     Loader ld = {w, ckpt, err};
     if (load_text(&ld, &config->text, kl) != 0 || (config->has_vision && load_vision(&ld, config, kl) != 0)) {

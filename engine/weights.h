@@ -63,8 +63,7 @@ typedef struct {
 
 /* Maps every tensor of the config's architecture; fails naming the missing
  * tensor or the one with the wrong shape. */
-int weights_load(ModelWeights *weights, const ModelConfig *config, const Checkpoint *ckpt,
-                 Error *err);
+int weights_load(ModelWeights *weights, const ModelConfig *config, const Checkpoint *ckpt, Error *err);
 void weights_free(ModelWeights *weights, const ModelConfig *config);
 
 #endif

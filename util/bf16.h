@@ -26,7 +26,9 @@ static inline bf16 f32_to_bf16(float f) {
 }
 
 /* Rounds a float32 to the nearest bf16 value, returned as float32. */
-static inline float round_to_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+static inline float round_to_bf16(float f) {
+    return bf16_to_f32(f32_to_bf16(f));
+}
 
 static inline float f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;

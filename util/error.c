@@ -24,9 +24,18 @@ int error_prefix(Error *err, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char old[sizeof err->message];
-    memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    /* message = prefix + ": " + old message, cut to fit */
+    size_t cap = sizeof err->message - 1;
+    size_t plen = strlen(prefix) + 2;
+    size_t old_len = strnlen(err->message, cap);
+    if (plen > cap)
+        plen = cap;
+    if (old_len > cap - plen)
+        old_len = cap - plen;
+    memmove(err->message + plen, err->message, old_len);
+    memcpy(err->message, prefix, plen - 2);
+    memcpy(err->message + plen - 2, ": ", 2);
+    err->message[plen + old_len] = 0;
     return -1;
 }
 

@@ -20,10 +20,10 @@ int error_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2,
 int error_prefix(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Aborts with file and line for broken invariants, never for bad input. */
-#define PANIC_IF(cond, msg) \
-    do { \
-        if (cond) \
-            panic_at(__FILE__, __LINE__, (msg)); \
+#define PANIC_IF(cond, msg)                                                                                  \
+    do {                                                                                                     \
+        if (cond)                                                                                            \
+            panic_at(__FILE__, __LINE__, (msg));                                                             \
     } while (0)
 _Noreturn void panic_at(const char *file, int line, const char *msg);
 

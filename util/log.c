@@ -11,7 +11,9 @@
 static LogSeverity min_level = LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void log_set_level(LogSeverity level) { min_level = level; }
+void log_set_level(LogSeverity level) {
+    min_level = level;
+}
 
 static const char *severity_name(LogSeverity s) {
     switch (s) {
@@ -49,8 +51,8 @@ void log_fields(LogSeverity severity, const char *message, const char *json_memb
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     pthread_mutex_lock(&log_lock);
-    fprintf(stdout, "{\"time\":\"%s.%03ldZ\",\"severity\":\"%s\",\"message\":\"", when,
-            ts.tv_nsec / 1000000, severity_name(severity));
+    fprintf(stdout, "{\"time\":\"%s.%03ldZ\",\"severity\":\"%s\",\"message\":\"", when, ts.tv_nsec / 1000000,
+            severity_name(severity));
     write_escaped(stdout, message);
     fputc('"', stdout);
     if (json_members && *json_members)

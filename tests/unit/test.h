@@ -17,42 +17,44 @@ void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((
 /* Marks the running test skipped with a reason and ends it. */
 _Noreturn void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#define TEST(name) \
-    static void name(void); \
-    __attribute__((constructor)) static void register_##name(void) { test_register(#name, name); } \
+#define TEST(name)                                                                                           \
+    static void name(void);                                                                                  \
+    __attribute__((constructor)) static void register_##name(void) {                                         \
+        test_register(#name, name);                                                                          \
+    }                                                                                                        \
     static void name(void)
 
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            test_fail(__FILE__, __LINE__, "%s", #cond); \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond))                                                                                         \
+            test_fail(__FILE__, __LINE__, "%s", #cond);                                                      \
     } while (0)
 
-#define CHECK_MSG(cond, ...) \
-    do { \
-        if (!(cond)) \
-            test_fail(__FILE__, __LINE__, __VA_ARGS__); \
+#define CHECK_MSG(cond, ...)                                                                                 \
+    do {                                                                                                     \
+        if (!(cond))                                                                                         \
+            test_fail(__FILE__, __LINE__, __VA_ARGS__);                                                      \
     } while (0)
 
-#define CHECK_EQ_INT(a, b) \
-    do { \
-        long long va_ = (long long)(a), vb_ = (long long)(b); \
-        if (va_ != vb_) \
-            test_fail(__FILE__, __LINE__, "%s == %lld, expected %lld", #a, va_, vb_); \
+#define CHECK_EQ_INT(a, b)                                                                                   \
+    do {                                                                                                     \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                                \
+        if (va_ != vb_)                                                                                      \
+            test_fail(__FILE__, __LINE__, "%s == %lld, expected %lld", #a, va_, vb_);                        \
     } while (0)
 
-#define CHECK_STR_CONTAINS(haystack, needle) \
-    do { \
-        const char *h_ = (haystack), *n_ = (needle); \
-        if (!h_ || !strstr(h_, n_)) \
-            test_fail(__FILE__, __LINE__, "\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_); \
+#define CHECK_STR_CONTAINS(haystack, needle)                                                                 \
+    do {                                                                                                     \
+        const char *h_ = (haystack), *n_ = (needle);                                                         \
+        if (!h_ || !strstr(h_, n_))                                                                          \
+            test_fail(__FILE__, __LINE__, "\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_);         \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol) \
-    do { \
-        double va_ = (double)(a), vb_ = (double)(b); \
-        if (!(fabs(va_ - vb_) <= (tol))) \
-            test_fail(__FILE__, __LINE__, "%s = %g, expected %g (tol %g)", #a, va_, vb_, (double)(tol)); \
+#define CHECK_NEAR(a, b, tol)                                                                                \
+    do {                                                                                                     \
+        double va_ = (double)(a), vb_ = (double)(b);                                                         \
+        if (!(fabs(va_ - vb_) <= (tol)))                                                                     \
+            test_fail(__FILE__, __LINE__, "%s = %g, expected %g (tol %g)", #a, va_, vb_, (double)(tol));     \
     } while (0)
 
 /* Path of a scratch directory unique to this test run (created on demand). */

@@ -11,12 +11,13 @@
 #include "tests/unit/test.h"
 
 TEST(config_old_form_medgemma) {
-    const char *json = "{\"model_type\":\"gemma3\",\"mm_tokens_per_image\":256,\"eos_token_id\":[1,106],"
-                       "\"text_config\":{\"hidden_size\":2560,\"intermediate_size\":10240,\"num_hidden_layers\":34,"
-                       "\"sliding_window\":1024,\"rope_scaling\":{\"factor\":8.0,\"rope_type\":\"linear\"},"
-                       "\"model_type\":\"gemma3_text\"},"
-                       "\"vision_config\":{\"hidden_size\":1152,\"image_size\":896,\"intermediate_size\":4304,"
-                       "\"num_attention_heads\":16,\"num_hidden_layers\":27,\"patch_size\":14}}";
+    const char *json =
+        "{\"model_type\":\"gemma3\",\"mm_tokens_per_image\":256,\"eos_token_id\":[1,106],"
+        "\"text_config\":{\"hidden_size\":2560,\"intermediate_size\":10240,\"num_hidden_layers\":34,"
+        "\"sliding_window\":1024,\"rope_scaling\":{\"factor\":8.0,\"rope_type\":\"linear\"},"
+        "\"model_type\":\"gemma3_text\"},"
+        "\"vision_config\":{\"hidden_size\":1152,\"image_size\":896,\"intermediate_size\":4304,"
+        "\"num_attention_heads\":16,\"num_hidden_layers\":27,\"patch_size\":14}}";
     ModelConfig c;
     Error err;
     CHECK_MSG(config_parse(&c, json, &err) == 0, "%s", err.message);
@@ -43,7 +44,8 @@ TEST(config_new_form_and_layer_types) {
                        "\"sliding_attention\",\"full_attention\"],\"rope_parameters\":{\"full_attention\":"
                        "{\"rope_type\":\"linear\",\"factor\":4,\"rope_theta\":5000},\"sliding_attention\":"
                        "{\"rope_type\":\"default\",\"rope_theta\":100}}},"
-                       "\"vision_config\":{\"image_size\":64,\"patch_size\":8,\"hidden_size\":32,\"num_attention_heads\":2}}";
+                       "\"vision_config\":{\"image_size\":64,\"patch_size\":8,\"hidden_size\":32,\"num_"
+                       "attention_heads\":2}}";
     ModelConfig c;
     Error err;
     CHECK_MSG(config_parse(&c, json, &err) == 0, "%s", err.message);
@@ -80,13 +82,16 @@ TEST(config_errors_name_the_field) {
     CHECK_STR_CONTAINS(err.message, "model_type \"llama\"");
     CHECK(config_parse(&c, "{\"model_type\":\"gemma3_text\",\"hidden_size\":\"big\"}", &err) == -1);
     CHECK_STR_CONTAINS(err.message, "\"hidden_size\" must be an integer");
-    CHECK(config_parse(&c, "{\"model_type\":\"gemma3_text\",\"num_attention_heads\":3,\"num_key_value_heads\":2}",
+    CHECK(config_parse(&c,
+                       "{\"model_type\":\"gemma3_text\",\"num_attention_heads\":3,\"num_key_value_heads\":2}",
                        &err) == -1);
     CHECK_STR_CONTAINS(err.message, "not a multiple of num_key_value_heads");
-    CHECK(config_parse(&c, "{\"model_type\":\"gemma3_text\",\"rope_scaling\":{\"rope_type\":\"yarn\"}}", &err) == -1);
-    CHECK_STR_CONTAINS(err.message, "\"yarn\" is not supported");
-    CHECK(config_parse(&c, "{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":2,\"layer_types\":[\"x\",\"y\"]}",
+    CHECK(config_parse(&c, "{\"model_type\":\"gemma3_text\",\"rope_scaling\":{\"rope_type\":\"yarn\"}}",
                        &err) == -1);
+    CHECK_STR_CONTAINS(err.message, "\"yarn\" is not supported");
+    CHECK(config_parse(
+              &c, "{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":2,\"layer_types\":[\"x\",\"y\"]}",
+              &err) == -1);
     CHECK_STR_CONTAINS(err.message, "layer_types[0]");
     CHECK(config_load(&c, "/nonexistent", &err) == -1);
     CHECK_STR_CONTAINS(err.message, "config.json");
@@ -206,7 +211,8 @@ TEST(weights_convert_f32_and_report_missing_or_misshaped) {
     CHECK(rewrite_one(src, dst, norm, "renamed.weight", 0, 0, &err) == 0);
     checkpoint_open(&b, dst, &err);
     CHECK(weights_load(&wb, &c, b, &err) == -1);
-    CHECK_STR_CONTAINS(err.message, "'model.language_model.layers.2.post_attention_layernorm.weight' is missing");
+    CHECK_STR_CONTAINS(err.message,
+                       "'model.language_model.layers.2.post_attention_layernorm.weight' is missing");
     checkpoint_close(b);
 
     /* wrong shape */

@@ -72,7 +72,8 @@ TEST(safetensors_rejects_truncated_and_empty_files) {
     CHECK_STR_CONTAINS(err.message, "empty");
 
     /* data section cut short: tensor runs past the end */
-    p = write_st("cut.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 10, 0);
+    p = write_st("cut.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 10,
+                 0);
     CHECK(open_err(p, &err) == -1);
     CHECK_STR_CONTAINS(err.message, "cut.safetensors");
     CHECK_STR_CONTAINS(err.message, "'w'");
@@ -97,7 +98,8 @@ TEST(safetensors_rejects_bad_json_and_types) {
     CHECK(open_err(p, &err) == -1);
     CHECK_STR_CONTAINS(err.message, "not a JSON object");
 
-    p = write_st("shape.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, 0);
+    p = write_st("shape.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
+                 0);
     CHECK(open_err(p, &err) == -1);
     CHECK_STR_CONTAINS(err.message, "shape[0]");
 
@@ -112,7 +114,8 @@ TEST(safetensors_rejects_bad_json_and_types) {
 
 TEST(safetensors_rejects_wrong_dtype_string) {
     Error err;
-    const char *p = write_st("dt.safetensors", "{\"w\":{\"dtype\":\"Q4_K\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, 0);
+    const char *p =
+        write_st("dt.safetensors", "{\"w\":{\"dtype\":\"Q4_K\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, 0);
     CHECK(open_err(p, &err) == -1);
     CHECK_STR_CONTAINS(err.message, "'w'");
     CHECK_STR_CONTAINS(err.message, "unsupported dtype \"Q4_K\"");
@@ -120,7 +123,8 @@ TEST(safetensors_rejects_wrong_dtype_string) {
 
 TEST(safetensors_rejects_shape_length_mismatch) {
     Error err;
-    const char *p = write_st("mis.safetensors", "{\"w\":{\"dtype\":\"BF16\",\"shape\":[3,2],\"data_offsets\":[0,8]}}", 8, 0);
+    const char *p = write_st("mis.safetensors",
+                             "{\"w\":{\"dtype\":\"BF16\",\"shape\":[3,2],\"data_offsets\":[0,8]}}", 8, 0);
     CHECK(open_err(p, &err) == -1);
     CHECK_STR_CONTAINS(err.message, "'w'");
     CHECK_STR_CONTAINS(err.message, "8 bytes of data but shape x BF16 needs 12");
@@ -186,7 +190,8 @@ TEST(safetensors_missing_shard_and_missing_tensor) {
     CHECK(checkpoint_open(&ck, make_sharded("no_shard", 1, 0), &err) == -1);
     CHECK_STR_CONTAINS(err.message, "shard model-00002-of-00002.safetensors is missing");
     CHECK(checkpoint_open(&ck, make_sharded("no_tensor", 0, 1), &err) == -1);
-    CHECK_STR_CONTAINS(err.message, "tensor 'b' is listed in shard model-00002-of-00002.safetensors but missing");
+    CHECK_STR_CONTAINS(err.message,
+                       "tensor 'b' is listed in shard model-00002-of-00002.safetensors but missing");
     CHECK(checkpoint_open(&ck, "/nonexistent/dir", &err) == -1);
     CHECK_STR_CONTAINS(err.message, "/nonexistent/dir");
 }
