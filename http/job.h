@@ -1,0 +1,133 @@
+/* One generation request on its way through the service (http/ owns this),
+ * and the bounded FIFO that hands jobs from the event loop to the engine
+ * worker.
+ *
+ * Ownership: the event-loop thread creates a job from a validated request
+ * (request.c) and pushes it. The worker pops it, runs it (worker.c) and
+ * reports through the job's one h2o message; the loop frees the job once the
+ * worker said it is done, or itself when it takes a still-queued job out of
+ * the queue (client gone). Fields under "shared" are guarded by the queue's
+ * mutex; `cancel` is atomic so the token callback reads it without a lock. */
+#ifndef HTTP_JOB_H
+#define HTTP_JOB_H
+
+#include <h2o.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { ENDPOINT_ANALYZE, ENDPOINT_GENERATE, ENDPOINT_CHAT } Endpoint;
+
+typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT } Role;
+
+/* A piece of a message: text, or the index of an image in JobInput.images. */
+typedef struct {
+    char *text; /* NULL for an image */
+    int image;  /* -1 for text */
+} MessagePart;
+
+typedef struct {
+    Role role;
+    MessagePart *parts;
+    int n_parts;
+} Message;
+
+/* A decoded image file (PNG/JPEG bytes) waiting for preprocessing. */
+typedef struct {
+    uint8_t *bytes;
+    size_t n_bytes;
+} ImageFile;
+
+/* Everything a validated request asks for (request.c fills it). */
+typedef struct {
+    Endpoint endpoint;
+    Message *messages;
+    int n_messages;
+    ImageFile *images;
+    int n_images;
+    int raw_ct; /* images are raw 16-bit CT slices to window (docs/images.md) */
+    int raw_mri;
+    int pad_to_square;
+    int max_tokens;
+    float temperature, top_p;
+    int top_k;
+    uint64_t seed;
+    char **stops;
+    int n_stops;
+    int stream;        /* chat: server-sent events */
+    int json_mode;     /* chat: response_format json_object */
+    int include_usage; /* chat stream: stream_options.include_usage */
+} JobInput;
+
+void job_input_free(JobInput *in);
+
+typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
+
+typedef enum { CANCEL_NONE, CANCEL_CLIENT_GONE, CANCEL_DEADLINE, CANCEL_SHUTDOWN } JobCancel;
+
+typedef struct JobLink JobLink; /* the request side (server.c), lives in the request's pool */
+
+typedef struct Job {
+    /* Set by the loop before the push; read-only afterwards. */
+    char id[40];
+    JobInput in;
+    double t_arrival; /* seconds, monotonic clock */
+    double deadline;  /* monotonic seconds; 0 = none */
+
+    /* Loop-only. */
+    JobLink *link;                         /* NULL once the client is gone or answered */
+    struct Job *next;                      /* queue list (queue mutex) */
+    struct Job *active_next, *active_prev; /* the server's list of jobs in flight */
+
+    atomic_int cancel; /* a JobCancel: why the generation should stop */
+
+    /* Shared (queue mutex). */
+    JobState state;
+    char *delta; /* visible text not yet sent to a streaming client */
+    size_t delta_len, delta_cap;
+    int msg_pending; /* msg is in the loop's queue */
+    h2o_multithread_message_t msg;
+
+    /* Written by the worker before JOB_DONE, read by the loop after. */
+    int status; /* HTTP status: 200, or the 4xx/5xx of a failure */
+    char error_type[48];
+    char error_message[512];
+    char *text;         /* the visible answer */
+    const char *finish; /* "stop", "length" */
+    int prompt_tokens, completion_tokens;
+    double t_start; /* worker picked it up */
+    double vision_ms, ttft_ms, engine_ms;
+} Job;
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t nonempty;
+    Job *head, *tail;
+    int depth;    /* queued, not running */
+    int capacity; /* most queued jobs */
+    int running;  /* 0 or 1 */
+    int stopping; /* the worker should exit when it sees this */
+} JobQueue;
+
+void job_queue_init(JobQueue *q, int capacity);
+void job_queue_destroy(JobQueue *q);
+/* Appends a job; returns -1 (job untouched) when the queue is full. */
+int job_queue_push(JobQueue *q, Job *job);
+/* Worker: waits for a job (marks it JOB_RUNNING) or returns NULL once stopping. */
+Job *job_queue_pop(JobQueue *q);
+/* Loop: removes a still-queued job; returns 1 when it was removed (the loop
+ * now owns it), 0 when the worker has it. */
+int job_queue_remove(JobQueue *q, Job *job);
+/* Loop: takes every queued job out (for shutdown); returns the list. */
+Job *job_queue_take_all(JobQueue *q);
+void job_queue_stop(JobQueue *q);
+void job_queue_counts(JobQueue *q, int *depth, int *running);
+
+Job *job_new(void);
+void job_free(Job *job);
+
+/* Seconds on the monotonic clock. */
+double now_seconds(void);
+
+#endif

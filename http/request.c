@@ -1,0 +1,435 @@
+/* Request parsing and validation; see request.h. */
+#include "http/request.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "image/base64.h"
+#include "image/image.h"
+
+#define MAX_STOPS 4
+#define MAX_STOP_BYTES 256
+#define MAX_MESSAGES 512
+
+static int fail(RequestError *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(RequestError *e, const char *fmt, ...) {
+    e->status = 400;
+    snprintf(e->type, sizeof e->type, "invalid_request_error");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static char *dup_string(const char *s) {
+    size_t n = strlen(s);
+    char *p = malloc(n + 1);
+    if (p)
+        memcpy(p, s, n + 1);
+    return p;
+}
+
+/* Optional number field in [lo, hi]; integer when want_int. Returns 0 when
+ * absent (value untouched) or valid, -1 on a wrong type or range. */
+static int get_number(const cJSON *obj, const char *name, int want_int, double lo, double hi, double *value,
+                      RequestError *e) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!f || cJSON_IsNull(f))
+        return 0;
+    if (!cJSON_IsNumber(f))
+        return fail(e, "'%s' must be a number", name);
+    double v = f->valuedouble;
+    if (!isfinite(v) || (want_int && v != floor(v)))
+        return fail(e, "'%s' must be %s", name, want_int ? "an integer" : "a finite number");
+    if (v < lo || v > hi)
+        return fail(e, "'%s' must be between %g and %g", name, lo, hi);
+    *value = v;
+    return 0;
+}
+
+/* Optional string field; *value NULL when absent. */
+static int get_string(const cJSON *obj, const char *name, const char **value, RequestError *e) {
+    *value = NULL;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!f || cJSON_IsNull(f))
+        return 0;
+    if (!cJSON_IsString(f))
+        return fail(e, "'%s' must be a string", name);
+    *value = f->valuestring;
+    return 0;
+}
+
+/* Base64 (bare or data: URI) -> image file bytes, header checked. `what`
+ * names the image in messages ("images[3]"). */
+static int add_image(JobInput *in, const char *text, const RequestLimits *lim, const char *what,
+                     RequestError *e) {
+    if (!lim->vision)
+        return fail(e, "%s: this model has no vision tower and accepts text only", what);
+    if (in->n_images >= lim->max_images)
+        return fail(e, "too many images: the limit is %d per request (MEDGEMMA_MAX_IMAGES)", lim->max_images);
+    Error err = {{0}};
+    uint8_t *bytes = NULL;
+    size_t n = 0;
+    if (base64_decode_strict(text, strlen(text), &bytes, &n, &err) != 0)
+        return fail(e, "%s: %s", what, err.message);
+    ImageLimits limits = {lim->max_image_bytes, 0, 0};
+    ImageInfo info;
+    if (image_probe(bytes, n, &limits, &info, &err) != 0) {
+        free(bytes);
+        return fail(e, "%s: %s", what, err.message);
+    }
+    ImageFile *grown = realloc(in->images, sizeof *grown * (size_t)(in->n_images + 1));
+    if (!grown) {
+        free(bytes);
+        return fail(e, "out of memory");
+    }
+    in->images = grown;
+    in->images[in->n_images].bytes = bytes;
+    in->images[in->n_images].n_bytes = n;
+    in->n_images++;
+    return 0;
+}
+
+static Message *add_message(JobInput *in, Role role) {
+    Message *grown = realloc(in->messages, sizeof *grown * (size_t)(in->n_messages + 1));
+    if (!grown)
+        return NULL;
+    in->messages = grown;
+    Message *m = &in->messages[in->n_messages++];
+    memset(m, 0, sizeof *m);
+    m->role = role;
+    return m;
+}
+
+/* 1 when s is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
+static int utf8_valid(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p, n, cp, min;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 2, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 3, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 4, min = 0x10000;
+        else
+            return 0;
+        cp = c & (0x3fu >> (n - 1));
+        for (unsigned i = 1; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        p += n;
+    }
+    return 1;
+}
+
+static int add_part(Message *m, const char *text, int image, RequestError *e) {
+    if (text && !utf8_valid(text))
+        return fail(e, "a text field (prompt, system or message content) is not valid UTF-8");
+    MessagePart *grown = realloc(m->parts, sizeof *grown * (size_t)(m->n_parts + 1));
+    if (!grown)
+        return fail(e, "out of memory");
+    m->parts = grown;
+    MessagePart *p = &m->parts[m->n_parts];
+    p->image = image;
+    p->text = NULL;
+    if (text && !(p->text = dup_string(text)))
+        return fail(e, "out of memory");
+    m->n_parts++;
+    return 0;
+}
+
+/* Sampling fields every endpoint shares. */
+static int parse_sampling(const cJSON *root, const RequestLimits *lim, JobInput *in, RequestError *e) {
+    double v;
+    in->max_tokens = lim->default_max_tokens;
+    const char *max_names[] = {"max_tokens", "max_completion_tokens"};
+    for (int i = 0; i < 2; i++) {
+        v = -1;
+        if (get_number(root, max_names[i], 1, 1, lim->max_tokens_limit, &v, e) != 0) {
+            snprintf(e->message + strlen(e->message), sizeof e->message - strlen(e->message),
+                     " (MEDGEMMA_MAX_TOKENS)");
+            return -1;
+        }
+        if (v > 0)
+            in->max_tokens = (int)v;
+    }
+    v = 0;
+    if (get_number(root, "temperature", 0, 0, 2, &v, e) != 0)
+        return -1;
+    in->temperature = (float)v;
+    v = 1;
+    if (get_number(root, "top_p", 0, 0, 1, &v, e) != 0)
+        return -1;
+    if (v <= 0)
+        return fail(e, "'top_p' must be greater than 0");
+    in->top_p = (float)v;
+    v = 0;
+    if (get_number(root, "top_k", 1, 0, 1 << 20, &v, e) != 0)
+        return -1;
+    in->top_k = (int)v;
+    v = 0;
+    if (get_number(root, "seed", 1, -9007199254740991.0, 9007199254740991.0, &v, e) != 0)
+        return -1;
+    in->seed = (uint64_t)(int64_t)v;
+    v = 1;
+    if (get_number(root, "n", 1, 1, 1, &v, e) != 0)
+        return fail(e, "'n' must be 1: one answer per request");
+    return 0;
+}
+
+/* "stop": a string or an array of up to 4 non-empty strings. */
+static int parse_stop(const cJSON *root, JobInput *in, RequestError *e) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "stop");
+    if (!f || cJSON_IsNull(f))
+        return 0;
+    const cJSON *items[MAX_STOPS];
+    int n = 0;
+    if (cJSON_IsString(f)) {
+        items[n++] = f;
+    } else if (cJSON_IsArray(f)) {
+        const cJSON *s;
+        cJSON_ArrayForEach(s, f) {
+            if (n == MAX_STOPS)
+                return fail(e, "'stop' holds at most %d strings", MAX_STOPS);
+            if (!cJSON_IsString(s))
+                return fail(e, "'stop' must be a string or an array of strings");
+            items[n++] = s;
+        }
+    } else {
+        return fail(e, "'stop' must be a string or an array of strings");
+    }
+    in->stops = calloc((size_t)n + 1, sizeof *in->stops);
+    if (!in->stops)
+        return fail(e, "out of memory");
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(items[i]->valuestring);
+        if (len == 0 || len > MAX_STOP_BYTES)
+            return fail(e, "'stop' strings must be 1 to %d bytes long", MAX_STOP_BYTES);
+        if (!(in->stops[in->n_stops++] = dup_string(items[i]->valuestring)))
+            return fail(e, "out of memory");
+    }
+    return 0;
+}
+
+/* CT and MRI volumes get `SLICE n` after each image (API.md). */
+static int is_volume_modality(const char *modality) {
+    return modality &&
+           (!strcasecmp(modality, "CT") || !strcasecmp(modality, "MRI") || !strcasecmp(modality, "MR"));
+}
+
+/* /analyze and /generate. */
+static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobInput *in, RequestError *e) {
+    const cJSON *pf = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!pf)
+        return fail(e, "'prompt' is required");
+    if (!cJSON_IsString(pf))
+        return fail(e, "'prompt' must be a string");
+    const char *system = NULL, *modality = NULL;
+    if (get_string(root, "system", &system, e) != 0 || get_string(root, "modality", &modality, e) != 0)
+        return -1;
+    const cJSON *images = cJSON_GetObjectItemCaseSensitive(root, "images");
+    int n_images = 0;
+    if (images && !cJSON_IsNull(images)) {
+        if (in->endpoint == ENDPOINT_GENERATE)
+            return fail(e, "'images' is not accepted by /generate; use /analyze");
+        if (!cJSON_IsArray(images))
+            return fail(e, "'images' must be an array of base64 strings");
+        n_images = cJSON_GetArraySize(images);
+        if (n_images > lim->max_images)
+            return fail(e, "too many images: %d, the limit is %d per request (MEDGEMMA_MAX_IMAGES)", n_images,
+                        lim->max_images);
+    }
+    if (pf->valuestring[0] == 0 && n_images == 0)
+        return fail(e, "'prompt' is empty");
+    if (system) {
+        Message *m = add_message(in, ROLE_SYSTEM);
+        if (!m || add_part(m, system, -1, e) != 0)
+            return fail(e, "out of memory");
+    }
+    Message *user = add_message(in, ROLE_USER);
+    if (!user)
+        return fail(e, "out of memory");
+    int volume = is_volume_modality(modality) && n_images > 1;
+    /* CT/MRI: each slice then its label, the question last. Otherwise the
+     * prompt first, then the images, as in MedGemma's model card. */
+    if (!volume && pf->valuestring[0] && add_part(user, pf->valuestring, -1, e) != 0)
+        return -1;
+    for (int i = 0; i < n_images; i++) {
+        const cJSON *img = cJSON_GetArrayItem(images, i);
+        char what[32];
+        snprintf(what, sizeof what, "images[%d]", i);
+        if (!cJSON_IsString(img))
+            return fail(e, "%s must be a base64 string", what);
+        if (add_image(in, img->valuestring, lim, what, e) != 0 || add_part(user, NULL, i, e) != 0)
+            return -1;
+        if (volume) {
+            char label[32];
+            snprintf(label, sizeof label, "SLICE %d", i + 1);
+            if (add_part(user, label, -1, e) != 0)
+                return -1;
+        }
+    }
+    if (volume && pf->valuestring[0] && add_part(user, pf->valuestring, -1, e) != 0)
+        return -1;
+    return 0;
+}
+
+static int parse_role(const char *s, Role *role) {
+    if (!strcmp(s, "system") || !strcmp(s, "developer"))
+        *role = ROLE_SYSTEM;
+    else if (!strcmp(s, "user"))
+        *role = ROLE_USER;
+    else if (!strcmp(s, "assistant"))
+        *role = ROLE_ASSISTANT;
+    else
+        return -1;
+    return 0;
+}
+
+/* One content part of a chat message. */
+static int parse_chat_part(const cJSON *part, Message *m, const RequestLimits *lim, JobInput *in,
+                           const char *where, RequestError *e) {
+    if (!cJSON_IsObject(part))
+        return fail(e, "%s must be an object", where);
+    const char *type = NULL;
+    if (get_string(part, "type", &type, e) != 0 || !type)
+        return fail(e, "%s.type must be \"text\" or \"image_url\"", where);
+    if (!strcmp(type, "text")) {
+        const char *text = NULL;
+        if (get_string(part, "text", &text, e) != 0 || !text)
+            return fail(e, "%s.text must be a string", where);
+        return add_part(m, text, -1, e);
+    }
+    if (!strcmp(type, "image_url")) {
+        if (m->role != ROLE_USER)
+            return fail(e, "%s: images are accepted in user messages only", where);
+        const cJSON *iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
+        const cJSON *url = cJSON_IsObject(iu) ? cJSON_GetObjectItemCaseSensitive(iu, "url") : iu;
+        if (!cJSON_IsString(url))
+            return fail(e, "%s.image_url.url must be a string", where);
+        if (strncmp(url->valuestring, "data:", 5) != 0)
+            return fail(e,
+                        "%s.image_url.url must be a data: URI (data:image/png;base64,...); the server does "
+                        "not fetch URLs",
+                        where);
+        char what[96];
+        snprintf(what, sizeof what, "%s.image_url", where);
+        int index = in->n_images;
+        if (add_image(in, url->valuestring, lim, what, e) != 0)
+            return -1;
+        return add_part(m, NULL, index, e);
+    }
+    return fail(e, "%s.type must be \"text\" or \"image_url\"", where);
+}
+
+static int parse_chat(const cJSON *root, const RequestLimits *lim, JobInput *in, RequestError *e) {
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    if (!msgs)
+        return fail(e, "'messages' is required");
+    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
+        return fail(e, "'messages' must be a non-empty array");
+    if (cJSON_GetArraySize(msgs) > MAX_MESSAGES)
+        return fail(e, "'messages' holds at most %d messages", MAX_MESSAGES);
+    int i = 0;
+    const cJSON *msg;
+    cJSON_ArrayForEach(msg, msgs) {
+        char where[48];
+        snprintf(where, sizeof where, "messages[%d]", i++);
+        if (!cJSON_IsObject(msg))
+            return fail(e, "%s must be an object", where);
+        const char *role_name = NULL;
+        Role role;
+        if (get_string(msg, "role", &role_name, e) != 0 || !role_name || parse_role(role_name, &role) != 0)
+            return fail(e, "%s.role must be \"system\", \"user\" or \"assistant\"", where);
+        Message *m = add_message(in, role);
+        if (!m)
+            return fail(e, "out of memory");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        if (cJSON_IsString(content)) {
+            if (add_part(m, content->valuestring, -1, e) != 0)
+                return -1;
+        } else if (cJSON_IsArray(content)) {
+            int j = 0;
+            const cJSON *part;
+            cJSON_ArrayForEach(part, content) {
+                char pwhere[80];
+                snprintf(pwhere, sizeof pwhere, "%s.content[%d]", where, j++);
+                if (parse_chat_part(part, m, lim, in, pwhere, e) != 0)
+                    return -1;
+            }
+        } else if (!(cJSON_IsNull(content) && role == ROLE_ASSISTANT)) {
+            return fail(e, "%s.content must be a string or an array of parts", where);
+        }
+    }
+    if (in->messages[in->n_messages - 1].role == ROLE_ASSISTANT)
+        return fail(e,
+                    "the last message must be from the user (continuing an assistant turn is not supported)");
+
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    if (stream && !cJSON_IsNull(stream)) {
+        if (!cJSON_IsBool(stream))
+            return fail(e, "'stream' must be true or false");
+        in->stream = cJSON_IsTrue(stream);
+    }
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (so && !cJSON_IsNull(so)) {
+        const cJSON *iu = cJSON_IsObject(so) ? cJSON_GetObjectItemCaseSensitive(so, "include_usage") : NULL;
+        if (!cJSON_IsObject(so) || (iu && !cJSON_IsBool(iu)))
+            return fail(e, "'stream_options' must be {\"include_usage\": true|false}");
+        in->include_usage = cJSON_IsTrue(iu);
+    }
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (rf && !cJSON_IsNull(rf)) {
+        const cJSON *type = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
+        if (!cJSON_IsString(type))
+            return fail(e, "'response_format' must be {\"type\": \"text\"} or {\"type\": \"json_object\"}");
+        if (!strcmp(type->valuestring, "json_object"))
+            in->json_mode = 1;
+        else if (strcmp(type->valuestring, "text") != 0)
+            return fail(e,
+                        "'response_format.type' \"%.40s\" is not supported: use \"text\" or \"json_object\"",
+                        type->valuestring);
+    }
+    return parse_stop(root, in, e);
+}
+
+int request_parse(Endpoint endpoint, const char *body, size_t len, const RequestLimits *limits, JobInput *out,
+                  RequestError *e) {
+    memset(out, 0, sizeof *out);
+    memset(e, 0, sizeof *e);
+    out->endpoint = endpoint;
+    if (len == 0)
+        return fail(e, "the request body is empty; send a JSON object");
+    const char *parse_end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &parse_end, 0);
+    if (!root) {
+        size_t at = parse_end && parse_end >= body ? (size_t)(parse_end - body) : 0;
+        return fail(e, "the body is not valid JSON (error near byte %zu)", at);
+    }
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        fail(e, "the body must be a JSON object");
+    } else if (parse_sampling(root, limits, out, e) == 0) {
+        rc = endpoint == ENDPOINT_CHAT ? parse_chat(root, limits, out, e)
+                                       : parse_seed_endpoint(root, limits, out, e);
+    }
+    cJSON_Delete(root);
+    if (rc != 0)
+        job_input_free(out);
+    return rc;
+}

@@ -1,0 +1,116 @@
+/* The engine worker thread; see worker.h. The model-specific work (loading,
+ * one job on the engine) is in model.c. */
+#include "http/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/model.h"
+#include "util/log.h"
+
+/* Sends the job's message unless one is already waiting in the loop's queue
+ * (the loop then picks up the newer state with it). Called with the queue's
+ * mutex NOT held. */
+static void post(Worker *w, Job *job, int was_pending) {
+    if (!was_pending)
+        h2o_multithread_send_message(w->receiver, &job->msg);
+}
+
+void worker_emit(Worker *w, Job *job, const char *text, size_t n) {
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&w->queue->mutex);
+    if (job->delta_len + n + 1 > job->delta_cap) {
+        size_t cap = (job->delta_len + n + 1) * 2;
+        char *p = realloc(job->delta, cap);
+        if (!p) {
+            pthread_mutex_unlock(&w->queue->mutex);
+            return; /* out of memory: the stream misses this piece, the final answer is whole */
+        }
+        job->delta = p;
+        job->delta_cap = cap;
+    }
+    memcpy(job->delta + job->delta_len, text, n);
+    job->delta_len += n;
+    int was_pending = job->msg_pending;
+    job->msg_pending = 1;
+    pthread_mutex_unlock(&w->queue->mutex);
+    post(w, job, was_pending);
+}
+
+void worker_post_done(Worker *w, Job *job) {
+    pthread_mutex_lock(&w->queue->mutex);
+    job->state = JOB_DONE;
+    int was_pending = job->msg_pending;
+    job->msg_pending = 1;
+    pthread_mutex_unlock(&w->queue->mutex);
+    /* From here the loop may free the job (when a message was pending). */
+    post(w, job, was_pending);
+}
+
+void job_fail(Job *job, int status, const char *type, const char *message) {
+    job->status = status;
+    snprintf(job->error_type, sizeof job->error_type, "%s", type);
+    snprintf(job->error_message, sizeof job->error_message, "%s", message);
+}
+
+/* The error a cancelled job reports (its client is usually gone). */
+void job_fail_cancelled(Job *job) {
+    switch (atomic_load(&job->cancel)) {
+    case CANCEL_DEADLINE:
+        job_fail(job, 504, "timeout", "the request took longer than MEDGEMMA_REQUEST_TIMEOUT_S");
+        break;
+    case CANCEL_SHUTDOWN:
+        job_fail(job, 503, "unavailable", "the server is shutting down");
+        break;
+    default:
+        job_fail(job, 499, "client_closed", "the client closed the connection");
+        break;
+    }
+}
+
+static void *worker_main(void *arg) {
+    Worker *w = arg;
+    Error err = {{0}};
+    if (model_load(w, &err) != 0) {
+        snprintf(w->error, sizeof w->error, "%s", err.message);
+        atomic_store(&w->state, WORKER_FAILED);
+        return NULL;
+    }
+    atomic_store(&w->state, WORKER_READY);
+    Job *job;
+    while ((job = job_queue_pop(w->queue)) != NULL) {
+        job->t_start = now_seconds();
+        job->status = 200;
+        if (job->deadline > 0 && job->t_start > job->deadline)
+            atomic_store(&job->cancel, CANCEL_DEADLINE);
+        if (atomic_load(&job->cancel) != CANCEL_NONE)
+            job_fail_cancelled(job);
+        else
+            model_run_job(w, job);
+        worker_post_done(w, job);
+    }
+    return NULL;
+}
+
+int worker_start(Worker *w, Error *err) {
+    atomic_store(&w->state, WORKER_LOADING);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 8u << 20);
+    int rc = pthread_create(&w->thread, &attr, worker_main, w);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        return error_set(err, "cannot create the worker thread: %s", strerror(rc));
+    w->started = 1;
+    return 0;
+}
+
+void worker_join(Worker *w) {
+    if (!w->started)
+        return;
+    pthread_join(w->thread, NULL);
+    w->started = 0;
+    model_unload(w);
+}
