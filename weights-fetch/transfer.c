@@ -8,6 +8,7 @@
 #include "weights-fetch/transfer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ typedef struct {
     const TransferJob *job;
     const TransferConfig *cfg;
     int state;
-    FILE *fp; /* the .part file, append mode; NULL until first started */
+    int fd; /* the .part file, O_APPEND; -1 until first started */
     Hasher hasher;
     int hasher_ready;
     int64_t have;          /* bytes in the .part file (all hashed) */
@@ -51,9 +52,23 @@ static int restart_from_zero(Slot *s) {
     s->cfg->progress->bytes_done -= s->have;
     s->have = 0;
     s->attempt_start = 0;
-    if (fflush(s->fp) != 0 || ftruncate(fileno(s->fp), 0) != 0)
+    if (ftruncate(s->fd, 0) != 0)
         return -1;
     return hasher_reset(&s->hasher, NULL);
+}
+
+/* write(2) until all of buf is out (curl hands over up to 256 KiB at a time). */
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *userdata) {
@@ -90,7 +105,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata) {
         s->abort_reason = ABORT_TOO_LONG;
         return 0;
     }
-    if (fwrite(data, 1, len, s->fp) != len) {
+    if (write_all(s->fd, data, len) != 0) {
         s->abort_reason = ABORT_WRITE;
         s->write_errno = errno;
         return 0;
@@ -113,8 +128,8 @@ static int open_part(Slot *s, Error *err) {
             return error_set(err, "cannot truncate %s: %s", part, strerror(errno));
         existing = 0;
     }
-    s->fp = fopen(part, "ab");
-    if (!s->fp)
+    s->fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (s->fd < 0)
         return error_set(err, "cannot open %s: %s", part, strerror(errno));
     if (hasher_init(&s->hasher, f->hash_kind, f->size, err) != 0)
         return -1;
@@ -130,9 +145,9 @@ static int open_part(Slot *s, Error *err) {
 }
 
 static void close_part(Slot *s) {
-    if (s->fp)
-        fclose(s->fp);
-    s->fp = NULL;
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
     if (s->hasher_ready)
         hasher_free(&s->hasher);
     s->hasher_ready = 0;
@@ -175,7 +190,7 @@ static int checksum_failed(Slot *s, const char *got, Error *err) {
 static int finish_file(Slot *s, Error *err) {
     const HubFile *f = s->job->file;
     const LocalPaths *p = s->job->paths;
-    if (fflush(s->fp) != 0 || fsync(fileno(s->fp)) != 0)
+    if (fsync(s->fd) != 0)
         return write_error(s, errno, err);
     char hex[2 * EVP_MAX_MD_SIZE + 1];
     hasher_final_hex(&s->hasher, hex);
@@ -201,7 +216,7 @@ static int finish_file(Slot *s, Error *err) {
 /* Starts the next attempt: a Range request from `have`, or straight to the
  * checksum when the .part file is already whole. */
 static int start_attempt(Slot *s, CURLM *multi, Error *err) {
-    if (!s->fp && open_part(s, err) != 0)
+    if (s->fd < 0 && open_part(s, err) != 0)
         return -1;
     if (s->have == s->job->file->size)
         return finish_file(s, err);
@@ -223,6 +238,7 @@ static int start_attempt(Slot *s, CURLM *multi, Error *err) {
             curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_body);
             curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
             curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
+            curl_easy_setopt(s->easy, CURLOPT_BUFFERSIZE, 256L * 1024);
             char range[64];
             snprintf(range, sizeof range, "%" PRId64 "-", s->have);
             if (s->have > 0)
@@ -282,8 +298,6 @@ static int on_done(Slot *s, CURLM *multi, CURLcode res, Error *err) {
     s->state = SLOT_PENDING;
     if (s->abort_reason == ABORT_WRITE)
         return write_error(s, s->write_errno, err);
-    if (fflush(s->fp) != 0)
-        return write_error(s, errno, err);
     if (s->abort_reason == ABORT_RANGE) {
         snprintf(s->last_problem, sizeof s->last_problem, "the server answered a different byte range");
         if (restart_from_zero(s) != 0)
@@ -335,6 +349,7 @@ int transfer_run(const TransferConfig *cfg, const TransferJob *jobs, size_t n, E
     for (size_t i = 0; i < n; i++) {
         slots[i].job = &jobs[i];
         slots[i].cfg = cfg;
+        slots[i].fd = -1;
     }
     /* One connection per file rather than HTTP/2 streams sharing one. */
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
