@@ -73,4 +73,30 @@ int sample_slices_evenly(int n_total, int max_n, int *indices);
 int ct_png_to_tensor(const uint8_t *bytes, size_t n, const ImageLimits *limits, const RescaleParams *rescale,
                      const CtWindows *windows, const PreprocessOptions *opt, float *out_chw, Error *err);
 
+/* ---- whole series, as /analyze receives them (docs/images.md) ---- */
+
+typedef struct {
+    RescaleParams rescale;
+    CtWindows windows; /* CT only */
+    int max_slices;    /* 0 means CT_MAX_SLICES (85) */
+} SeriesOptions;
+
+/* How many tensors a series of n_slices yields: min(n_slices, max_slices). */
+int series_output_count(int n_slices, const SeriesOptions *series);
+
+/* A CT series (16-bit gray PNG bytes per slice, in series order) -> one
+ * tensor per sampled slice, written one after another to out (room for
+ * series_output_count() * 3*size*size floats). *n_out gets the count and
+ * chosen[] (optional, same room) the 0-based slice indices used. An error
+ * names the slice ("slice 7 of 120: PNG is truncated"). */
+int ct_series_to_tensors(const uint8_t *const *slices, const size_t *sizes, int n_slices,
+                         const ImageLimits *limits, const SeriesOptions *series, const PreprocessOptions *opt,
+                         float *out, int *n_out, int *chosen, Error *err);
+
+/* The same for MRI: the sampled slices are normalized by the min and max
+ * over all sampled slices (series->windows is ignored). */
+int mri_series_to_tensors(const uint8_t *const *slices, const size_t *sizes, int n_slices,
+                          const ImageLimits *limits, const SeriesOptions *series,
+                          const PreprocessOptions *opt, float *out, int *n_out, int *chosen, Error *err);
+
 #endif

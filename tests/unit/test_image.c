@@ -493,3 +493,44 @@ TEST(image_sample_slices_like_the_ct_notebook) {
     CHECK_EQ_INT(sample_slices_evenly(0, 85, idx), -1);
     CHECK_EQ_INT(sample_slices_evenly(10, 0, idx), -1);
 }
+
+TEST(image_series_sample_decode_and_name_bad_slices) {
+    /* Three 2x2 CT slices at HU -1024, 40, 1000 (intercept -1024). */
+    int hu[3] = {-1024, 40, 1000};
+    uint8_t *png[3];
+    size_t n[3];
+    for (int s = 0; s < 3; s++) {
+        uint16_t px[4];
+        for (int i = 0; i < 4; i++)
+            px[i] = (uint16_t)(hu[s] + 1024);
+        png[s] = encode_png(px, 2, 2, 0, 16, NULL, &n[s]);
+    }
+    SeriesOptions so = {{1.0, -1024.0, 0}, CT_WINDOWS_DEFAULT, 2};
+    PreprocessOptions opt = {.size = 2};
+    float t[3 * 3 * 4];
+    int chosen[2], k = 0;
+    Error err;
+    CHECK_EQ_INT(series_output_count(3, &so), 2);
+    CHECK(ct_series_to_tensors((const uint8_t *const *)png, n, 3, NULL, &so, &opt, t, &k, chosen, &err) == 0);
+    CHECK_EQ_INT(k, 2);
+    CHECK(chosen[0] == 1 && chosen[1] == 2);      /* round(1/2*2), round(2/2*2) */
+    CHECK_NEAR(t[0], 132.0 / 255 * 2 - 1, 1e-6);  /* slice 2 (HU 40), R */
+    CHECK_NEAR(t[12], 252.0 / 255 * 2 - 1, 1e-6); /* slice 3 (HU 1000), R */
+    /* MRI: range over the sampled slices (stored 1064..2024). */
+    SeriesOptions mo = {{1.0, 0.0, 0}, CT_WINDOWS_DEFAULT, 0};
+    CHECK(mri_series_to_tensors((const uint8_t *const *)png, n, 3, NULL, &mo, &opt, t, &k, NULL, &err) == 0);
+    CHECK_EQ_INT(k, 3);
+    CHECK(t[0] == -1.0f && t[12] != -1.0f && t[24] == 1.0f); /* min slice -> -1, max slice -> +1 */
+    /* A broken slice is named by its 1-based position in the series. */
+    n[2] = 30;
+    CHECK(ct_series_to_tensors((const uint8_t *const *)png, n, 3, NULL, &so, &opt, t, &k, chosen, &err) ==
+          -1);
+    CHECK_STR_CONTAINS(err.message, "slice 3 of 3: PNG is truncated");
+    CHECK(mri_series_to_tensors((const uint8_t *const *)png, n, 3, NULL, &mo, &opt, t, &k, NULL, &err) == -1);
+    CHECK_STR_CONTAINS(err.message, "slice 3 of 3");
+    CHECK(ct_series_to_tensors((const uint8_t *const *)png, n, 0, NULL, &so, &opt, t, &k, chosen, &err) ==
+          -1);
+    CHECK_STR_CONTAINS(err.message, "no slices");
+    for (int s = 0; s < 3; s++)
+        free(png[s]);
+}
