@@ -11,6 +11,7 @@ Prints "ok NAME" / "FAIL NAME: why" / "skip NAME: why"; exits 1 on a failure.
 import http.client
 import os
 import re
+import select
 import shlex
 import signal
 import socket
@@ -19,7 +20,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 from dockerfile import ROOT, stages  # noqa: E402
 
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -97,6 +99,82 @@ def health(port):
         return None
 
 
+def container_env(tmp, **overrides):
+    """The image's ENV, then deploy.sh's, then the test's: loopback, CPU, a free PORT."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": tmp}
+    env.update(image_env)
+    env.update(deploy_env)
+    env.pop("MEDGEMMA_API_KEY_FILE", None)
+    env.update(PORT=str(free_port()), MEDGEMMA_HOST="127.0.0.1", MEDGEMMA_BACKEND="cpu")
+    env.update(overrides)
+    return env
+
+
+def run_serve(tmp, env, p, want_healthy=True, wait_s=60):
+    """Starts the ENTRYPOINT with env, waits for /health, stops it with SIGTERM.
+    Appends problems to p; returns the server's output (stdout + stderr)."""
+    port = int(env["PORT"])
+    log = open(os.path.join(tmp, "serve.log"), "w+")
+    proc = subprocess.Popen([MEDGEMMA] + entry[1:], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        status, deadline = None, time.time() + wait_s
+        while time.time() < deadline and proc.poll() is None:
+            status = health(port)
+            if status == 200:
+                break
+            if status not in (None, 503):
+                p.append(f"/health answered {status} while starting (want 503, then 200)")
+                break
+            time.sleep(0.2)
+        if want_healthy:
+            if proc.poll() is not None:
+                p.append(f"serve exited with {proc.returncode} during start")
+            elif status != 200:
+                p.append(f"/health on $PORT={port} not 200 after {wait_s} s (last: {status})")
+        elif status == 200:
+            p.append("/health answered 200")
+        if proc.poll() is None:
+            t0 = time.time()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=10)
+                if rc != 0 and want_healthy:
+                    p.append(f"exit status {rc} after SIGTERM, want 0")
+            except subprocess.TimeoutExpired:
+                p.append("still running 10 s after SIGTERM (Cloud Run would SIGKILL it)")
+            else:
+                if time.time() - t0 > 10:
+                    p.append("took over 10 s to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.seek(0)
+        out = log.read()
+        log.close()
+    if p:
+        p.append("log tail: " + " | ".join(out.splitlines()[-4:])[-400:])
+    if '"backend":"fake"' in out.replace(" ", ""):
+        # A developer's uncommitted stand-in for the engine: it loads nothing.
+        raise FakeBackend()
+    return out
+
+
+class FakeBackend(Exception):
+    pass
+
+
+FAKE_WHY = "serve in this build runs a dev-only fake backend that loads no model (work in progress)"
+
+
+def synth_model(tmp, p):
+    model = os.path.join(tmp, "model")
+    r = subprocess.run([MEDGEMMA, "synth-model", "--preset", "tiny", "--out", model], capture_output=True, text=True)
+    if r.returncode != 0:
+        p.append(f"synth-model failed: {r.stderr.strip()[-200:]}")
+    return model
+
+
 if serve_missing:
     report("container_start_port_health_sigterm", [], skip=serve_missing)
 elif not entry or entry[0] != "/usr/local/bin/medgemma":
@@ -104,55 +182,84 @@ elif not entry or entry[0] != "/usr/local/bin/medgemma":
 else:
     p = []
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "model")
-        r = subprocess.run([MEDGEMMA, "synth-model", "--preset", "tiny", "--out", model], capture_output=True, text=True)
-        if r.returncode != 0:
-            p.append(f"synth-model failed: {r.stderr.strip()[-200:]}")
-        port = free_port()
-        env = {"PATH": "/usr/bin:/bin", "HOME": tmp}
-        env.update(image_env)
-        env.update(deploy_env)
-        env.pop("MEDGEMMA_API_KEY_FILE", None)
-        # Loopback only, the CPU backend, the temp model; PORT as Cloud Run sets it.
-        env.update(PORT=str(port), MEDGEMMA_HOST="127.0.0.1", MEDGEMMA_MODEL_DIR=model, MEDGEMMA_BACKEND="cpu")
-        argv = [MEDGEMMA] + entry[1:]
-        log = open(os.path.join(tmp, "serve.log"), "w+")
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        model = synth_model(tmp, p)
         try:
-            status, deadline = None, time.time() + 60
-            while time.time() < deadline and proc.poll() is None:
-                status = health(port)
-                if status == 200:
-                    break
-                if status not in (None, 503):
-                    p.append(f"/health answered {status} while starting (want 503, then 200)")
-                    break
-                time.sleep(0.2)
-            if proc.poll() is not None:
-                p.append(f"serve exited with {proc.returncode} during start")
-            elif status != 200:
-                p.append(f"/health on $PORT={port} not 200 after 60 s (last: {status})")
-            if proc.poll() is None:
-                t0 = time.time()
-                proc.send_signal(signal.SIGTERM)
+            run_serve(tmp, container_env(tmp, MEDGEMMA_MODEL_DIR=model), p)
+            report("container_start_port_health_sigterm", p)
+        except FakeBackend:
+            report("container_start_port_health_sigterm", [], skip=FAKE_WHY)
+
+
+# ---- 3. weights fetched at start from a (local, gated) Hub, as on Cloud Run with --weights fetch
+def start_hub(tmp, repo, folder, token):
+    hub = subprocess.Popen([sys.executable, os.path.join(HERE, "local_hub.py"), repo, folder, token,
+                            os.path.join(tmp, "hub.log")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    ready, _, _ = select.select([hub.stdout], [], [], 10)
+    line = hub.stdout.readline().decode() if ready else ""
+    if not line.startswith("PORTS "):
+        hub.kill()
+        hub.wait()
+        return None, None
+    return hub, f"http://127.0.0.1:{line.split()[1]}"
+
+
+GRANTED = "hf_good_deploy_test_token"
+
+
+def fetch_with_access(tmp, src, endpoint):
+    p = []
+    dest = os.path.join(tmp, "models", "medgemma")
+    os.makedirs(dest)  # the image ships this dir empty, owned by the service user
+    env = container_env(tmp, MEDGEMMA_MODEL_DIR=dest, HF_TOKEN=GRANTED, HF_ENDPOINT=endpoint, NO_PROXY="127.0.0.1")
+    out = run_serve(tmp, env, p)
+    for name in os.listdir(src):
+        got = os.path.join(dest, name)
+        if not os.path.exists(got) or os.path.getsize(got) != os.path.getsize(os.path.join(src, name)):
+            p.append(f"{name} not downloaded into MEDGEMMA_MODEL_DIR")
+    if GRANTED in out:
+        p.append("the token appears in the server's output")
+    return p
+
+
+def fetch_without_access(tmp, endpoint):
+    p = []
+    dest = os.path.join(tmp, "models", "no-access")
+    os.makedirs(dest)
+    other = "hf_good_but_not_granted"
+    env = container_env(tmp, MEDGEMMA_MODEL_DIR=dest, HF_TOKEN=other, HF_ENDPOINT=endpoint, NO_PROXY="127.0.0.1")
+    out = run_serve(tmp, env, p, want_healthy=False, wait_s=15)
+    if not re.search(r"gated|access|terms|403", out, re.I):
+        p.append("the output does not say the model is gated / access is missing: "
+                 + " | ".join(out.splitlines()[-3:])[-300:])
+    if other in out:
+        p.append("the token appears in the server's output")
+    return p
+
+
+FETCH_TESTS = (("fetch_at_start_from_gated_hub", fetch_with_access),
+               ("fetch_at_start_without_access_says_why", lambda tmp, src, endpoint: fetch_without_access(tmp, endpoint)))
+if serve_missing:
+    for name, _ in FETCH_TESTS:
+        report(name, [], skip=serve_missing)
+else:
+    with tempfile.TemporaryDirectory() as tmp:
+        p = []
+        src = synth_model(tmp, p)
+        repo = deploy_env.get("MEDGEMMA_MODEL_REPO", "google/medgemma-1.5-4b-it")
+        hub, endpoint = start_hub(tmp, repo, src, GRANTED) if not p else (None, None)
+        try:
+            for name, fn in FETCH_TESTS:
+                if hub is None:
+                    report(name, p or ["the local hub (tests/deploy/local_hub.py) did not start"])
+                    continue
                 try:
-                    rc = proc.wait(timeout=10)
-                    if rc != 0:
-                        p.append(f"exit status {rc} after SIGTERM, want 0")
-                except subprocess.TimeoutExpired:
-                    p.append("still running 10 s after SIGTERM (Cloud Run would SIGKILL it)")
-                else:
-                    if time.time() - t0 > 10:
-                        p.append("took over 10 s to stop")
+                    report(name, fn(tmp, src, endpoint))
+                except FakeBackend:
+                    report(name, [], skip=FAKE_WHY)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if p:
-                log.seek(0)
-                p.append("log tail: " + " | ".join(log.read().splitlines()[-5:])[-400:])
-            log.close()
-    report("container_start_port_health_sigterm", p)
+            if hub is not None:
+                hub.kill()
+                hub.wait()
 
 if not deploy_env:
     report("deploy_env_parsed", ["no --set-env-vars in deploy.sh --dry-run output"])

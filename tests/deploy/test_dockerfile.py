@@ -327,6 +327,60 @@ with tempfile.TemporaryDirectory() as tmp:
                 p.append(f"token written to {fn}")
 report("build_stage_runs_outside_docker", p)
 
+
+# ---- 9b. the weights-baked RUN with the real weights-fetch, against a local gated Hub
+def baked_run_with_real_fetch():
+    import select
+    fetch, medgemma = os.path.join(BUILD, "weights-fetch"), os.path.join(BUILD, "medgemma")
+    if not (os.path.exists(fetch) and os.path.exists(medgemma)):
+        return None, f"{fetch} or {medgemma} not built (run make)"
+    p = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = f"{tmp}/src"
+        r = subprocess.run([medgemma, "synth-model", "--preset", "tiny", "--out", src], capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, f"synth-model is not usable in this build: {r.stderr.strip()[-120:]}"
+        token = "hf_good_bake_test"
+        hub = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "local_hub.py"),
+                                "google/medgemma-1.5-4b-it", src, token, f"{tmp}/hub.log"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            ready, _, _ = select.select([hub.stdout], [], [], 10)
+            line = hub.stdout.readline().decode() if ready else ""
+            if not line.startswith("PORTS "):
+                return ["the local hub did not start"], None
+            with open(f"{tmp}/token", "w") as f:
+                f.write(token)
+            script = re.sub(r"--mount=\S+\s*", "", runs(BY_NAME["weights-baked"])[0])
+            script = re.sub(r"(?<=\s)/weights(?=[\s/]|$)", f"{tmp}/weights", script)
+            script = script.replace("/run/secrets/hf_token", f"{tmp}/token").replace("/out/bin/weights-fetch", fetch)
+            env = {"MODEL_REPO": "google/medgemma-1.5-4b-it", "MODEL_REVISION": "main",
+                   "HF_ENDPOINT": f"http://127.0.0.1:{line.split()[1]}", "NO_PROXY": "127.0.0.1"}
+            r = shell(script, tmp, env)
+            if r.returncode != 0:
+                p.append(f"the RUN failed: {r.stderr.strip()[-300:]}")
+            for name in os.listdir(src):
+                got = f"{tmp}/weights/{name}"
+                if not os.path.isfile(got) or open(got, "rb").read() != open(f"{src}/{name}", "rb").read():
+                    p.append(f"{name} missing or different in /weights")
+            left = sorted(set(os.listdir(f"{tmp}/weights")) - set(os.listdir(src))) if os.path.isdir(f"{tmp}/weights") else []
+            if left:
+                p.append(f"extra entries left in /weights: {left}")
+            for dirpath, _, files in os.walk(f"{tmp}/weights"):
+                for fn in files:
+                    if token.encode() in open(os.path.join(dirpath, fn), "rb").read():
+                        p.append(f"token written to {fn}")
+            if token in r.stdout + r.stderr:
+                p.append("token printed in the build log")
+        finally:
+            hub.kill()
+            hub.wait()
+    return p, None
+
+
+problems, why_skip = baked_run_with_real_fetch()
+report("baked_weights_run_real_weights_fetch", problems or [], skip=why_skip)
+
 # ---- 10. cloudbuild.yaml: same build, token handling, substitutions deploy.sh passes
 try:
     import yaml
