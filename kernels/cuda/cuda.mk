@@ -1,5 +1,7 @@
 # CUDA backend build rules, included by the Makefile when nvcc is found.
 # SASS for sm_89 (L4) and sm_90 (H100/H200), PTX for compute_89.
+# On a machine whose cuBLAS lives elsewhere (pip's nvidia-cublas), pass
+# CUBLAS_INC / CUBLAS_LIB (tests/gpu/run.sh finds them).
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH_FLAGS ?= -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 \
   -gencode arch=compute_89,code=compute_89
@@ -12,8 +14,25 @@ CUDA_HOST_SRC := $(wildcard engine/cuda/*.c)
 CUDA_OBJ := $(CUDA_CU_SRC:%.cu=$(BUILD)/obj/%.o) $(CUDA_HOST_SRC:%.c=$(BUILD)/obj/%.o)
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -L$(CUBLAS_LIB) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUBLAS_LIB) \
   -lcublasLt -lcudart -lstdc++
-CFLAGS += -DMEDGEMMA_CUDA=1 -I$(CUDA_HOME)/include
+CFLAGS += -DMEDGEMMA_CUDA=1 -I$(CUDA_HOME)/include -I$(CUBLAS_INC)
 
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# The GPU test program and benchmark link only what they use (no HTTP, image
+# codecs or network libraries: cJSON is their one library besides CUDA), so a
+# lent GPU machine builds them with `make build/gpu_tests build/gpu_bench`.
+GPU_CORE_SRC := $(wildcard util/*.c kernels/cpu/*.c) engine/config.c engine/safetensors.c engine/weights.c
+GPU_CORE_OBJ := $(GPU_CORE_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_OBJ)
+GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/gpu/*.c))
+GPU_BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/gpu/*.c))
+GPU_LDLIBS := $(CUDA_LDLIBS) -lcjson -lm -ldl
+
+CUDA_PROGRAMS := $(BUILD)/gpu_tests $(if $(GPU_BENCH_OBJ),$(BUILD)/gpu_bench)
+
+$(BUILD)/gpu_tests: $(GPU_TEST_OBJ) $(GPU_CORE_OBJ)
+	$(CC) $(LDFLAGS) $^ $(GPU_LDLIBS) -o $@
+
+$(BUILD)/gpu_bench: $(GPU_BENCH_OBJ) $(GPU_CORE_OBJ)
+	$(CC) $(LDFLAGS) $^ $(GPU_LDLIBS) -o $@
