@@ -7,7 +7,7 @@ the real ones (huggingface_hub's hf_api.py / file_download.py):
   GET /api/models/{repo}/tree/{commit}?recursive=true
                                                -> [{"type","path","size","oid","lfs"}], Link pagination
   GET /{repo}/resolve/{rev}/{path}             -> 302 to the "CDN" (a second port) for LFS files,
-                                                  the bytes themselves for small git files
+                                                  307 to /api/resolve-cache/... (same host) for git files
 with X-Error-Code / X-Error-Message on errors (RepoNotFound, RevisionNotFound,
 GatedRepo, EntryNotFound) as the Hub sends them.
 
@@ -165,6 +165,8 @@ def make_handler(state, server_name):
                 return self.repo_info("/".join(parts[2:4]), parts[5])
             if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] == "tree":
                 return self.tree("/".join(parts[2:4]), parts[5], query)
+            if len(parts) >= 7 and parts[:3] == ["api", "resolve-cache", "models"]:
+                return self.resolve_cache("/".join(parts[3:5]), parts[5], "/".join(parts[6:]))
             if len(parts) >= 5 and parts[2] == "resolve":
                 return self.resolve("/".join(parts[0:2]), parts[3], "/".join(parts[4:]))
             self.error_json(404, "no such route")
@@ -234,6 +236,16 @@ def make_handler(state, server_name):
             if f.get("lfs"):
                 loc = f"http://127.0.0.1:{state.cdn_port}/cdn/{repo}/{urllib.parse.quote(path)}?sig=x"
                 return self.reply(302, b"", {"Location": loc})
+            # Small git files: a relative redirect on the same host, as the Hub does today.
+            self.reply(307, b"", {"Location": f"/api/resolve-cache/models/{repo}/{r['commit']}/{urllib.parse.quote(path)}"})
+
+        def resolve_cache(self, repo, commit, path):
+            r = self.check_repo_access(repo, True)
+            if r is None:
+                return
+            f = r.get("files", {}).get(path)
+            if f is None or f.get("lfs") or commit != r["commit"]:
+                return self.error_json(404, "Entry not found", "EntryNotFound")
             self.serve_file(repo, path, f)
 
         def handle_cdn(self):
