@@ -78,7 +78,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 medgemma \
  && useradd --system --uid 10001 --gid medgemma --home-dir /home/medgemma --create-home \
-      --shell /usr/sbin/nologin medgemma
+      --shell /usr/sbin/nologin medgemma \
+ && mkdir -p /models/medgemma \
+ && chown 10001:10001 /models/medgemma
 COPY --from=build /out/lib/ /usr/local/lib/medgemma/
 COPY --from=build /out/bin/medgemma /out/bin/weights-fetch /usr/local/bin/
 # Fails the build if a library the binaries need is missing from this stage.

@@ -260,6 +260,35 @@ for f in (".git/config", "build/medgemma", "build-asan/x.o", ".venv/bin/python",
 report("dockerignore_keeps_sources_drops_the_rest", p)
 
 
+# ---- 8b. the build context Docker would get (tracked files minus .dockerignore) builds
+def context_build():
+    p = []
+    cmd = make_command()
+    if not cmd:
+        return ["no make command"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in tracked:
+            if ignored(f, pats) or not os.path.isfile(os.path.join(ROOT, f)):
+                continue
+            os.makedirs(os.path.dirname(os.path.join(tmp, f)), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, f), os.path.join(tmp, f))
+        # The Dockerfile's targets, on the CPU (no CUDA 12.2 toolkit here) and unoptimised for speed.
+        targets = [w for w in cmd.split() if w.startswith("build/")]
+        r = subprocess.run(["make", "-j2", "NO_CUDA=1", "OPT=-O0"] + targets, cwd=tmp, capture_output=True, text=True)
+        if r.returncode != 0:
+            errs = [ln for ln in (r.stdout + r.stderr).splitlines() if "rror" in ln or "No rule" in ln]
+            p.append("make in the build context failed: " + " | ".join(errs[:3])[-400:])
+        else:
+            for t in targets:
+                h = subprocess.run([os.path.join(tmp, t), "--help"], capture_output=True, text=True)
+                if h.returncode != 0:
+                    p.append(f"{t} --help exited {h.returncode}")
+    return p
+
+
+report("build_context_compiles", context_build())
+
+
 # ---- helpers to run Dockerfile / Cloud Build shell text outside Docker
 def fake_tool(bindir, name, body):
     path = os.path.join(bindir, name)
