@@ -10,7 +10,7 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: weights-fetch REPO [--revision R] [--out DIR] [--include GLOBS] [--parallel N]\n"
-            "                     [--progress auto|bar|lines|none] [--endpoint URL]\n"
+            "                     [--retries N] [--progress auto|bar|lines|none] [--endpoint URL]\n"
             "\n"
             "Downloads a Hugging Face model repo (e.g. google/medgemma-1.5-4b-it) into DIR\n"
             "(default: ./NAME), verifying every file's checksum. Rerun to resume.\n"
@@ -19,6 +19,7 @@ static void usage(FILE *out) {
             "  --include GLOBS  only paths matching these comma-separated globs, e.g.\n"
             "                   \"*.json,*.safetensors\"\n"
             "  --parallel N     files downloaded at once (default %d)\n"
+            "  --retries N      tries per file without progress before giving up (default 5)\n"
             "  --progress MODE  bar on a terminal, plain lines otherwise (default auto)\n"
             "  --endpoint URL   Hub address (default $HF_ENDPOINT or %s)\n"
             "\n"
@@ -85,6 +86,14 @@ int main(int argc, char **argv) {
                 return 2;
             }
             o.parallel = (int)n;
+        } else if (strcmp(a, "--retries") == 0) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1 || n > 100) {
+                fprintf(stderr, "weights-fetch: --retries must be 1..100, got \"%s\"\n", v);
+                return 2;
+            }
+            o.max_attempts = (int)n;
         } else if (strcmp(a, "--progress") == 0) {
             if (parse_progress(v, &o.progress) != 0) {
                 fprintf(stderr, "weights-fetch: --progress must be auto, bar, lines or none, got \"%s\"\n",

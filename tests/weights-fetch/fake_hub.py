@@ -17,6 +17,8 @@ Misbehaviour is configured per file so each test can provoke one failure:
   throttle: bytes_per_s    send slowly
   ignore_range: true       answer 200 with the whole file to a Range request
   fail: [status, times]    answer this status to the first `times` resolves
+  redirect: "loop"|"ftp"   a redirect loop, or a redirect to another protocol
+  extra_bytes: N           send N bytes more than the listed size
 and per repo: private, gated (+ granted tokens), info_body / tree_body (raw
 bodies, e.g. broken JSON), page_size (tree pagination), extra_entries.
 
@@ -233,6 +235,10 @@ def make_handler(state, server_name):
             fail = f.get("fail")
             if fail and state.bump(("fail", repo, path)) < fail[1]:
                 return self.error_json(fail[0], "temporary failure")
+            if f.get("redirect") == "loop":
+                return self.reply(302, b"", {"Location": self.path})
+            if f.get("redirect") == "ftp":
+                return self.reply(302, b"", {"Location": "ftp://127.0.0.1/x"})
             if f.get("lfs"):
                 loc = f"http://127.0.0.1:{state.cdn_port}/cdn/{repo}/{urllib.parse.quote(path)}?sig=x"
                 return self.reply(302, b"", {"Location": loc})
@@ -270,7 +276,7 @@ def make_handler(state, server_name):
                 start = int(rng[len("bytes="):-1])
                 if start >= len(data):
                     return self.reply(416, "", {"Content-Range": f"bytes */{len(data)}"})
-            body = bytearray(data[start:])
+            body = bytearray(data[start:]) + b"\0" * f.get("extra_bytes", 0)
             corrupt = f.get("corrupt", 0)
             if start == 0 and corrupt and (corrupt < 0 or state.bump(("corrupt", repo, path)) < corrupt):
                 body[len(body) // 2] ^= 0xFF

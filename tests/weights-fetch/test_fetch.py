@@ -62,6 +62,10 @@ REPOS = {
         f"shard-{i}.safetensors": f(160 * KB, 20 + i, lfs=True, throttle=400 * KB) for i in range(4)}},
     "test/diskfull": {"commit": COMMIT, "files": {"big.bin": f(2048 * KB, 30, lfs=True)}},
     "test/diskfull2": {"commit": COMMIT, "files": {"big.bin": f(700 * KB, 31, lfs=True, throttle=1000 * KB)}},
+    "odd/loop": {"commit": COMMIT, "files": {"a.bin": f(100, 40, lfs=True, redirect="loop")}},
+    "odd/ftp": {"commit": COMMIT, "files": {"a.bin": f(100, 41, lfs=True, redirect="ftp")}},
+    "odd/toolong": {"commit": COMMIT, "files": {"a.bin": f(1000, 42, lfs=True, extra_bytes=10)}},
+    "odd/down": {"commit": COMMIT, "files": {"a.bin": f(100, 43, lfs=True, fail=[500, 99])}},
     # Odd server answers: each must end in a clear message, never a crash.
     "bad/notjson": {"commit": COMMIT, "info_body": "<html>oops</html>"},
     "bad/nosha": {"commit": COMMIT, "info_body": '{"id": "bad/nosha"}'},
@@ -436,6 +440,16 @@ def test_bad_server_answers(e):
         rc, err = e.run(repo, out)
         check(rc == 1 and needle in err, f"{repo}: exit {rc}, stderr {err[-300:]!r}")
     check(not os.path.exists(os.path.join(e.tmp, "evil.txt")), "path traversal wrote a file")
+    downloads = {
+        "odd/loop": ["downloading a.bin", "redirects hit maximum"], "odd/ftp": ["downloading a.bin", "Unsupported protocol"],
+        "odd/toolong": ["checksum mismatch for a.bin after 3 downloads", "more than the 1000 bytes listed"],
+        "odd/down": ["giving up on a.bin after 2 attempts", "HTTP 500"],
+    }
+    for repo, needles in downloads.items():
+        out = e.new_dir(repo.replace("/", "-"))
+        rc, err = e.run(repo, out, "--retries", "2")
+        check(rc == 1 and all(n in err for n in needles) and not visible_files(out),
+              f"{repo}: exit {rc}, stderr {err[-300:]!r}")
 
 
 def test_usage_errors(e):
