@@ -29,6 +29,8 @@ GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/gpu/*.c))
 GPU_BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/gpu/*.c))
 GPU_LDLIBS := $(CUDA_LDLIBS) -lcjson -lm -ldl
 
+# (These are the first explicit targets make sees: keep `all` the default goal.)
+.DEFAULT_GOAL := all
 CUDA_PROGRAMS := $(BUILD)/gpu_tests $(if $(GPU_BENCH_OBJ),$(BUILD)/gpu_bench)
 
 $(BUILD)/gpu_tests: $(GPU_TEST_OBJ) $(GPU_CORE_OBJ)
