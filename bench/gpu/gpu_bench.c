@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cuda_runtime_api.h>
+
 #include "engine/backend.h"
 #include "engine/config.h"
 #include "engine/safetensors.h"
