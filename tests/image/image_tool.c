@@ -9,7 +9,8 @@
  *       16-bit gray PNG -> windowed 8-bit RGB written raw to OUT
  *   image-tool mri OUTPREFIX IN...         volume-normalized 8-bit RGB per slice
  *   image-tool sample N MAX                the sampled slice indices
- *   image-tool bench REPEAT IN             median ms of image_to_tensor (file in memory)
+ *   image-tool bench [--ct] REPEAT IN      median ms of image_to_tensor (file in memory;
+ *                                          --ct: ct_png_to_tensor, intercept -1024)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,8 +242,11 @@ static int cmd_sample(int argc, char **argv) {
 }
 
 static int cmd_bench(int argc, char **argv) {
+    int ct = argc > 0 && !strcmp(argv[0], "--ct");
+    if (ct)
+        argc--, argv++;
     if (argc != 2)
-        return fprintf(stderr, "bench: expected REPEAT IN\n"), 2;
+        return fprintf(stderr, "bench: expected [--ct] REPEAT IN\n"), 2;
     int repeat = atoi(argv[0]);
     size_t n;
     uint8_t *data = read_file(argv[1], &n);
@@ -253,7 +257,10 @@ static int cmd_bench(int argc, char **argv) {
     for (int r = 0; r < repeat; r++) {
         Error err = {{0}};
         double t0 = now_ms();
-        if (image_to_tensor(data, n, NULL, NULL, t, &err) != 0) {
+        RescaleParams rescale = {1.0, -1024.0, 0};
+        int rc = ct ? ct_png_to_tensor(data, n, NULL, &rescale, NULL, NULL, t, &err)
+                    : image_to_tensor(data, n, NULL, NULL, t, &err);
+        if (rc != 0) {
             printf("error: %s\n", err.message);
             return 1;
         }

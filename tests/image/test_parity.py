@@ -206,6 +206,10 @@ def main():
         n_images = 0
         for opts, items in groups.items():
             r = outputs[opts]
+            if r.returncode != 0:  # e.g. a sanitizer report after the tensors were written
+                print(f"FAIL image_tool_exit_{'_'.join(o.strip('-') for o in opts) or 'default'}: status "
+                      f"{r.returncode}: {(r.stdout + r.stderr).strip()[-500:]}")
+                failed += 1
             for name, path, out, data in items:
                 if "DOE^JANE" in r.stdout + r.stderr:
                     print(f"FAIL {name}: a PNG text chunk was echoed by the tool")
