@@ -162,12 +162,20 @@ else
 fi
 
 for bad in "--max-queue abc" "--cpu 2" "--memory 8Gi" "--memory 64Gi" "--startup-timeout 4000" \
-    "--timeout 10" "--timeout 3601" "--min-instances 3 --max-instances 2" "--weights gcs" "--weights s3" \
-    "--build none" "--bucket-path a,b --weights gcs --bucket x"; do
+    "--timeout 10" "--timeout 3601" "--min-instances 3 --max-instances 2" "--max-instances 0" \
+    "--weights gcs" "--weights s3" "--build none" "--bucket-path a,b --weights gcs --bucket x" \
+    "--timeout=60"; do
     # shellcheck disable=SC2086 # word splitting of the option list is intended
     run_deploy "$tmp/bin" -- $bad my-project
     if [ "$rc" = 0 ] || [ -z "$err" ] || [ -s "$log" ]; then
         why+="${why:+; }'$bad' accepted (rc=$rc, $(wc -l <"$log") calls)"
+    fi
+done
+for args in "my-project Bad_Region" "my-project us-central1 extra" "Not_A_Project"; do
+    # shellcheck disable=SC2086
+    run_deploy "$tmp/bin" -- $args
+    if [ "$rc" = 0 ] || [ -z "$err" ] || [ -s "$log" ]; then
+        why+="${why:+; }'$args' accepted (rc=$rc, $(wc -l <"$log") calls)"
     fi
 done
 result bad_values_rejected_before_any_call
