@@ -1,0 +1,306 @@
+/* Vector inner loops (see simd.h): one scalar version, one AVX2+FMA version and
+ * one AVX-512 version of each, compiled with per-function target attributes so
+ * the rest of the build needs no -march flag. */
+#include "kernels/cpu/simd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- plain C */
+
+static float dot_bf16_scalar(const float *x, const bf16 *w, int n) {
+    float acc[4] = {0, 0, 0, 0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++)
+            acc[j] += x[i + j] * bf16_to_f32(w[i + j]);
+    for (; i < n; i++)
+        acc[0] += x[i] * bf16_to_f32(w[i]);
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+static float dot_f32_scalar(const float *a, const float *b, int n) {
+    float acc[4] = {0, 0, 0, 0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++)
+            acc[j] += a[i + j] * b[i + j];
+    for (; i < n; i++)
+        acc[0] += a[i] * b[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+static void axpy_f32_scalar(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void scale_f32_scalar(float *y, float s, int n) {
+    for (int i = 0; i < n; i++)
+        y[i] *= s;
+}
+
+static void tile4x4_bf16_scalar(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw, int n) {
+    for (int t = 0; t < 4; t++)
+        for (int o = 0; o < 4; o++)
+            y[t * ldy + o] = dot_bf16_scalar(x + (size_t)t * ldx, w + (size_t)o * ldw, n);
+}
+
+static const SimdOps ops_scalar = {"scalar",        dot_bf16_scalar,  dot_f32_scalar,
+                                   axpy_f32_scalar, scale_f32_scalar, tile4x4_bf16_scalar};
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* ---- AVX2 + FMA (8 lanes) */
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline __m256 load8_bf16(const bf16 *w) {
+    __m128i h = _mm_loadu_si128((const __m128i *)w);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static float dot_bf16_avx2(const float *x, const bf16 *w, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_bf16(w + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8_bf16(w + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), load8_bf16(w + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), load8_bf16(w + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_bf16(w + i), a0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++)
+        s += x[i] * bf16_to_f32(w[i]);
+    return s;
+}
+
+AVX2 static float dot_f32_avx2(const float *a, const float *b, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+    float s = hsum8(_mm256_add_ps(a0, a1));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+AVX2 static void axpy_f32_avx2(float *y, float a, const float *x, int n) {
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+AVX2 static void scale_f32_avx2(float *y, float s, int n) {
+    __m256 vs = _mm256_set1_ps(s);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(vs, _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] *= s;
+}
+
+/* 2 tokens x 4 weight rows per pass keeps 8 accumulators in registers. */
+AVX2 static void tile2x4_bf16_avx2(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw,
+                                   int n) {
+    __m256 acc[2][4];
+    for (int t = 0; t < 2; t++)
+        for (int o = 0; o < 4; o++)
+            acc[t][o] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 w0 = load8_bf16(w + i), w1 = load8_bf16(w + ldw + i);
+        __m256 w2 = load8_bf16(w + 2 * (size_t)ldw + i), w3 = load8_bf16(w + 3 * (size_t)ldw + i);
+        for (int t = 0; t < 2; t++) {
+            __m256 xv = _mm256_loadu_ps(x + (size_t)t * ldx + i);
+            acc[t][0] = _mm256_fmadd_ps(xv, w0, acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(xv, w1, acc[t][1]);
+            acc[t][2] = _mm256_fmadd_ps(xv, w2, acc[t][2]);
+            acc[t][3] = _mm256_fmadd_ps(xv, w3, acc[t][3]);
+        }
+    }
+    for (int t = 0; t < 2; t++)
+        for (int o = 0; o < 4; o++) {
+            float s = hsum8(acc[t][o]);
+            for (int j = i; j < n; j++)
+                s += x[(size_t)t * ldx + j] * bf16_to_f32(w[(size_t)o * ldw + j]);
+            y[t * ldy + o] = s;
+        }
+}
+
+AVX2 static void tile4x4_bf16_avx2(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw,
+                                   int n) {
+    tile2x4_bf16_avx2(y, ldy, x, ldx, w, ldw, n);
+    tile2x4_bf16_avx2(y + 2 * ldy, ldy, x + 2 * (size_t)ldx, ldx, w, ldw, n);
+}
+
+static const SimdOps ops_avx2 = {"avx2",        dot_bf16_avx2,  dot_f32_avx2,
+                                 axpy_f32_avx2, scale_f32_avx2, tile4x4_bf16_avx2};
+
+/* ---- AVX-512 (16 lanes) */
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+
+AVX512 static inline __m512 load16_bf16(const bf16 *w) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)w);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AVX512 static inline __m512 load16_bf16_masked(const bf16 *w, __mmask16 m) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, w);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AVX512 static float dot_bf16_avx512(const float *x, const bf16 *w, int n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), load16_bf16(w + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), load16_bf16(w + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), load16_bf16(w + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), load16_bf16(w + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), load16_bf16(w + i), a0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), load16_bf16_masked(w + i, m), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+AVX512 static float dot_f32_avx512(const float *a, const float *b, int n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), a1);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), a0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+AVX512 static void axpy_f32_avx512(float *y, float a, const float *x, int n) {
+    __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 r = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+AVX512 static void scale_f32_avx512(float *y, float s, int n) {
+    __m512 vs = _mm512_set1_ps(s);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(vs, _mm512_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] *= s;
+}
+
+/* 4 tokens x 4 weight rows: 16 accumulators of the 32 registers. */
+AVX512 static void tile4x4_bf16_avx512(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw,
+                                       int n) {
+    __m512 acc[4][4];
+    for (int t = 0; t < 4; t++)
+        for (int o = 0; o < 4; o++)
+            acc[t][o] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 w0 = load16_bf16(w + i), w1 = load16_bf16(w + ldw + i);
+        __m512 w2 = load16_bf16(w + 2 * (size_t)ldw + i), w3 = load16_bf16(w + 3 * (size_t)ldw + i);
+        for (int t = 0; t < 4; t++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)t * ldx + i);
+            acc[t][0] = _mm512_fmadd_ps(xv, w0, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(xv, w1, acc[t][1]);
+            acc[t][2] = _mm512_fmadd_ps(xv, w2, acc[t][2]);
+            acc[t][3] = _mm512_fmadd_ps(xv, w3, acc[t][3]);
+        }
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 w0 = load16_bf16_masked(w + i, m), w1 = load16_bf16_masked(w + ldw + i, m);
+        __m512 w2 = load16_bf16_masked(w + 2 * (size_t)ldw + i, m);
+        __m512 w3 = load16_bf16_masked(w + 3 * (size_t)ldw + i, m);
+        for (int t = 0; t < 4; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)t * ldx + i);
+            acc[t][0] = _mm512_fmadd_ps(xv, w0, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(xv, w1, acc[t][1]);
+            acc[t][2] = _mm512_fmadd_ps(xv, w2, acc[t][2]);
+            acc[t][3] = _mm512_fmadd_ps(xv, w3, acc[t][3]);
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        for (int o = 0; o < 4; o++)
+            y[t * ldy + o] = _mm512_reduce_add_ps(acc[t][o]);
+}
+
+static const SimdOps ops_avx512 = {"avx512",        dot_bf16_avx512,  dot_f32_avx512,
+                                   axpy_f32_avx512, scale_f32_avx512, tile4x4_bf16_avx512};
+
+static int have_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+static int have_avx512(void) {
+    __builtin_cpu_init();
+    return have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+#endif
+
+const SimdOps *simd_ops_named(const char *name) {
+    if (!strcmp(name, "scalar"))
+        return &ops_scalar;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!strcmp(name, "avx2"))
+        return have_avx2() ? &ops_avx2 : NULL;
+    if (!strcmp(name, "avx512"))
+        return have_avx512() ? &ops_avx512 : NULL;
+#endif
+    return NULL;
+}
+
+const SimdOps *simd_ops(void) {
+    static const SimdOps *chosen;
+    if (chosen)
+        return chosen;
+    const char *forced = getenv("MEDGEMMA_SIMD");
+    const SimdOps *ops = forced ? simd_ops_named(forced) : NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!ops && have_avx512())
+        ops = &ops_avx512;
+    if (!ops && have_avx2())
+        ops = &ops_avx2;
+#endif
+    if (!ops)
+        ops = &ops_scalar;
+    chosen = ops;
+    return chosen;
+}

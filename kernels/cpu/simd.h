@@ -1,0 +1,30 @@
+/* Vector inner loops shared by the CPU kernels, picked once at run time for
+ * the processor (AVX-512, AVX2+FMA, or plain C). Private to kernels/cpu.
+ * All accumulate in fp32; bf16 weights are widened exactly (a shift). */
+#ifndef KERNELS_CPU_SIMD_H
+#define KERNELS_CPU_SIMD_H
+
+#include "util/bf16.h"
+
+typedef struct {
+    const char *name;
+    /* sum_i x[i] * w[i] */
+    float (*dot_bf16)(const float *x, const bf16 *w, int n);
+    /* sum_i a[i] * b[i] */
+    float (*dot_f32)(const float *a, const float *b, int n);
+    /* y[i] += a * x[i] */
+    void (*axpy_f32)(float *y, float a, const float *x, int n);
+    /* y[i] = y[i] * s  */
+    void (*scale_f32)(float *y, float s, int n);
+    /* A 4 x 4 tile of x W^T: y[t * ldy + o] = sum_i x[t * ldx + i] * w[o * ldw + i]
+     * for t < 4, o < 4 (4 token rows, 4 weight rows). */
+    void (*tile4x4_bf16)(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw, int n);
+} SimdOps;
+
+/* The best implementation this processor runs (env MEDGEMMA_SIMD=avx512|avx2|scalar
+ * forces one, for tests). */
+const SimdOps *simd_ops(void);
+/* A given implementation, or NULL when the processor lacks it. */
+const SimdOps *simd_ops_named(const char *name);
+
+#endif

@@ -1,0 +1,169 @@
+/* The CPU kernels' thread pool (see threadpool.h). One job slot guarded by a
+ * mutex; workers wait on a generation counter (spin, then condition variable). */
+#include "kernels/cpu/threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "kernels/kernels.h"
+
+#define MAX_THREADS 256
+#define SPIN_ITERS 20000
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_cond_t done_cond;
+    pthread_t threads[MAX_THREADS];
+    int n_threads;          /* including the caller */
+    int n_started;          /* worker threads running */
+    atomic_uint generation; /* bumped for every job */
+    atomic_int remaining;   /* workers still busy with the current job */
+    atomic_int stop;
+    /* the current job */
+    RangeFn fn;
+    void *ctx;
+    int n;
+    int n_parts;
+    unsigned start_generation; /* generation when the workers were started */
+} Pool;
+
+static Pool pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .done_cond = PTHREAD_COND_INITIALIZER,
+};
+static int requested_threads; /* 0 = all cores */
+
+static void part_range(int n, int n_parts, int part, int *start, int *end) {
+    long long s = (long long)n * part / n_parts;
+    long long e = (long long)n * (part + 1) / n_parts;
+    *start = (int)s;
+    *end = (int)e;
+}
+
+static void *worker_main(void *arg) {
+    int index = (int)(long)arg;            /* 1..n_threads-1 */
+    unsigned seen = pool.start_generation; /* not a fresh load: a job may already be posted */
+    for (;;) {
+        unsigned gen;
+        int spins = 0;
+        while ((gen = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen &&
+               !atomic_load(&pool.stop) && spins < SPIN_ITERS)
+            spins++;
+        if (gen == seen && !atomic_load(&pool.stop)) {
+            pthread_mutex_lock(&pool.lock);
+            while ((gen = atomic_load(&pool.generation)) == seen && !atomic_load(&pool.stop))
+                pthread_cond_wait(&pool.wake, &pool.lock);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        if (atomic_load(&pool.stop))
+            return NULL;
+        seen = gen;
+        if (index < pool.n_parts) {
+            int start, end;
+            part_range(pool.n, pool.n_parts, index, &start, &end);
+            if (end > start)
+                pool.fn(pool.ctx, start, end);
+        }
+        if (atomic_fetch_sub_explicit(&pool.remaining, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_signal(&pool.done_cond);
+            pthread_mutex_unlock(&pool.lock);
+        }
+    }
+}
+
+static int online_cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > MAX_THREADS ? MAX_THREADS : (int)n);
+}
+
+static void pool_start(void) {
+    int want = requested_threads > 0 ? requested_threads : online_cores();
+    if (want > MAX_THREADS)
+        want = MAX_THREADS;
+    pool.n_threads = want;
+    atomic_store(&pool.stop, 0);
+    pool.n_started = 0;
+    pool.start_generation = atomic_load(&pool.generation);
+    for (int i = 1; i < want; i++) {
+        if (pthread_create(&pool.threads[i], NULL, worker_main, (void *)(long)i) != 0) {
+            fprintf(stderr, "kernels: could not start worker thread %d; using %d threads\n", i, i);
+            break;
+        }
+        pool.n_started++;
+    }
+    pool.n_threads = pool.n_started + 1;
+}
+
+void kernels_shutdown(void) {
+    if (pool.n_threads == 0)
+        return;
+    pthread_mutex_lock(&pool.lock);
+    atomic_store(&pool.stop, 1);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 1; i <= pool.n_started; i++)
+        pthread_join(pool.threads[i], NULL);
+    pool.n_threads = 0;
+    pool.n_started = 0;
+}
+
+void kernels_set_threads(int n_threads) {
+    if (n_threads < 0)
+        n_threads = 0;
+    int want = n_threads > 0 ? n_threads : online_cores();
+    requested_threads = n_threads;
+    if (pool.n_threads != 0 && pool.n_threads != want)
+        kernels_shutdown();
+}
+
+int kernels_threads(void) {
+    if (pool.n_threads == 0)
+        pool_start();
+    return pool.n_threads;
+}
+
+void parallel_for(int n, int min_per_thread, RangeFn fn, void *ctx) {
+    if (n <= 0)
+        return;
+    if (pool.n_threads == 0)
+        pool_start();
+    if (min_per_thread < 1)
+        min_per_thread = 1;
+    int parts = n / min_per_thread;
+    if (parts > pool.n_threads)
+        parts = pool.n_threads;
+    if (parts <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    int workers = pool.n_threads - 1;
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n = n;
+    pool.n_parts = parts;
+    atomic_store(&pool.remaining, workers);
+    pthread_mutex_lock(&pool.lock);
+    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    int start, end;
+    part_range(n, parts, 0, &start, &end);
+    fn(ctx, start, end);
+
+    int spins = 0;
+    while (atomic_load_explicit(&pool.remaining, memory_order_acquire) > 0 && spins < SPIN_ITERS)
+        spins++;
+    if (atomic_load(&pool.remaining) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        while (atomic_load(&pool.remaining) > 0)
+            pthread_cond_wait(&pool.done_cond, &pool.lock);
+        pthread_mutex_unlock(&pool.lock);
+    }
+}

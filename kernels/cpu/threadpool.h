@@ -1,0 +1,21 @@
+/* The CPU kernels' thread pool: a fixed set of worker threads that split one
+ * loop at a time into contiguous chunks. Private to kernels/cpu.
+ *
+ * parallel_for(n, fn, ctx) calls fn(ctx, start, end) on disjoint ranges that
+ * cover [0, n), the calling thread taking the first one, and returns when all
+ * are done. Chunks are contiguous and depend only on n and the thread count,
+ * so every element is computed by the same code whatever the split. Workers
+ * spin briefly before sleeping, since a decode step runs hundreds of short
+ * loops. Not reentrant: one parallel_for at a time (the engine runs one
+ * request at a time). */
+#ifndef KERNELS_CPU_THREADPOOL_H
+#define KERNELS_CPU_THREADPOOL_H
+
+typedef void (*RangeFn)(void *ctx, int start, int end);
+
+/* Runs fn over [0, n) split across the pool. Loops of fewer than
+ * min_per_thread items per thread use fewer threads (n <= min_per_thread:
+ * the caller alone). */
+void parallel_for(int n, int min_per_thread, RangeFn fn, void *ctx);
+
+#endif
