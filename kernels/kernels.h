@@ -61,10 +61,13 @@ void qk_norm_rope(float *x, const bf16 *norm_w, int n_tokens, int n_heads, int h
 
 /* Prefill attention over T tokens at positions 0..T-1 (one sequence).
  * o[t, h] = sum_j softmax_j(q[t, h] . k[j, kvh] * scale + mask(t, j)) v[j, kvh]
- * allowed(t, j) = base(t, j) OR (image_block[t] >= 0 AND image_block[t] == image_block[j]),
- * base = (!causal) OR (j <= t AND (window <= 0 OR j > t - window)).
- * q, out [T, H * Dh]; k, v [T, KVH * Dh]; image_block [T] (-1 = text) or NULL.
- * causal = 0 gives SigLIP's unmasked attention. */
+ * causal (transformers 5.24's rule, tests/golden/README.md): with
+ *   same(t, j) = image_block[t] >= 0 AND image_block[t] == image_block[j],
+ *   allowed(t, j) = (j <= t OR same(t, j)) AND (window <= 0 OR j > t - window)
+ * (the window applies after the image OR; it matters only for blocks longer than the window).
+ * Each image's soft tokens must form one contiguous run of equal ids.
+ * causal = 0: every key allowed (SigLIP; image_block and window ignored).
+ * q, out [T, H * Dh]; k, v [T, KVH * Dh]; image_block [T] (-1 = text) or NULL. */
 void attention_prefill(float *out, const float *q, const float *k, const float *v, const int32_t *image_block,
                        int n_tokens, int n_heads, int n_kv_heads, int head_dim, int causal, int window,
                        float scale);

@@ -63,22 +63,15 @@ static void prefill_range(void *ctx, int start, int end) {
         int t = item / j->n_heads, h = item % j->n_heads;
         int lo = 0, hi = j->n_tokens - 1;
         if (j->causal) {
+            /* keys [0, t], extended to the end of t's image run, then cut by the window */
             hi = t;
+            if (j->image_block && j->image_block[t] >= 0) {
+                int b = j->image_block[t];
+                while (hi + 1 < j->n_tokens && j->image_block[hi + 1] == b)
+                    hi++;
+            }
             if (j->window > 0 && t - j->window + 1 > 0)
                 lo = t - j->window + 1;
-        }
-        /* An image's soft tokens form one contiguous run; the run and the base
-         * range both contain t, so their union is one interval. */
-        if (j->image_block && j->image_block[t] >= 0) {
-            int b = j->image_block[t], rs = t, re = t;
-            while (rs > 0 && j->image_block[rs - 1] == b)
-                rs--;
-            while (re + 1 < j->n_tokens && j->image_block[re + 1] == b)
-                re++;
-            if (rs < lo)
-                lo = rs;
-            if (re > hi)
-                hi = re;
         }
         int kvh = h / group;
         attend(j->out + (size_t)t * q_ld + (size_t)h * j->head_dim,
