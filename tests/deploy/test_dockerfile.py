@@ -260,14 +260,17 @@ for f in (".git/config", "build/medgemma", "build-asan/x.o", ".venv/bin/python",
 report("dockerignore_keeps_sources_drops_the_rest", p)
 
 
-# ---- 8b. the build context Docker would get (tracked files minus .dockerignore) builds
+# ---- 8b. the build context builds: the files `gcloud builds submit` uploads (tracked and
+# untracked, minus .gitignore), minus what .dockerignore drops
 def context_build():
     p = []
     cmd = make_command()
     if not cmd:
         return ["no make command"]
+    uploaded = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.split()
     with tempfile.TemporaryDirectory() as tmp:
-        for f in tracked:
+        for f in uploaded:
             if ignored(f, pats) or not os.path.isfile(os.path.join(ROOT, f)):
                 continue
             os.makedirs(os.path.dirname(os.path.join(tmp, f)), exist_ok=True)
