@@ -1,5 +1,5 @@
 /* From decoded RGB pixels to the vision tower's input (image.h):
- * optional centered zero-pad to a square, Pillow BILINEAR resize to
+ * optional centered zero-pad to a square (virtual), Pillow BILINEAR resize to
  * size x size, then x/255 and (x - 0.5)/0.5 per channel, channels first.
  * The last two steps are a 256-entry table applied as the resize writes. */
 #include <stdlib.h>
@@ -17,23 +17,6 @@ static void build_lut(float lut[256]) {
     }
 }
 
-/* MedGemma's X-ray notebooks: np.pad with d//2 before and d - d//2 after. */
-static uint8_t *pad_square(const DecodedImage *img, int *side, Error *err) {
-    int w = img->width, h = img->height;
-    int s = w > h ? w : h;
-    uint8_t *out = calloc((size_t)s * s, 3);
-    if (!out) {
-        error_set(err, "pad: out of memory for a %dx%d image", s, s);
-        return NULL;
-    }
-    int x0 = (s - w) / 2, y0 = (s - h) / 2;
-    const uint8_t *src = img->pixels;
-    for (int y = 0; y < h; y++)
-        memcpy(out + ((size_t)(y0 + y) * s + x0) * 3, src + (size_t)y * w * 3, (size_t)w * 3);
-    *side = s;
-    return out;
-}
-
 int image_rgb8_to_tensor(const DecodedImage *rgb8, const PreprocessOptions *opt, float *out_chw, Error *err) {
     if (!rgb8 || !rgb8->pixels || rgb8->channels != 3 || rgb8->bit_depth != 8 || rgb8->width < 1 ||
         rgb8->height < 1)
@@ -41,20 +24,16 @@ int image_rgb8_to_tensor(const DecodedImage *rgb8, const PreprocessOptions *opt,
     int size = opt && opt->size > 0 ? opt->size : IMAGE_MODEL_SIZE;
     float lut[256];
     build_lut(lut);
-    const uint8_t *src = rgb8->pixels;
     int w = rgb8->width, h = rgb8->height;
-    uint8_t *padded = NULL;
+    ResizeCanvas canvas = {w, h, 0, 0};
     if (opt && opt->pad_to_square && w != h) {
-        int side;
-        padded = pad_square(rgb8, &side, err);
-        if (!padded)
-            return -1;
-        src = padded;
-        w = h = side;
+        /* MedGemma's X-ray notebooks: np.pad with d//2 before and d - d//2
+         * after. The zeros are never stored: resize treats them as a canvas,
+         * so a 16384x1 image does not become a 16384x16384 buffer. */
+        int side = w > h ? w : h;
+        canvas = (ResizeCanvas){side, side, (side - w) / 2, (side - h) / 2};
     }
-    int rc = resize_bilinear(src, w, h, 3, size, size, NULL, out_chw, lut, err);
-    free(padded);
-    return rc;
+    return resize_bilinear(rgb8->pixels, w, h, 3, &canvas, size, size, NULL, out_chw, lut, err);
 }
 
 int image_to_tensor(const uint8_t *bytes, size_t n, const ImageLimits *limits, const PreprocessOptions *opt,

@@ -247,16 +247,39 @@ static int run_pass(const Pass *pass, int n_rows, Error *err) {
     return failed ? error_set(err, "resize: out of memory") : 0;
 }
 
-int resize_bilinear(const uint8_t *src, int src_w, int src_h, int channels, int dst_w, int dst_h,
-                    uint8_t *dst_u8, float *dst_chw, const float *lut, Error *err) {
+/* Restricts every output's taps to input indices [lo, hi) and renumbers
+ * them from lo: the inputs outside are zero padding, which adds nothing to
+ * Pillow's sums, so skipping them gives the same integers. */
+static void coeffs_clip(Coeffs *c, int lo, int hi) {
+    for (int o = 0; o < c->out_size; o++) {
+        int start = c->bounds[2 * o], n = c->bounds[2 * o + 1];
+        int s = start < lo ? lo : start, e = start + n > hi ? hi : start + n;
+        int32_t *k = c->coeff + (size_t)o * c->ksize;
+        if (e <= s) {
+            c->bounds[2 * o] = 0;
+            c->bounds[2 * o + 1] = 0;
+            continue;
+        }
+        memmove(k, k + (s - start), sizeof(int32_t) * (size_t)(e - s));
+        c->bounds[2 * o] = s - lo;
+        c->bounds[2 * o + 1] = e - s;
+    }
+}
+
+int resize_bilinear(const uint8_t *src, int src_w, int src_h, int channels, const ResizeCanvas *canvas,
+                    int dst_w, int dst_h, uint8_t *dst_u8, float *dst_chw, const float *lut, Error *err) {
+    ResizeCanvas cv = canvas ? *canvas : (ResizeCanvas){src_w, src_h, 0, 0};
     if (!src || src_w < 1 || src_h < 1 || dst_w < 1 || dst_h < 1 || channels < 1 || channels > 4 ||
-        (!dst_u8 && (!dst_chw || !lut)))
+        (!dst_u8 && (!dst_chw || !lut)) || cv.x0 < 0 || cv.y0 < 0 || cv.x0 + src_w > cv.width ||
+        cv.y0 + src_h > cv.height)
         return error_set(err, "resize: bad arguments (%dx%dx%d -> %dx%d)", src_w, src_h, channels, dst_w,
                          dst_h);
+    /* Weights are those of the whole canvas (what Pillow would resize),
+     * then clipped to the real pixels. */
     Coeffs h = {0}, v = {0};
-    if (coeffs_build(src_w, dst_w, &h, err) != 0)
+    if (coeffs_build(cv.width, dst_w, &h, err) != 0)
         return -1;
-    if (coeffs_build(src_h, dst_h, &v, err) != 0) {
+    if (coeffs_build(cv.height, dst_h, &v, err) != 0) {
         coeffs_free(&h);
         return -1;
     }
@@ -265,10 +288,12 @@ int resize_bilinear(const uint8_t *src, int src_w, int src_h, int channels, int 
      * width (in pixels), the vertical pass runs first. The order changes
      * the rounding of the 8-bit intermediate, so it must match. A pass whose
      * size does not change is skipped; the other then writes the output. */
-    int horizontal_first = !(src_h - dst_h > 0 && src_h - dst_h > (src_w - dst_w) * 2);
-    int need_h = src_w != dst_w, need_v = src_h != dst_h;
+    int horizontal_first = !(cv.height - dst_h > 0 && cv.height - dst_h > (cv.width - dst_w) * 2);
+    int need_h = cv.width != dst_w || src_w != cv.width, need_v = cv.height != dst_h || src_h != cv.height;
     if (!need_h && !need_v)
         need_h = 1; /* same size: one pass with identity weights copies */
+    coeffs_clip(&h, cv.x0, cv.x0 + src_w);
+    coeffs_clip(&v, cv.y0, cv.y0 + src_h);
     Pass passes[2];
     int rows[2], n_passes = 0;
     if (horizontal_first) {
@@ -276,10 +301,18 @@ int resize_bilinear(const uint8_t *src, int src_w, int src_h, int channels, int 
             int row0 = 0, row1 = src_h;
             if (need_v) {
                 /* Only the rows the vertical pass will read (Pillow's ybox). */
-                row0 = v.bounds[0];
-                row1 = v.bounds[2 * dst_h - 2] + v.bounds[2 * dst_h - 1];
+                row0 = src_h, row1 = 0;
+                for (int i = 0; i < dst_h; i++) {
+                    int b = v.bounds[2 * i], n = v.bounds[2 * i + 1];
+                    if (n > 0) {
+                        row0 = b < row0 ? b : row0;
+                        row1 = b + n > row1 ? b + n : row1;
+                    }
+                }
+                if (row1 <= row0)
+                    row0 = row1 = 0;
                 for (int i = 0; i < dst_h; i++)
-                    v.bounds[2 * i] -= row0;
+                    v.bounds[2 * i] -= v.bounds[2 * i + 1] > 0 ? row0 : 0;
             }
             passes[n_passes] = (Pass){0, src, src_w, row0, &h, dst_w, NULL, &final, channels};
             rows[n_passes++] = row1 - row0;
@@ -301,7 +334,7 @@ int resize_bilinear(const uint8_t *src, int src_w, int src_h, int channels, int 
     uint8_t *tmp = NULL;
     if (n_passes == 2) {
         /* The first pass writes an 8-bit temporary that the second reads. */
-        tmp = malloc((size_t)rows[0] * passes[0].out_w * channels);
+        tmp = malloc((size_t)(rows[0] > 0 ? rows[0] : 1) * passes[0].out_w * channels);
         if (!tmp) {
             rc = error_set(err, "resize: out of memory");
             goto done;
@@ -320,5 +353,5 @@ done:
 
 int image_resize_bilinear_u8(const uint8_t *src, int src_w, int src_h, int channels, uint8_t *dst, int dst_w,
                              int dst_h, Error *err) {
-    return resize_bilinear(src, src_w, src_h, channels, dst_w, dst_h, dst, NULL, NULL, err);
+    return resize_bilinear(src, src_w, src_h, channels, NULL, dst_w, dst_h, dst, NULL, NULL, err);
 }

@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     data++;
     size--;
     static float tensor[3 * FUZZ_SIZE * FUZZ_SIZE];
-    ImageLimits limits = {.max_encoded_bytes = 1 << 20, .max_pixels = 1 << 20, .max_side = 4096};
+    ImageLimits limits = {.max_encoded_bytes = 1 << 20, .max_pixels = 1 << 18, .max_side = 4096};
     PreprocessOptions opt = {.size = FUZZ_SIZE};
     Error err;
     switch (path) {

@@ -534,3 +534,36 @@ TEST(image_series_sample_decode_and_name_bad_slices) {
     for (int s = 0; s < 3; s++)
         free(png[s]);
 }
+
+TEST(image_virtual_padding_equals_explicit_padding) {
+    /* pad_to_square never builds the padded image; it must still give what
+     * resizing the explicitly padded one gives. */
+    int shapes[][2] = {{7, 3}, {3, 7}, {901, 2}, {2, 1500}, {30, 29}};
+    Error err;
+    for (int s = 0; s < 5; s++) {
+        int w = shapes[s][0], h = shapes[s][1], side = w > h ? w : h;
+        uint8_t *px = gradient_rgb(w, h);
+        uint8_t *padded = calloc((size_t)side * side, 3);
+        int x0 = (side - w) / 2, y0 = (side - h) / 2;
+        for (int y = 0; y < h; y++)
+            memcpy(padded + ((size_t)(y0 + y) * side + x0) * 3, px + (size_t)y * w * 3, (size_t)w * 3);
+        for (int size = 5; size <= 40; size += 35) {
+            uint8_t want[40 * 40 * 3];
+            CHECK(image_resize_bilinear_u8(padded, side, side, 3, want, size, size, &err) == 0);
+            DecodedImage img = {w, h, 3, 8, px};
+            PreprocessOptions opt = {.size = size, .pad_to_square = 1};
+            float t[3 * 40 * 40];
+            CHECK(image_rgb8_to_tensor(&img, &opt, t, &err) == 0);
+            int bad = 0;
+            for (int i = 0; i < size * size; i++)
+                for (int c = 0; c < 3; c++) {
+                    float expect = (float)((double)want[3 * i + c] / 255.0);
+                    expect = (expect - 0.5f) / 0.5f;
+                    bad += t[c * size * size + i] != expect;
+                }
+            CHECK_MSG(bad == 0, "%dx%d -> %d: %d values differ", w, h, size, bad);
+        }
+        free(padded);
+        free(px);
+    }
+}
