@@ -284,10 +284,9 @@ require_secret() {
   printf %s \"\$TOKEN\" | gcloud secrets create $name --data-file=- --project=$project"
     fi
 }
-# The runtime service account reads the secrets the service mounts.
+# The runtime service account reads the secrets and the bucket the service mounts.
 runtime_sa="$service_account"
-grant_secret() {
-    local name="$1"
+resolve_runtime_sa() {
     if [ -z "$runtime_sa" ]; then
         if [ "$dry_run" = 1 ]; then
             run gcloud projects describe "$project" --format='value(projectNumber)'
@@ -299,6 +298,10 @@ grant_secret() {
             runtime_sa="${number}-compute@developer.gserviceaccount.com"
         fi
     fi
+}
+grant_secret() {
+    local name="$1"
+    resolve_runtime_sa
     run gcloud secrets add-iam-policy-binding "$name" --project="$project" \
         --member="serviceAccount:${runtime_sa}" --role=roles/secretmanager.secretAccessor \
         --condition=None --quiet
@@ -316,6 +319,11 @@ if [ -n "$api_key_secret" ]; then
 fi
 if [ "$weights" = baked ] && [ "$build_mode" = cloud ]; then
     require_secret "$hf_secret" "the Hugging Face token for the build"
+fi
+if [ "$weights" = gcs ]; then
+    resolve_runtime_sa
+    run gcloud storage buckets add-iam-policy-binding "gs://${bucket}" --project="$project" \
+        --member="serviceAccount:${runtime_sa}" --role=roles/storage.objectViewer
 fi
 
 # ---- build

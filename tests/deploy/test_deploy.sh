@@ -289,6 +289,8 @@ want "--add-volume-mount" has_word "$deploy" --add-volume-mount=volume=weights,m
 want "model dir not in the mount" in_list "$envs" MEDGEMMA_MODEL_DIR=/mnt/weights/models/medgemma-1.5
 wantnot "HF token secret on a gcs service" grep -q HF_TOKEN <<<"$deploy"
 want "--memory=16Gi" has_word "$deploy" --memory=16Gi
+want "bucket not readable by the runtime account" \
+    logged "gcloud${T}storage${T}buckets${T}add-iam-policy-binding${T}gs://my-weights${T}--project=my-project${T}--member=serviceAccount:123456789012-compute@developer.gserviceaccount.com${T}--role=roles/storage.objectViewer"
 result weights_from_cloud_storage
 
 # ---- 8. baked weights, local docker build: the token only as a BuildKit secret file
@@ -332,7 +334,8 @@ else
     checked=0
     for cmd in "services enable" "artifacts repositories describe" "artifacts repositories create" \
         "secrets describe" "secrets add-iam-policy-binding" "projects describe" "builds submit" \
-        "run deploy" "run services describe" "auth configure-docker" "config get-value"; do
+        "run deploy" "run services describe" "auth configure-docker" "config get-value" \
+        "storage buckets add-iam-policy-binding"; do
         prefix="gcloud	${cmd// /	}	"
         flags="$(grep -F "$prefix" "$tmp/all_calls" | tr '\t' '\n' | grep '^--' | sed 's/=.*//' | sort -u)"
         [ -n "$flags" ] || continue
