@@ -125,11 +125,10 @@ static int fetch_locked(const FetchOptions *o, const HubCtx *h, Error *err) {
             bytes_present += f->size;
             continue;
         }
-        int64_t part = local_file_size(p->part_path);
-        bytes_on_disk += part > 0 && part <= f->size ? part : 0;
-        bytes_total += f->size;
         jobs[n_jobs].file = f;
         jobs[n_jobs].paths = p;
+        bytes_on_disk += transfer_bytes_on_disk(&jobs[n_jobs]);
+        bytes_total += f->size;
         n_jobs++;
     }
     if (n_wanted == 0) {
@@ -161,6 +160,7 @@ static int fetch_locked(const FetchOptions *o, const HubCtx *h, Error *err) {
                                     : FETCH_DEFAULT_PARALLEL,
         .max_attempts = o->max_attempts > 0 ? o->max_attempts : 5,
         .checksum_attempts = CHECKSUM_ATTEMPTS,
+        .piece_bytes = o->piece_bytes == 0 ? FETCH_DEFAULT_PIECE_BYTES : o->piece_bytes,
         .progress = &progress,
     };
     double t0 = progress_now();

@@ -24,6 +24,7 @@
 #define FETCH_DEFAULT_ENDPOINT "https://huggingface.co"
 #define FETCH_DEFAULT_REVISION "main"
 #define FETCH_DEFAULT_PARALLEL 4
+#define FETCH_DEFAULT_PIECE_BYTES (256LL << 20)
 
 typedef enum {
     FETCH_PROGRESS_AUTO,  /* a bar when stderr is a terminal, else plain lines */
@@ -34,16 +35,19 @@ typedef enum {
 } FetchProgress;
 
 typedef struct {
-    const char *repo;     /* "owner/name", e.g. "google/medgemma-1.5-4b-it" (required) */
-    const char *revision; /* branch, tag or commit; NULL = "main" */
-    const char *out_dir;  /* created if missing (required) */
-    const char *token;    /* Hugging Face token; NULL or "" = anonymous */
-    const char *endpoint; /* NULL = https://huggingface.co (HF_ENDPOINT for mirrors) */
-    const char *include;  /* comma-separated fnmatch globs on repo paths, e.g.
-                             "*.json,*.safetensors"; NULL = every file */
-    int parallel;         /* files downloaded at once; 0 = FETCH_DEFAULT_PARALLEL */
-    int max_attempts;     /* tries per file without progress (network errors,
-                             5xx, checksum mismatch); 0 = 5 */
+    const char *repo;      /* "owner/name", e.g. "google/medgemma-1.5-4b-it" (required) */
+    const char *revision;  /* branch, tag or commit; NULL = "main" */
+    const char *out_dir;   /* created if missing (required) */
+    const char *token;     /* Hugging Face token; NULL or "" = anonymous */
+    const char *endpoint;  /* NULL = https://huggingface.co (HF_ENDPOINT for mirrors) */
+    const char *include;   /* comma-separated fnmatch globs on repo paths, e.g.
+                              "*.json,*.safetensors"; NULL = every file */
+    int parallel;          /* connections at once; 0 = FETCH_DEFAULT_PARALLEL */
+    int max_attempts;      /* tries per file without progress (network errors,
+                              5xx, checksum mismatch); 0 = 5 */
+    long long piece_bytes; /* a file of 2 pieces or more downloads in up to 16
+                              byte ranges at once; 0 = FETCH_DEFAULT_PIECE_BYTES,
+                              < 0 = one connection per file */
     FetchProgress progress;
 } FetchOptions;
 

@@ -10,7 +10,8 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: weights-fetch REPO [--revision R] [--out DIR] [--include GLOBS] [--parallel N]\n"
-            "                     [--retries N] [--progress auto|bar|lines|none] [--endpoint URL]\n"
+            "                     [--piece-size BYTES] [--retries N] [--progress auto|bar|lines|none]\n"
+            "                     [--endpoint URL]\n"
             "\n"
             "Downloads a Hugging Face model repo (e.g. google/medgemma-1.5-4b-it) into DIR\n"
             "(default: ./NAME), verifying every file's checksum. Rerun to resume.\n"
@@ -18,14 +19,16 @@ static void usage(FILE *out) {
             "  --revision R     branch, tag or commit (default main)\n"
             "  --include GLOBS  only paths matching these comma-separated globs, e.g.\n"
             "                   \"*.json,*.safetensors\"\n"
-            "  --parallel N     files downloaded at once (default %d)\n"
+            "  --parallel N     connections at once (default %d)\n"
+            "  --piece-size B   files of 2 pieces or more download in up to 16 byte ranges\n"
+            "                   at once (default %lld; -1: one connection per file)\n"
             "  --retries N      tries per file without progress before giving up (default 5)\n"
             "  --progress MODE  bar on a terminal, plain lines otherwise (default auto)\n"
             "  --endpoint URL   Hub address (default $HF_ENDPOINT or %s)\n"
             "\n"
             "Token: $HF_TOKEN, else the file written by `huggingface-cli login`\n"
             "($HF_TOKEN_PATH, $HF_HOME/token or ~/.cache/huggingface/token).\n",
-            FETCH_DEFAULT_PARALLEL, FETCH_DEFAULT_ENDPOINT);
+            FETCH_DEFAULT_PARALLEL, FETCH_DEFAULT_PIECE_BYTES, FETCH_DEFAULT_ENDPOINT);
 }
 
 static int parse_progress(const char *s, FetchProgress *out) {
@@ -86,6 +89,15 @@ int main(int argc, char **argv) {
                 return 2;
             }
             o.parallel = (int)n;
+        } else if (strcmp(a, "--piece-size") == 0) {
+            char *end;
+            long long n = strtoll(v, &end, 10);
+            if (*end || (n < 16384 && n != -1)) {
+                fprintf(stderr,
+                        "weights-fetch: --piece-size must be at least 16384 bytes, or -1, got \"%s\"\n", v);
+                return 2;
+            }
+            o.piece_bytes = n;
         } else if (strcmp(a, "--retries") == 0) {
             char *end;
             long n = strtol(v, &end, 10);

@@ -1,7 +1,8 @@
 /* weights-fetch: the downloads themselves. Several files at once on one
- * libcurl multi handle (one thread); each file goes to its .part file,
- * resumes with a Range request after a dropped connection, is hashed as
- * bytes arrive, and is renamed into place only when its checksum matches.
+ * libcurl multi handle (one thread), and a large file in several byte
+ * ranges at once; each file goes to its .part file, resumes with a Range
+ * request after a dropped connection, and is renamed into place only when
+ * its checksum matches.
  * Network errors and 5xx are retried with backoff; a checksum mismatch
  * restarts the file from zero; 401/403/404 and a full disk stop the run
  * (the .part files stay for the next run). */
@@ -9,6 +10,7 @@
 #define WEIGHTS_FETCH_TRANSFER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/error.h"
 #include "weights-fetch/hub_files.h"
@@ -27,11 +29,15 @@ typedef struct {
     int parallel;          /* files in flight at once */
     int max_attempts;      /* tries without progress per file */
     int checksum_attempts; /* downloads per file before a mismatch is reported */
+    int64_t piece_bytes;   /* files of 2 pieces or more come in byte ranges at once; <= 0: never */
     Progress *progress;
 } TransferConfig;
 
 /* Downloads every job. Returns 0 when all are in place, else -1 with the
  * first fatal error in err. */
 int transfer_run(const TransferConfig *cfg, const TransferJob *jobs, size_t n, Error *err);
+
+/* Bytes of the job's file already in its .part (for progress and the free-space check). */
+int64_t transfer_bytes_on_disk(const TransferJob *job);
 
 #endif

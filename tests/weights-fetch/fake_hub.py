@@ -12,8 +12,8 @@ with X-Error-Code / X-Error-Message on errors (RepoNotFound, RevisionNotFound,
 GatedRepo, EntryNotFound) as the Hub sends them.
 
 Misbehaviour is configured per file so each test can provoke one failure:
-  drop_after: [N, times]   close the connection after byte N (first `times` GETs)
-  corrupt: times           flip one byte (first `times` full downloads; -1 = always)
+  drop_after: [N, times]   close the connection at file byte N (first `times` GETs that cover it)
+  corrupt: times           flip the middle byte (first `times` GETs that cover it; -1 = always)
   throttle: bytes_per_s    send slowly
   ignore_range: true       answer 200 with the whole file to a Range request
   fail: [status, times]    answer this status to the first `times` resolves
@@ -31,6 +31,7 @@ Only the Python standard library is used.
 import hashlib
 import json
 import random
+import re
 import sys
 import threading
 import time
@@ -268,29 +269,35 @@ def make_handler(state, server_name):
         # ---- the bytes, with Range and the configured misbehaviour
         def serve_file(self, repo, path, f):
             data = state.files[(repo, path)]
-            start = 0
+            start, end, ranged = 0, len(data) - 1, False  # end inclusive, as in Range
             rng = self.headers.get("Range")
             if rng and not f.get("ignore_range"):
-                if not rng.startswith("bytes=") or not rng.endswith("-"):
+                m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng)
+                if not m:
                     return self.reply(400, "unsupported range")
-                start = int(rng[len("bytes="):-1])
-                if start >= len(data):
+                start, ranged = int(m.group(1)), True
+                if m.group(2):
+                    end = min(int(m.group(2)), end)
+                if start > end:
                     return self.reply(416, "", {"Content-Range": f"bytes */{len(data)}"})
-            body = bytearray(data[start:]) + b"\0" * f.get("extra_bytes", 0)
+            body = bytearray(data[start:end + 1])
+            if not ranged:
+                body += b"\0" * f.get("extra_bytes", 0)
+            mid = len(data) // 2  # the byte `corrupt` flips
             corrupt = f.get("corrupt", 0)
-            if start == 0 and corrupt and (corrupt < 0 or state.bump(("corrupt", repo, path)) < corrupt):
-                body[len(body) // 2] ^= 0xFF
+            if corrupt and start <= mid <= end and (corrupt < 0 or state.bump(("corrupt", repo, path)) < corrupt):
+                body[mid - start] ^= 0xFF
             drop_at = None
-            drop = f.get("drop_after")
-            if drop and start < drop[0] and state.bump(("drop", repo, path)) < drop[1]:
+            drop = f.get("drop_after")  # [absolute byte, times]
+            if drop and start < drop[0] <= end and state.bump(("drop", repo, path)) < drop[1]:
                 drop_at = drop[0] - start
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_response(206 if ranged else 200)
+            if ranged:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
-            self.status = 206 if start else 200
+            self.status = 206 if ranged else 200
             limit = len(body) if drop_at is None else drop_at
             chunk = 16384
             rate = f.get("throttle")

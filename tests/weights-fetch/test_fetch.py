@@ -62,6 +62,12 @@ REPOS = {
         f"shard-{i}.safetensors": f(160 * KB, 20 + i, lfs=True, throttle=400 * KB) for i in range(4)}},
     "test/diskfull": {"commit": COMMIT, "files": {"big.bin": f(2048 * KB, 30, lfs=True)}},
     "test/diskfull2": {"commit": COMMIT, "files": {"big.bin": f(700 * KB, 31, lfs=True, throttle=1000 * KB)}},
+    # Large files in byte ranges at once (run with --piece-size 204800 or 409600).
+    "test/pieces": {"commit": COMMIT, "files": {"big.safetensors": f(800 * KB, 50, lfs=True, throttle=400 * KB)}},
+    "test/piecedrop": {"commit": COMMIT, "files": {"big.bin": f(600 * KB, 51, lfs=True, drop_after=[350000, 1])}},
+    "test/piecenorange": {"commit": COMMIT, "files": {"big.bin": f(400 * KB, 52, lfs=True, ignore_range=True)}},
+    "test/piececorrupt": {"commit": COMMIT, "files": {"big.bin": f(400 * KB, 53, lfs=True, corrupt=1)}},
+    "test/piecekill": {"commit": COMMIT, "files": {"big.bin": f(1600 * KB, 54, lfs=True, throttle=300 * KB)}},
     "odd/loop": {"commit": COMMIT, "files": {"a.bin": f(100, 40, lfs=True, redirect="loop")}},
     "odd/ftp": {"commit": COMMIT, "files": {"a.bin": f(100, 41, lfs=True, redirect="ftp")}},
     "odd/toolong": {"commit": COMMIT, "files": {"a.bin": f(1000, 42, lfs=True, extra_bytes=10)}},
@@ -427,6 +433,100 @@ def test_parallel_downloads_overlap(e):
     print(f"   (4 files x 0.4 s each: --parallel 4 took {results['4']:.2f} s, --parallel 1 {results['1']:.2f} s)")
 
 
+def cdn_ranges(e, mark):
+    return [r for r in e.requests()[mark:] if r["server"] == "cdn"]
+
+
+def test_large_file_in_pieces(e):
+    out = e.new_dir("pieces")
+    mark = e.mark()
+    t0 = time.time()
+    rc, err = e.run("test/pieces", out, "--piece-size", "204800")
+    took = time.time() - t0
+    check(rc == 0, f"exit {rc}: {err[-300:]}")
+    check_complete("test/pieces", out)
+    cdn = cdn_ranges(e, mark)
+    want = sorted(f"bytes={i * 204800}-{i * 204800 + 204799}" for i in range(4))
+    check(sorted(r["range"] for r in cdn) == want, f"ranges asked: {[r['range'] for r in cdn]}")
+    check(all(r["status"] == 206 for r in cdn), "not all answered 206")
+    overlap = max_overlap([(r["t0"], r["t1"]) for r in cdn])
+    check(overlap >= 3, f"only {overlap} ranges of one file overlapped")
+    check("4 pieces" in err, "the split is not reported")
+    check(not os.path.exists(os.path.join(out, ".weights-fetch", "parts", "big.safetensors.part.pieces")),
+          ".pieces file left behind")
+    print(f"   (800 KB at 400 KB/s per connection in 4 pieces: {took:.2f} s)")
+
+
+def test_piece_dropped_resumes_within_piece(e):
+    out = e.new_dir("piecedrop")
+    mark = e.mark()
+    rc, err = e.run("test/piecedrop", out, "--piece-size", "204800")
+    check(rc == 0, f"exit {rc}: {err[-300:]}")
+    check_complete("test/piecedrop", out)
+    ranges = sorted(r["range"] for r in cdn_ranges(e, mark))
+    want = sorted(["bytes=0-204799", "bytes=204800-409599", "bytes=350000-409599", "bytes=409600-614399"])
+    check(ranges == want, f"ranges asked: {ranges}")
+
+
+def test_pieces_fall_back_without_range_support(e):
+    out = e.new_dir("piecenorange")
+    mark = e.mark()
+    rc, err = e.run("test/piecenorange", out, "--piece-size", "204800")
+    check(rc == 0, f"exit {rc}: {err[-300:]}")
+    check_complete("test/piecenorange", out)
+    check("ignores byte ranges" in err, "the fallback is not reported")
+    cdn = cdn_ranges(e, mark)
+    check(len(cdn) == 2 and cdn[1]["range"] is None, f"requests: {[(r['range'], r['status']) for r in cdn]}")
+    check(max_overlap([(r["t0"], r["t1"]) for r in cdn]) == 1, "a second range started before 206 was seen")
+
+
+def test_pieces_corruption_refetched(e):
+    out = e.new_dir("piececorrupt")
+    mark = e.mark()
+    rc, err = e.run("test/piececorrupt", out, "--piece-size", "204800")
+    check(rc == 0, f"exit {rc}: {err[-300:]}")
+    check_complete("test/piececorrupt", out)
+    check("checksum mismatch for big.bin" in err, "the mismatch is not reported")
+    check(len(cdn_ranges(e, mark)) == 4, "expected 2 pieces x 2 downloads")
+
+
+def test_pieces_interrupted_run_resumes(e):
+    out = e.new_dir("piecekill")
+    state = os.path.join(out, ".weights-fetch", "parts", "big.bin.part.pieces")
+    mark = e.mark()
+    proc = subprocess.Popen([BIN, "test/piecekill", "--out", out, "--progress", "none", "--piece-size", "409600"],
+                            env=e.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def saved():
+        try:
+            with open(state) as fp:
+                return [tuple(int(x) for x in line.split()) for line in fp.read().splitlines()[1:]]
+        except (OSError, ValueError):
+            return []
+
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline and sum(p[2] for p in saved()) < 200 * KB:
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    pieces = saved()
+    check(len(pieces) == 4 and sum(p[2] for p in pieces) >= 200 * KB, f"saved progress: {pieces}")
+    check("big.bin" not in visible_files(out), "big.bin visible before it was complete")
+    mark = e.mark()
+    rc, err = e.run("test/piecekill", out)  # default --piece-size: the saved layout wins
+    check(rc == 0, f"rerun: exit {rc}: {err[-400:]}")
+    check_complete("test/piecekill", out)
+    asked = [r["range"] for r in cdn_ranges(e, mark)]
+    want = [f"bytes={s + have}-{end - 1}" for s, end, have in pieces if have < end - s]
+    check(sorted(asked) == sorted(want), f"rerun asked {asked}, saved state says {want}")
+    check("resuming big.bin" in err, "the resume is not reported")
+
+
 def test_bad_server_answers(e):
     cases = {
         "bad/notjson": "not valid JSON", "bad/nosha": "no \"sha\"", "bad/shatype": "no \"sha\"",
@@ -547,6 +647,11 @@ def main():
             ("corruption_reported_after_retries", lambda: test_corruption_reported_after_retries(e)),
             ("interrupted_run_resumes", lambda: test_interrupted_run_resumes(e)),
             ("parallel_downloads_overlap", lambda: test_parallel_downloads_overlap(e)),
+            ("large_file_in_pieces", lambda: test_large_file_in_pieces(e)),
+            ("piece_dropped_resumes_within_piece", lambda: test_piece_dropped_resumes_within_piece(e)),
+            ("pieces_fall_back_without_range_support", lambda: test_pieces_fall_back_without_range_support(e)),
+            ("pieces_corruption_refetched", lambda: test_pieces_corruption_refetched(e)),
+            ("pieces_interrupted_run_resumes", lambda: test_pieces_interrupted_run_resumes(e)),
             ("bad_server_answers", lambda: test_bad_server_answers(e)),
             ("usage_errors", lambda: test_usage_errors(e)),
             ("progress_bar_on_terminal", lambda: test_progress_bar_on_terminal(e)),
