@@ -422,7 +422,8 @@ int checkpoint_open(Checkpoint **out, const char *model_dir, Error *err) {
     if (access(path, F_OK) == 0) {
         rc = open_sharded(ckpt, model_dir, path, err);
     } else {
-        rc = find_single_file(model_dir, path, sizeof path, err);
+        snprintf(path, sizeof path, "%s/model.safetensors", model_dir);
+        rc = access(path, F_OK) == 0 ? 0 : find_single_file(model_dir, path, sizeof path, err);
         if (rc == 0)
             rc = add_file(ckpt, path, err);
         if (rc == 0)

@@ -225,7 +225,26 @@ static const KeyLayout *detect_layout(const Checkpoint *ckpt, int has_vision) {
 
 int weights_load(ModelWeights *w, const ModelConfig *config, const Checkpoint *ckpt, Error *err) {
     memset(w, 0, sizeof *w);
-    const KeyLayout *kl = detect_layout(ckpt, config->has_vision);
+    const KeyLayout *detected = detect_layout(ckpt, config->has_vision);
+    /* transformers 5 can also write the vision tower without its "vision_model." level */
+    KeyLayout flat;
+    const KeyLayout *kl = detected;
+    if (detected && detected->vision) {
+        char probe[256];
+        snprintf(probe, sizeof probe, "%sembeddings.patch_embedding.weight", detected->vision);
+        static const char level[] = "vision_model.";
+        size_t len = strlen(detected->vision);
+        if (!checkpoint_find(ckpt, probe) && len > sizeof level - 1) {
+            static char flat_prefix[128];
+            snprintf(flat_prefix, sizeof flat_prefix, "%.*s", (int)(len - (sizeof level - 1)), detected->vision);
+            snprintf(probe, sizeof probe, "%sembeddings.patch_embedding.weight", flat_prefix);
+            if (checkpoint_find(ckpt, probe)) {
+                flat = *detected;
+                flat.vision = flat_prefix;
+                kl = &flat;
+            }
+        }
+    }
     if (!kl) {
         weights_free(w, config);
         return error_set(

@@ -3,6 +3,7 @@
 # Debian packages for the build; PyPI packages only for what tests need
 # (tests/requirements.txt). Safe to rerun.
 set -euo pipefail
+export PIP_BREAK_SYSTEM_PACKAGES=1 # Debian 12 python3 is "externally managed"
 cd "$(dirname "$0")/.."
 
 debs=(

@@ -223,3 +223,25 @@ TEST(weights_convert_f32_and_report_missing_or_misshaped) {
     CHECK_STR_CONTAINS(err.message, "has shape [63], the config implies [64]");
     checkpoint_close(b);
 }
+
+/* Every committed transformers golden (both key layouts, sharded, F32, causal LM) loads. */
+TEST(weights_load_every_golden_checkpoint) {
+    const char *cases[] = {"text_long", "one_image", "two_images", "causal_lm", "old_layout", "bf16_scale"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "tests/fixtures/golden/%s", cases[i]);
+        ModelConfig c;
+        Checkpoint *ck = NULL;
+        ModelWeights w;
+        Error err;
+        CHECK_MSG(config_load(&c, dir, &err) == 0, "%s: %s", cases[i], err.message);
+        CHECK_MSG(checkpoint_open(&ck, dir, &err) == 0, "%s: %s", cases[i], err.message);
+        if (!ck)
+            continue;
+        CHECK_MSG(weights_load(&w, &c, ck, &err) == 0, "%s: %s", cases[i], err.message);
+        if (c.has_vision)
+            CHECK_MSG(w.patch_w != NULL, "%s: no vision tower", cases[i]);
+        weights_free(&w, &c);
+        checkpoint_close(ck);
+    }
+}
