@@ -2,12 +2,15 @@
  *
  * Owns everything between "repo name + token" and "verified files in DIR":
  * the Hub API calls that list the files and their checksums, parallel
- * resumable downloads through the `resolve` URLs (redirects followed),
+ * resumable downloads through the `resolve` URLs (redirects followed; large
+ * files in several byte ranges at once),
  * sha256 / git-sha1 verification, and the atomic move into place.
  *
  * Layout of DIR while and after fetching:
  *   DIR/<path>                            finished, verified files only
  *   DIR/.weights-fetch/parts/<path>.part  partial downloads (resumed next run)
+ *   DIR/.weights-fetch/parts/<path>.part.pieces
+ *                                         progress of a file fetched in byte ranges
  *   DIR/.weights-fetch/verified/<path>    "size mtime sha" of each verified file,
  *                                         so a rerun skips it without rehashing
  *   DIR/.weights-fetch/lock               held (flock) while a fetch runs
