@@ -1,0 +1,225 @@
+/* The engine (engine.h): a loaded model on one backend, and the generation
+ * loop: validate the request, encode the images, prefill, then sample and
+ * decode one token at a time until a stop id, the token budget, the context
+ * end or the caller's cancellation. Buffers for the loop are allocated at
+ * open; the token loop allocates nothing. */
+#include "engine/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/backend.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+
+#define DEFAULT_MAX_CONTEXT 32768
+
+struct Engine {
+    Model model;
+    const Backend *backend;
+    void *state;
+    int max_context;
+    float *logits;        /* [vocab] */
+    int32_t *scratch;     /* [vocab] sampler scratch */
+    int32_t *image_block; /* [max_context] */
+};
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int pick_backend(const Backend **out, BackendKind kind, Error *err) {
+    switch (kind) {
+    case BACKEND_CPU:
+        *out = backend_cpu_get();
+        return 0;
+    case BACKEND_CUDA:
+#ifdef MEDGEMMA_CUDA
+        *out = backend_cuda_get();
+        return 0;
+#else
+        return error_set(err,
+                         "backend 'cuda' requested, but this build has no CUDA backend (built without nvcc)");
+#endif
+    case BACKEND_AUTO:
+    default:
+#ifdef MEDGEMMA_CUDA
+        if (backend_cuda_available()) {
+            *out = backend_cuda_get();
+            return 0;
+        }
+#endif
+        *out = backend_cpu_get();
+        return 0;
+    }
+}
+
+int engine_open(Engine **out, const EngineOptions *options, Error *err) {
+    *out = NULL;
+    Engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return error_set(err, "out of memory");
+    if (model_open(&e->model, options->model_dir, err) != 0) {
+        free(e);
+        return -1;
+    }
+    const ModelConfig *c = &e->model.config;
+    int max_ctx = options->max_context > 0 ? options->max_context : DEFAULT_MAX_CONTEXT;
+    if (max_ctx > c->text.max_position)
+        max_ctx = c->text.max_position;
+    e->max_context = max_ctx;
+    e->logits = malloc((size_t)c->text.vocab_size * sizeof *e->logits);
+    e->scratch = malloc((size_t)c->text.vocab_size * sizeof *e->scratch);
+    e->image_block = malloc((size_t)max_ctx * sizeof *e->image_block);
+    if (!e->logits || !e->scratch || !e->image_block) {
+        engine_close(e);
+        return error_set(err, "out of memory");
+    }
+    if (pick_backend(&e->backend, options->backend, err) != 0) {
+        engine_close(e);
+        return -1;
+    }
+    BackendOptions bo = {
+        .n_threads = options->n_threads,
+        .max_context = max_ctx,
+        .max_prefill = max_ctx,
+        .embed_scale = e->model.embed_scale,
+    };
+    if (e->backend->create(&e->state, c, &e->model.weights, &bo, err) != 0) {
+        e->state = NULL;
+        engine_close(e);
+        return -1;
+    }
+    *out = e;
+    return 0;
+}
+
+void engine_close(Engine *e) {
+    if (!e)
+        return;
+    if (e->state)
+        e->backend->destroy(e->state);
+    model_close(&e->model);
+    free(e->logits);
+    free(e->scratch);
+    free(e->image_block);
+    free(e);
+}
+
+void engine_info(const Engine *e, EngineInfo *info) {
+    const ModelConfig *c = &e->model.config;
+    memset(info, 0, sizeof *info);
+    info->backend = e->backend->name;
+    info->gpu_name = e->backend->device_name(e->state);
+    info->max_context = e->max_context;
+    info->image_size = c->has_vision ? c->vision.image_size : 0;
+    info->image_tokens = c->has_vision ? c->mm_tokens_per_image : 0;
+    info->vocab_size = c->text.vocab_size;
+}
+
+static int is_stop(const ModelConfig *c, int32_t id) {
+    for (int i = 0; i < c->n_eos_ids; i++)
+        if (c->eos_ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* Checks the request and fills image_block: runs of image soft tokens, each
+ * run one bidirectional block as transformers groups them. Returns the
+ * number of soft tokens, or -1. */
+static int check_request(Engine *e, const GenerateRequest *r, Error *err) {
+    const ModelConfig *c = &e->model.config;
+    if (!r->tokens || r->n_tokens < 1)
+        return error_set(err, "empty prompt");
+    if (r->n_tokens > e->max_context)
+        return error_set(err, "prompt of %d tokens is longer than the context (%d)", r->n_tokens,
+                         e->max_context);
+    if (r->max_new_tokens < 0)
+        return error_set(err, "max_new_tokens %d is negative", r->max_new_tokens);
+    if (r->n_images < 0 || (r->n_images > 0 && !r->images))
+        return error_set(err, "bad image list");
+    if (r->top_p < 0.0f || r->top_p != r->top_p || r->temperature != r->temperature)
+        return error_set(err, "bad sampling parameters (top_p %g, temperature %g)", r->top_p, r->temperature);
+    int n_soft = 0, block = -1, prev = 0;
+    for (int t = 0; t < r->n_tokens; t++) {
+        int32_t id = r->tokens[t];
+        if (id < 0 || id >= c->text.vocab_size)
+            return error_set(err, "token id %d at position %d is outside the vocabulary (0..%d)", id, t,
+                             c->text.vocab_size - 1);
+        int soft = c->has_vision && id == c->image_token_id;
+        if (soft && !prev)
+            block++;
+        e->image_block[t] = soft ? block : -1;
+        n_soft += soft;
+        prev = soft;
+    }
+    if (!c->has_vision && r->n_images > 0)
+        return error_set(err, "this model has no vision tower, but %d image(s) were given", r->n_images);
+    if (c->has_vision && n_soft != r->n_images * c->mm_tokens_per_image)
+        return error_set(err, "the prompt has %d image soft tokens, but %d image(s) x %d tokens were given",
+                         n_soft, r->n_images, c->mm_tokens_per_image);
+    return n_soft;
+}
+
+int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result, Error *err) {
+    const ModelConfig *c = &e->model.config;
+    double t_start = now_ms();
+    memset(result, 0, sizeof *result);
+    int n_soft = check_request(e, r, err);
+    if (n_soft < 0)
+        return -1;
+    result->prompt_tokens = r->n_tokens;
+
+    /* images -> soft-token embeddings, in order */
+    float *embeds = NULL;
+    if (r->n_images > 0) {
+        size_t per_image = (size_t)c->mm_tokens_per_image * c->text.hidden_size;
+        embeds = malloc((size_t)r->n_images * per_image * sizeof *embeds);
+        if (!embeds)
+            return error_set(err, "out of memory for %d images", r->n_images);
+        for (int i = 0; i < r->n_images; i++)
+            if (e->backend->encode_image(e->state, r->images[i], embeds + (size_t)i * per_image, err) != 0) {
+                free(embeds);
+                return error_prefix(err, "image %d", i + 1);
+            }
+    }
+    double t_vision = now_ms();
+    result->vision_ms = t_vision - t_start;
+
+    int rc = e->backend->prefill(e->state, r->tokens, r->n_tokens, n_soft ? e->image_block : NULL, embeds,
+                                 e->logits, err);
+    free(embeds);
+    if (rc != 0)
+        return -1;
+    double t_prefill = now_ms();
+    result->prefill_ms = t_prefill - t_vision;
+
+    Sampler sampler;
+    sampler_init(&sampler, c->text.vocab_size, r->temperature, r->top_k, r->top_p, r->seed);
+    result->finish_reason = FINISH_LENGTH;
+    int pos = r->n_tokens;
+    for (int step = 0; step < r->max_new_tokens; step++) {
+        int32_t token = sampler_next(&sampler, e->logits, e->scratch);
+        if (step == 0)
+            result->ttft_ms = now_ms() - t_start;
+        if (is_stop(c, token)) {
+            result->finish_reason = FINISH_STOP;
+            break;
+        }
+        result->completion_tokens++;
+        if (r->on_token && r->on_token(r->user, token) != 0) {
+            result->finish_reason = FINISH_CANCELLED;
+            break;
+        }
+        if (step + 1 == r->max_new_tokens || pos >= e->max_context)
+            break; /* FINISH_LENGTH: budget or context used up */
+        if (e->backend->decode(e->state, token, pos, e->logits, err) != 0)
+            return -1;
+        pos++;
+    }
+    result->decode_ms = now_ms() - t_prefill;
+    return 0;
+}
