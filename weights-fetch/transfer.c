@@ -301,8 +301,12 @@ static int finish_file(FileState *f, Error *err) {
         if (hasher_init(&f->hasher, hf->hash_kind, hf->size, err) != 0)
             return -1;
         f->hasher_ready = 1;
-        if (hasher_update_from_file(&f->hasher, lp->part_path, hf->size, err) != 0)
-            return -1;
+        Error read_err;
+        if (hasher_update_from_file(&f->hasher, lp->part_path, hf->size, &read_err) != 0) {
+            hasher_free(&f->hasher); /* e.g. the .part was cut short behind our back */
+            f->hasher_ready = 0;
+            return checksum_failed(f, read_err.message, err);
+        }
     }
     char hex[2 * EVP_MAX_MD_SIZE + 1];
     hasher_final_hex(&f->hasher, hex);
