@@ -441,6 +441,76 @@ static void test_avgpool(const char *name, int grid, int k, int dim) {
     free(x), free(ref), free(out);
 }
 
+/* ---- sampling (fp32 logits; bf16-rounded values, so ties are common) */
+
+static void test_softmax_argmax(const char *name, int n) {
+    if (!gpu_selected(name))
+        return;
+    float *x = rand_f32_bf16exact(n, 8.0f), *ref = malloc(n * sizeof *ref);
+    memcpy(ref, x, n * sizeof *ref);
+    softmax(ref, n);
+    float *d_x = dev_copy(x, n * sizeof(float));
+    GPU_OK(cuda_softmax(d_x, n, S));
+    float *out = host_from_dev_f32(d_x, n);
+    char sub[160];
+    snprintf(sub, sizeof sub, "%s_softmax", name);
+    gpu_report(sub, rel_err(out, ref, n), TOL_F32);
+    /* argmax: the max appears twice (first one wins), a NaN in front never wins */
+    x[n / 3] = 100.0f, x[n - 2] = 100.0f, x[0] = NAN;
+    GPU_OK(cudaMemcpy(d_x, x, n * sizeof(float), cudaMemcpyHostToDevice));
+    int32_t *d_out = dev_poisoned(sizeof(int32_t)), got = -1;
+    GPU_OK(cuda_argmax(d_out, d_x, n, S));
+    GPU_OK(cudaMemcpy(&got, d_out, sizeof got, cudaMemcpyDeviceToHost));
+    int want = argmax(x, n);
+    snprintf(sub, sizeof sub, "%s_argmax", name);
+    if (got == want)
+        gpu_pass(sub, "index %d (first of two maxima, NaN skipped)", got);
+    else
+        gpu_fail(sub, "got %d, CPU twin %d", got, want);
+    cudaFree(d_x), cudaFree(d_out);
+    free(x), free(ref), free(out);
+}
+
+/* Same index as the CPU twin for each coin. membership_only: top_k without top_p,
+ * where the twin walks its quickselect order (the GPU walks by index), so only
+ * "inside the top k" is checked. */
+static void test_sample(const char *name, int n, float temperature, int top_k, float top_p,
+                        int membership_only) {
+    if (!gpu_selected(name))
+        return;
+    float *x = rand_f32_bf16exact(n, 6.0f), *cpu = malloc(n * sizeof *cpu);
+    int32_t *idx = malloc(n * sizeof *idx);
+    float *d_x = dev_poisoned(n * sizeof(float));
+    int32_t *d_out = dev_poisoned(sizeof(int32_t));
+    const float coins[5] = {0.0f, 0.137f, 0.5f, 0.861f, 0.9999f};
+    int bad = 0;
+    char detail[256] = "";
+    for (int c = 0; c < 5; c++) {
+        memcpy(cpu, x, n * sizeof *cpu);
+        int want = sample_logits(cpu, n, temperature, top_k, top_p, coins[c], idx);
+        GPU_OK(cudaMemcpy(d_x, x, n * sizeof(float), cudaMemcpyHostToDevice));
+        GPU_OK(cuda_sample_logits(d_out, d_x, n, temperature, top_k, top_p, coins[c], NULL, S));
+        int32_t got = -1;
+        GPU_OK(cudaMemcpy(&got, d_out, sizeof got, cudaMemcpyDeviceToHost));
+        int ok = got == want;
+        if (membership_only && got >= 0 && got < n) { /* rank of got by (value desc, index asc) < top_k */
+            int rank = 0;
+            for (int i = 0; i < n; i++)
+                rank += x[i] > x[got] || (x[i] == x[got] && i < got);
+            ok = rank < top_k;
+        }
+        if (!ok && !bad)
+            snprintf(detail, sizeof detail, "coin %g: GPU %d, CPU twin %d", coins[c], got, want);
+        bad += !ok;
+    }
+    if (bad)
+        gpu_fail(name, "%d of 5 coins differ (%s)", bad, detail);
+    else
+        gpu_pass(name, "5 coins %s", membership_only ? "inside the top k" : "same index as the CPU twin");
+    cudaFree(d_x), cudaFree(d_out);
+    free(x), free(cpu), free(idx);
+}
+
 /* Image blocks: -1 text, b >= 0 for the soft tokens of image b. */
 static int32_t *image_blocks(int T, int n_runs, const int *starts, const int *lens) {
     int32_t *ib = malloc(T * sizeof *ib);
@@ -528,6 +598,15 @@ void gpu_kernel_tests(void) {
     test_patch_embed("patch_embed_tiny", gemm, 64, 8, 3, 32);
     test_avgpool("avgpool_4b", 64, 4, 1152);
     test_avgpool("avgpool_odd", 6, 3, 20);
+
+    test_softmax_argmax("sampling_4b_vocab", 262208);
+    test_softmax_argmax("sampling_odd", 77);
+    test_sample("sample_greedy", 262208, 0.0f, 0, 1.0f, 0);
+    test_sample("sample_temperature_only", 262208, 0.7f, 0, 1.0f, 0);
+    test_sample("sample_top_p", 262208, 1.0f, 0, 0.9f, 0);
+    test_sample("sample_top_k_top_p", 262208, 0.8f, 40, 0.95f, 0);
+    test_sample("sample_top_k_only", 262208, 1.0f, 50, 1.0f, 1);
+    test_sample("sample_small_top_p", 100, 2.0f, 0, 0.5f, 0);
 
     gemm_destroy(gemm);
 }
