@@ -105,6 +105,7 @@ row "kernel tests" "$(counts "$OUT/kernels.log") (exit $K_RC)"
 
 # ---- 3. golden parity
 log "golden parity"
+rm -f "$OUT/golden_table.md"
 GPU_TEST_TABLE="$OUT/golden_table.md" timeout 60 build/gpu_tests golden >"$OUT/golden.log" 2>&1
 G_RC=$?
 grep -E '^FAIL' "$OUT/golden.log" | head -20
