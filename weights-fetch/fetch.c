@@ -153,6 +153,8 @@ static int fetch_locked(const FetchOptions *o, const HubCtx *h, Error *err) {
     progress_start(&progress, mode, (int)n_jobs, bytes_total, bytes_on_disk);
     progress_message(&progress, "%s at commit %s: %zu files; %zu to download (%s), %zu already here (%s)",
                      h->repo, list.commit, n_wanted, n_jobs, total_s, n_wanted - n_jobs, present_s);
+    if (local_mark_complete(o->out_dir, NULL, err) != 0) /* unfinished until the end */
+        goto done;
     TransferConfig cfg = {
         .hub = h,
         .commit = list.commit,
@@ -167,6 +169,11 @@ static int fetch_locked(const FetchOptions *o, const HubCtx *h, Error *err) {
     rc = transfer_run(&cfg, jobs, n_jobs, err);
     progress_end(&progress);
     if (rc == 0) {
+        char mark[300];
+        snprintf(mark, sizeof mark, "%s %s", h->repo, list.commit);
+        rc = local_mark_complete(o->out_dir, mark, err);
+    }
+    if (rc == 0) {
         double secs = progress_now() - t0;
         progress_message(&progress, "complete: %zu files in %s (%zu downloaded, %.1f s, %.1f MB/s)", n_wanted,
                          o->out_dir, n_jobs, secs,
@@ -179,6 +186,15 @@ done:
     free(jobs);
     hub_file_list_free(&list);
     return rc;
+}
+
+FetchDirState weights_fetch_dir_state(const char *dir) {
+    return (FetchDirState)local_dir_state(dir);
+}
+
+const char *weights_fetch_dir_state_name(FetchDirState s) {
+    static const char *names[] = {"empty", "partial", "complete", "other"};
+    return (unsigned)s < 4 ? names[s] : "unknown";
 }
 
 int weights_fetch(const FetchOptions *o, Error *err) {

@@ -14,6 +14,7 @@
  *   DIR/.weights-fetch/verified/<path>    "size mtime sha" of each verified file,
  *                                         so a rerun skips it without rehashing
  *   DIR/.weights-fetch/lock               held (flock) while a fetch runs
+ *   DIR/.weights-fetch/complete           "repo commit" of the last finished fetch
  * A file under DIR/<path> is never half-written: it appears by rename(2)
  * once its checksum matched.
  *
@@ -74,5 +75,18 @@ int weights_fetch_options_from_env(FetchOptions *o, FetchEnv *env);
  * that says what to do (set HF_TOKEN, accept a gated repo's terms, free disk
  * space, ...). Safe to call again after a failure or a crash: it resumes. */
 int weights_fetch(const FetchOptions *o, Error *err);
+
+/* What a model dir holds, for `serve` deciding at start whether to fetch:
+ * fetch when it is EMPTY or PARTIAL (a fetch was cut short: some files may
+ * be there already, others not) and a token is set. */
+typedef enum {
+    FETCH_DIR_EMPTY,    /* missing, or nothing in it */
+    FETCH_DIR_PARTIAL,  /* a fetch started there and has not finished */
+    FETCH_DIR_COMPLETE, /* the last fetch there finished (.weights-fetch/complete) */
+    FETCH_DIR_OTHER,    /* files put there another way (e.g. baked into the image) */
+} FetchDirState;
+
+FetchDirState weights_fetch_dir_state(const char *dir);
+const char *weights_fetch_dir_state_name(FetchDirState s); /* "empty", "partial", ... */
 
 #endif

@@ -1,6 +1,7 @@
 /* weights-fetch: output-dir bookkeeping; see local_dir.h. */
 #include "weights-fetch/local_dir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -138,6 +139,46 @@ int local_record_write(const LocalPaths *p, const HubFile *f, Error *err) {
         unlink(tmp);
     free(tmp);
     return rc;
+}
+
+int local_mark_complete(const char *dir, const char *text, Error *err) {
+    char *path = join(dir, "/" LOCAL_STATE_DIR "/complete", "");
+    if (!path)
+        return error_set(err, "out of memory");
+    int rc = 0;
+    if (!text) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            rc = error_set(err, "cannot remove %s: %s", path, strerror(errno));
+    } else {
+        FILE *fp = fopen(path, "w");
+        if (!fp || fprintf(fp, "%s\n", text) < 0 || fclose(fp) != 0)
+            rc = error_set(err, "cannot write %s: %s", path, strerror(errno));
+    }
+    free(path);
+    return rc;
+}
+
+int local_dir_state(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int has_state = 0, has_other = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (strcmp(e->d_name, LOCAL_STATE_DIR) == 0)
+            has_state = 1;
+        else
+            has_other = 1;
+    }
+    closedir(d);
+    if (!has_state)
+        return has_other ? 3 : 0;
+    char *mark = join(dir, "/" LOCAL_STATE_DIR "/complete", "");
+    int complete = mark && local_file_size(mark) > 0;
+    free(mark);
+    return complete ? 2 : 1;
 }
 
 int local_file_is_complete(const LocalPaths *p, const HubFile *f) {

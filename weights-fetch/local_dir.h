@@ -40,6 +40,13 @@ int64_t local_free_bytes(const char *dir);
  * checksum (the record is then written). 0 when it must be downloaded. */
 int local_file_is_complete(const LocalPaths *p, const HubFile *f);
 
+/* Writes DIR/.weights-fetch/complete with `text` (a finished fetch), or
+ * removes it when text is NULL (a fetch is under way). Returns 0 or -1. */
+int local_mark_complete(const char *dir, const char *text, Error *err);
+
+/* 0 empty, 1 partial, 2 complete, 3 other (the FetchDirState values). */
+int local_dir_state(const char *dir);
+
 /* Records that final_path was verified to hold f. Returns 0 or -1. */
 int local_record_write(const LocalPaths *p, const HubFile *f, Error *err);
 

@@ -12,6 +12,7 @@ static void usage(FILE *out) {
             "usage: weights-fetch REPO [--revision R] [--out DIR] [--include GLOBS] [--parallel N]\n"
             "                     [--piece-size BYTES] [--retries N] [--progress auto|bar|lines|none]\n"
             "                     [--endpoint URL]\n"
+            "       weights-fetch --dir-state --out DIR   prints empty, partial, complete or other\n"
             "\n"
             "Downloads a Hugging Face model repo (e.g. google/medgemma-1.5-4b-it) into DIR\n"
             "(default: ./NAME), verifying every file's checksum. Rerun to resume.\n"
@@ -53,12 +54,17 @@ int main(int argc, char **argv) {
     FetchEnv env;
     weights_fetch_options_from_env(&o, &env);
     char default_out[256];
+    int dir_state = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(a, "--dir-state") == 0) {
+            dir_state = 1;
+            continue;
         }
         if (a[0] != '-') {
             if (o.repo) {
@@ -116,6 +122,14 @@ int main(int argc, char **argv) {
             fprintf(stderr, "weights-fetch: unknown option %s (see --help)\n", a);
             return 2;
         }
+    }
+    if (dir_state) {
+        if (!o.out_dir) {
+            fprintf(stderr, "weights-fetch: --dir-state needs --out DIR\n");
+            return 2;
+        }
+        printf("%s\n", weights_fetch_dir_state_name(weights_fetch_dir_state(o.out_dir)));
+        return 0;
     }
     if (!o.repo) {
         usage(stderr);

@@ -180,6 +180,13 @@ class Env:
         return p.returncode, err
 
 
+def dir_state(out):
+    p = subprocess.run([BIN, "--dir-state", "--out", out], capture_output=True, timeout=RUN_TIMEOUT)
+    check(p.returncode == 0, f"--dir-state failed: {p.stderr.decode()[-200:]}")
+    check_clean(p.stderr.decode())
+    return p.stdout.decode().strip()
+
+
 def expected(repo, path):
     spec = REPOS[repo]["files"][path]
     return content(spec["seed"], spec["size"])
@@ -219,10 +226,16 @@ def fail_run(e, repo, out, *needles, token=GOOD):
 
 def test_happy_path_with_redirects(e):
     out = e.new_dir("happy")
+    check(dir_state(out) == "empty", "a missing dir is not 'empty'")
     mark = e.mark()
     rc, err = e.run("test/happy", out)
     check(rc == 0, f"exit {rc}: {err[-500:]}")
     check_complete("test/happy", out)
+    check(dir_state(out) == "complete", f"dir state after success: {dir_state(out)}")
+    other = e.new_dir("baked")
+    os.makedirs(other)
+    open(os.path.join(other, "config.json"), "w").close()
+    check(dir_state(other) == "other", "a hand-filled dir is not 'other'")
     reqs = e.requests()[mark:]
     resolves = [r for r in reqs if "/resolve/" in r["path"]]
     cdn = [r for r in reqs if r["server"] == "cdn"]
@@ -395,6 +408,7 @@ def test_interrupted_run_resumes(e):
         with open(os.path.join(out, p), "rb") as fp:
             check(fp.read() == expected("test/slow", p), f"half-written {p} in the output dir")
     check("big.bin" not in visible_files(out), "big.bin visible before it was complete")
+    check(dir_state(out) == "partial", f"dir state after the kill: {dir_state(out)}")
     rc, err = e.run("test/slow", out)
     check(rc == 0, f"rerun: exit {rc}: {err[-400:]}")
     check_complete("test/slow", out)
