@@ -65,6 +65,10 @@ typedef enum {
     /* 8-bit RGB with transparency (alpha channel or tRNS) composited onto
      * white, as transformers >= 5 converts images with alpha. */
     IMAGE_DECODE_RGB8_ON_WHITE = 2,
+    /* Like IMAGE_DECODE_RGB8, but a gray source (gray PNG without alpha,
+     * gray JPEG) comes out as 1 channel, since R = G = B: the model path
+     * then resizes one channel instead of three. */
+    IMAGE_DECODE_RGB8_OR_GRAY8 = 3,
 } ImageDecodeMode;
 
 /* Decodes a PNG or JPEG (limits checked first). On success *out owns its
@@ -83,8 +87,9 @@ typedef struct {
 
 #define IMAGE_MODEL_SIZE 896
 
-/* An 8-bit RGB image -> out_chw (3*size*size floats, channel-major, values in
- * [-1, 1]). Returns -1 only for a wrong input (not 8-bit RGB, empty). */
+/* An 8-bit RGB (or gray: replicated to R, G, B) image -> out_chw
+ * (3*size*size floats, channel-major, values in [-1, 1]). Returns -1 only
+ * for a wrong input (not 8-bit RGB or gray, empty). */
 int image_rgb8_to_tensor(const DecodedImage *rgb8, const PreprocessOptions *opt, float *out_chw, Error *err);
 
 /* The one call the server makes per image: file bytes -> model tensor

@@ -42,7 +42,8 @@ int jpeg_decode(const uint8_t *bytes, size_t n, const ImageInfo *info, ImageDeco
     memset(out, 0, sizeof *out);
     if (mode == IMAGE_DECODE_GRAY_RAW)
         return error_set(err, "a raw slice must be a lossless 8- or 16-bit grayscale PNG, not a JPEG");
-    size_t size = (size_t)info->width * (size_t)info->height * 3;
+    int gray = mode == IMAGE_DECODE_RGB8_OR_GRAY8 && info->channels == 1;
+    size_t size = (size_t)info->width * (size_t)info->height * (gray ? 1 : 3);
     uint8_t *rgb = malloc(size);
     if (!rgb)
         return error_set(err, "JPEG: out of memory for %zu bytes of pixels", size);
@@ -53,8 +54,8 @@ int jpeg_decode(const uint8_t *bytes, size_t n, const ImageInfo *info, ImageDeco
     }
     /* LIMITSCANS refuses progressive files with absurd scan counts (a known
      * CPU-exhaustion attack); it changes nothing for real images. */
-    int rc = tjDecompress2(tj, bytes, (unsigned long)n, rgb, info->width, 0, info->height, TJPF_RGB,
-                           TJFLAG_LIMITSCANS);
+    int rc = tjDecompress2(tj, bytes, (unsigned long)n, rgb, info->width, 0, info->height,
+                           gray ? TJPF_GRAY : TJPF_RGB, TJFLAG_LIMITSCANS);
     if (rc != 0) {
         const char *why = tjGetErrorStr2(tj);
         int is_warning = tjGetErrorCode(tj) == TJERR_WARNING;
@@ -74,7 +75,7 @@ int jpeg_decode(const uint8_t *bytes, size_t n, const ImageInfo *info, ImageDeco
     tjDestroy(tj);
     out->width = info->width;
     out->height = info->height;
-    out->channels = 3;
+    out->channels = gray ? 1 : 3;
     out->bit_depth = 8;
     out->pixels = rgb;
     return 0;

@@ -125,6 +125,17 @@ int png_decode(const uint8_t *bytes, size_t n, const ImageInfo *info, ImageDecod
         }
         out->channels = 3;
         out->bit_depth = 8;
+    } else if (mode == IMAGE_DECODE_RGB8_OR_GRAY8 && info->png_color_type == 0) {
+        /* One channel; 16-bit clipped like below, 1/2/4-bit scaled to 8. */
+        rc = decode_to(ctx, info->bit_depth == 16 ? SPNG_FMT_PNG : SPNG_FMT_G8, 0, &pixels, err);
+        if (rc == 0 && info->bit_depth == 16) {
+            uint16_t *g = pixels;
+            uint8_t *g8 = pixels; /* in place: each byte written lies before the next read */
+            for (size_t i = 0; i < n_pixels; i++)
+                g8[i] = g[i] > 255 ? 255 : (uint8_t)g[i];
+        }
+        out->channels = 1;
+        out->bit_depth = 8;
     } else if (info->png_color_type == 0 && info->bit_depth == 16) {
         /* Pillow opens 16-bit gray as "I;16"; its conversion to RGB clips
          * each value at 255 (it does not scale). */

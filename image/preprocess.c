@@ -18,9 +18,9 @@ static void build_lut(float lut[256]) {
 }
 
 int image_rgb8_to_tensor(const DecodedImage *rgb8, const PreprocessOptions *opt, float *out_chw, Error *err) {
-    if (!rgb8 || !rgb8->pixels || rgb8->channels != 3 || rgb8->bit_depth != 8 || rgb8->width < 1 ||
-        rgb8->height < 1)
-        return error_set(err, "preprocess: expected a non-empty 8-bit RGB image");
+    if (!rgb8 || !rgb8->pixels || (rgb8->channels != 3 && rgb8->channels != 1) || rgb8->bit_depth != 8 ||
+        rgb8->width < 1 || rgb8->height < 1)
+        return error_set(err, "preprocess: expected a non-empty 8-bit RGB or gray image");
     int size = opt && opt->size > 0 ? opt->size : IMAGE_MODEL_SIZE;
     float lut[256];
     build_lut(lut);
@@ -33,13 +33,14 @@ int image_rgb8_to_tensor(const DecodedImage *rgb8, const PreprocessOptions *opt,
         int side = w > h ? w : h;
         canvas = (ResizeCanvas){side, side, (side - w) / 2, (side - h) / 2};
     }
-    return resize_bilinear(rgb8->pixels, w, h, 3, &canvas, size, size, NULL, out_chw, lut, err);
+    return resize_bilinear(rgb8->pixels, w, h, rgb8->channels, &canvas, size, size, NULL, out_chw, lut, err);
 }
 
 int image_to_tensor(const uint8_t *bytes, size_t n, const ImageLimits *limits, const PreprocessOptions *opt,
                     float *out_chw, Error *err) {
     DecodedImage img;
-    ImageDecodeMode mode = opt && opt->alpha_on_white ? IMAGE_DECODE_RGB8_ON_WHITE : IMAGE_DECODE_RGB8;
+    ImageDecodeMode mode =
+        opt && opt->alpha_on_white ? IMAGE_DECODE_RGB8_ON_WHITE : IMAGE_DECODE_RGB8_OR_GRAY8;
     if (image_decode(bytes, n, limits, mode, &img, err) != 0)
         return -1;
     int rc = image_rgb8_to_tensor(&img, opt, out_chw, err);

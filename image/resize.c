@@ -128,8 +128,13 @@ static void store_final_row(const Output *o, int yy, const uint8_t *row) {
     }
     const size_t plane = (size_t)o->dst_w * o->dst_h;
     float *dst = o->dst_chw + (size_t)yy * o->dst_w;
-    for (int x = 0; x < o->dst_w; x++)
-        for (int c = 0; c < C; c++)
+    if (C == 1) { /* gray: the same value in R, G and B */
+        for (int x = 0; x < o->dst_w; x++)
+            dst[x] = dst[plane + x] = dst[2 * plane + x] = o->lut[row[x]];
+        return;
+    }
+    for (int c = 0; c < C; c++)
+        for (int x = 0; x < o->dst_w; x++)
             dst[c * plane + x] = o->lut[row[x * C + c]];
 }
 
@@ -139,7 +144,8 @@ static void store_final_row(const Output *o, int yy, const uint8_t *row) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-static void pass_rows(const Pass *p, int r0, int r1, uint8_t *row, int32_t *acc) {
+static void
+pass_rows(const Pass *p, int r0, int r1, uint8_t *row, int32_t *acc) {
     const int C = p->channels, ks = p->co->ksize;
     const size_t row_len = (size_t)p->out_w * C;
     for (int r = r0; r < r1; r++) {

@@ -361,9 +361,13 @@ TEST(image_tensor_normalization_and_padding) {
     CHECK(t1[0] == -1.0f);
     CHECK_NEAR(t1[1], 51.0 / 255 * 2 - 1, 1e-6);
     CHECK(t1[2] == 1.0f);
-    DecodedImage gray = {1, 1, 1, 8, px};
-    CHECK(image_rgb8_to_tensor(&gray, &o1, t1, &err) == -1);
-    CHECK_STR_CONTAINS(err.message, "8-bit RGB");
+    DecodedImage gray = {1, 1, 1, 8, px + 1}; /* gray 51 fills R, G and B */
+    CHECK(image_rgb8_to_tensor(&gray, &o1, t1, &err) == 0);
+    for (int c = 0; c < 3; c++)
+        CHECK_NEAR(t1[c], 51.0 / 255 * 2 - 1, 1e-6);
+    DecodedImage two = {1, 1, 2, 8, px};
+    CHECK(image_rgb8_to_tensor(&two, &o1, t1, &err) == -1);
+    CHECK_STR_CONTAINS(err.message, "8-bit RGB or gray");
 }
 
 TEST(image_to_tensor_end_to_end_png_and_jpeg) {
