@@ -467,7 +467,7 @@ static int on_done(Piece *p, CURLM *multi, CURLcode res, Error *err) {
     }
     if (curl_error_is_fatal(res))
         return error_set(err, "downloading %s: %s", path_of(f), curl_easy_strerror(res));
-    snprintf(p->last_problem, sizeof p->last_problem, "%s", curl_easy_strerror(res));
+    snprintf(p->last_problem, sizeof p->last_problem, "network error (%s)", curl_easy_strerror(res));
     return retry_later(p, err);
 }
 
