@@ -1,0 +1,165 @@
+/* BPE of one word, as the `tokenizers` library's Word::merge_all does it:
+ * start from one symbol per character (its vocab id, or its bytes' "<0xXX>"
+ * pieces when the character is not in the vocab), then repeatedly apply the
+ * merge of lowest rank, the leftmost one on ties, until no adjacent pair has a
+ * merge. Symbols form a linked list; candidate merges wait in a binary
+ * min-heap keyed (rank << 32 | position) and are re-checked when popped, so a
+ * word of n characters costs O(n log n). */
+#include <stdlib.h>
+
+#include "tokenizer/tokenizer_internal.h"
+
+typedef struct {
+    int32_t id;
+    int32_t prev, next; /* -1 at the ends */
+} Symbol;
+
+struct BpeWork {
+    Symbol *sym;
+    uint64_t *heap;
+    size_t cap, heap_len;
+};
+
+BpeWork *bpe_work_new(void) {
+    return calloc(1, sizeof(BpeWork));
+}
+
+void bpe_work_free(BpeWork *w) {
+    if (!w)
+        return;
+    free(w->sym);
+    free(w->heap);
+    free(w);
+}
+
+static int reserve(BpeWork *w, size_t n) {
+    if (n <= w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap : 256;
+    while (cap < n)
+        cap *= 2;
+    Symbol *s = realloc(w->sym, cap * sizeof *s);
+    if (s)
+        w->sym = s;
+    uint64_t *h = realloc(w->heap, cap * sizeof *h);
+    if (h)
+        w->heap = h;
+    if (!s || !h)
+        return -1;
+    w->cap = cap;
+    return 0;
+}
+
+static void heap_push(BpeWork *w, uint64_t v) {
+    size_t i = w->heap_len++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (w->heap[parent] <= v)
+            break;
+        w->heap[i] = w->heap[parent];
+        i = parent;
+    }
+    w->heap[i] = v;
+}
+
+static uint64_t heap_pop(BpeWork *w) {
+    uint64_t top = w->heap[0], v = w->heap[--w->heap_len];
+    size_t n = w->heap_len, i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && w->heap[c + 1] < w->heap[c])
+            c++;
+        if (v <= w->heap[c])
+            break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    w->heap[i] = v;
+    return top;
+}
+
+/* Queues the merge of the pair starting at symbol `pos`, if there is one.
+ * The heap starts with at most n - 1 entries and each merge pops one and
+ * pushes at most two, over at most n - 1 merges: 2n entries at most. */
+static void queue_pair(const Tokenizer *t, BpeWork *w, int32_t pos) {
+    int32_t next = w->sym[pos].next;
+    if (next < 0)
+        return;
+    const MergeSlot *m = tok_merge_find(t, w->sym[pos].id, w->sym[next].id);
+    if (m)
+        heap_push(w, (uint64_t)m->rank << 32 | (uint32_t)pos);
+}
+
+static int append_id(int32_t **ids, size_t *n_ids, size_t *cap, int32_t id) {
+    if (*n_ids == *cap) {
+        size_t c = *cap ? 2 * *cap : 64;
+        int32_t *g = realloc(*ids, c * sizeof *g);
+        if (!g)
+            return -1;
+        *ids = g;
+        *cap = c;
+    }
+    (*ids)[(*n_ids)++] = id;
+    return 0;
+}
+
+int bpe_encode_word(const Tokenizer *t, BpeWork *w, const char *word, size_t n, int32_t **ids, size_t *n_ids,
+                    size_t *cap) {
+    /* At most n symbols (one per byte), and at most 2n heap entries. */
+    if (reserve(w, 2 * n + 1))
+        return -1;
+    const unsigned char *s = (const unsigned char *)word;
+    int32_t n_sym = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_seq_len(s[i]);
+        int32_t id = -1;
+        if (len == 1)
+            id = t->char_id[s[i]];
+        else if (len == 2)
+            id = t->char_id[(uint32_t)(s[i] & 0x1F) << 6 | (s[i + 1] & 0x3F)];
+        else if (len == 3)
+            id = t->char_id[(uint32_t)(s[i] & 0x0F) << 12 | (uint32_t)(s[i + 1] & 0x3F) << 6 |
+                            (s[i + 2] & 0x3F)];
+        else
+            id = tok_vocab_find(t, word + i, len);
+        if (id >= 0) {
+            w->sym[n_sym++].id = id;
+        } else {
+            for (size_t k = 0; k < len; k++)
+                w->sym[n_sym++].id = t->byte_id[s[i + k]];
+        }
+        i += len;
+    }
+    for (int32_t k = 0; k < n_sym; k++) {
+        w->sym[k].prev = k - 1;
+        w->sym[k].next = k + 1 < n_sym ? k + 1 : -1;
+    }
+    w->heap_len = 0;
+    for (int32_t k = 0; k + 1 < n_sym; k++)
+        queue_pair(t, w, k);
+    while (w->heap_len) {
+        uint64_t top = heap_pop(w);
+        int32_t pos = (int32_t)(uint32_t)top;
+        Symbol *left = &w->sym[pos];
+        if (left->id < 0 || left->next < 0)
+            continue; /* removed, or now last */
+        const MergeSlot *m = tok_merge_find(t, left->id, w->sym[left->next].id);
+        if (!m || m->rank != (uint32_t)(top >> 32))
+            continue; /* stale: the pair changed since it was queued */
+        Symbol *right = &w->sym[left->next];
+        left->id = m->new_id;
+        left->next = right->next;
+        if (right->next >= 0)
+            w->sym[right->next].prev = pos;
+        right->id = -1;
+        if (left->prev >= 0)
+            queue_pair(t, w, left->prev);
+        queue_pair(t, w, pos);
+    }
+    for (int32_t k = 0; k >= 0 && k < n_sym; k = w->sym[k].next)
+        if (append_id(ids, n_ids, cap, w->sym[k].id))
+            return -1;
+    return 0;
+}
