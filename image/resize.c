@@ -23,6 +23,7 @@
 
 #include "image/image.h"
 #include "image/resize.h"
+#include "image/resize_rgb_avx2.h"
 
 #define PRECISION_BITS (32 - 8 - 2)
 
@@ -114,8 +115,10 @@ typedef struct {
     int in_w;
     int row0; /* horizontal pass: first input row it reads */
     const Coeffs *co;
-    int out_w;    /* pixels per output row */
-    uint8_t *out; /* intermediate output rows; NULL for the final pass */
+    const RgbBlocks *blocks; /* horizontal RGB pass: AVX2 tables, or NULL */
+    const uint8_t *in_end;   /* one past the input buffer */
+    int out_w;               /* pixels per output row */
+    uint8_t *out;            /* intermediate output rows; NULL for the final pass */
     const Output *final;
     int channels;
 } Pass;
@@ -152,7 +155,11 @@ pass_rows(const Pass *p, int r0, int r1, uint8_t *row, int32_t *acc) {
         uint8_t *out = p->out ? p->out + (size_t)r * row_len : row;
         if (!p->vertical) {
             const uint8_t *in = p->in + (size_t)(p->row0 + r) * p->in_w * C;
-            for (int xx = 0; xx < p->out_w; xx++) {
+            int first = 0;
+            /* The AVX2 kernel reads one byte past the row's end. */
+            if (p->blocks && in + (size_t)p->in_w * C < p->in_end)
+                first = rgb_row_avx2(p->blocks, in, out);
+            for (int xx = first; xx < p->out_w; xx++) {
                 int xmin = p->co->bounds[2 * xx], xn = p->co->bounds[2 * xx + 1];
                 const int32_t *k = p->co->coeff + (size_t)xx * ks;
                 const uint8_t *px = in + (size_t)xmin * C;
@@ -305,6 +312,11 @@ int resize_bilinear(const uint8_t *src, int src_w, int src_h, int channels, cons
         need_h = 1; /* same size: one pass with identity weights copies */
     coeffs_clip(&h, cv.x0, cv.x0 + src_w);
     coeffs_clip(&v, cv.y0, cv.y0 + src_h);
+    RgbBlocks blocks;
+    const RgbBlocks *hb = NULL;
+    if (channels == 3 && rgb_blocks_build(h.bounds, h.coeff, dst_w, h.ksize, &blocks) == 0)
+        hb = &blocks;
+    const uint8_t *src_end = src + (size_t)src_w * src_h * channels;
     Pass passes[2];
     int rows[2], n_passes = 0;
     if (horizontal_first) {
@@ -325,19 +337,19 @@ int resize_bilinear(const uint8_t *src, int src_w, int src_h, int channels, cons
                 for (int i = 0; i < dst_h; i++)
                     v.bounds[2 * i] -= v.bounds[2 * i + 1] > 0 ? row0 : 0;
             }
-            passes[n_passes] = (Pass){0, src, src_w, row0, &h, dst_w, NULL, &final, channels};
+            passes[n_passes] = (Pass){0, src, src_w, row0, &h, hb, src_end, dst_w, NULL, &final, channels};
             rows[n_passes++] = row1 - row0;
         }
         if (need_v) {
             int w = need_h ? dst_w : src_w;
-            passes[n_passes] = (Pass){1, src, w, 0, &v, w, NULL, &final, channels};
+            passes[n_passes] = (Pass){1, src, w, 0, &v, NULL, src_end, w, NULL, &final, channels};
             rows[n_passes++] = dst_h;
         }
     } else {
-        passes[n_passes] = (Pass){1, src, src_w, 0, &v, src_w, NULL, &final, channels};
+        passes[n_passes] = (Pass){1, src, src_w, 0, &v, NULL, src_end, src_w, NULL, &final, channels};
         rows[n_passes++] = dst_h;
         if (need_h) {
-            passes[n_passes] = (Pass){0, src, src_w, 0, &h, dst_w, NULL, &final, channels};
+            passes[n_passes] = (Pass){0, src, src_w, 0, &h, hb, src_end, dst_w, NULL, &final, channels};
             rows[n_passes++] = dst_h;
         }
     }
@@ -352,10 +364,13 @@ int resize_bilinear(const uint8_t *src, int src_w, int src_h, int channels, cons
         }
         passes[0].out = tmp;
         passes[1].in = tmp;
+        passes[1].in_end = tmp + (size_t)rows[0] * passes[0].out_w * channels;
     }
     for (int i = 0; i < n_passes && rc == 0; i++)
         rc = run_pass(&passes[i], rows[i], err);
 done:
+    if (hb)
+        rgb_blocks_free(&blocks);
     free(tmp);
     coeffs_free(&h);
     coeffs_free(&v);
