@@ -3,6 +3,7 @@
  * HU in double (pydicom's apply_rescale), clip, then float32 arithmetic and
  * numpy's round-half-to-even. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,17 +16,19 @@ static int check_gray(const DecodedImage *g, Error *err) {
     return 0;
 }
 
-/* Physical value of pixel i (DICOM: stored * slope + intercept). */
-static inline double physical(const DecodedImage *g, size_t i, const RescaleParams *r) {
-    double stored;
+/* Stored value of pixel i (int16 when PixelRepresentation says signed). */
+static inline int stored_value(const DecodedImage *g, size_t i, const RescaleParams *r) {
     if (g->bit_depth == 16) {
         uint16_t u = ((const uint16_t *)g->pixels)[i];
-        stored = r->pixels_signed ? (double)(int16_t)u : (double)u;
-    } else {
-        stored = ((const uint8_t *)g->pixels)[i];
+        return r->pixels_signed ? (int)(int16_t)u : (int)u;
     }
+    return ((const uint8_t *)g->pixels)[i];
+}
+
+/* Physical value of pixel i (DICOM: stored * slope + intercept). */
+static inline double physical(const DecodedImage *g, size_t i, const RescaleParams *r) {
     double slope = r->rescale_slope == 0.0 ? 1.0 : r->rescale_slope;
-    return stored * slope + r->rescale_intercept;
+    return (double)stored_value(g, i, r) * slope + r->rescale_intercept;
 }
 
 static int check_rescale(const RescaleParams *r, Error *err) {
@@ -78,14 +81,33 @@ int ct_slice_to_rgb8(const DecodedImage *gray, const RescaleParams *rescale, con
         return -1;
     if (alloc_rgb(gray, out_rgb8, err))
         return -1;
-    uint8_t *rgb = out_rgb8->pixels;
+    /* Each stored value maps to one RGB triple: compute a table over the
+     * values this slice uses (a CT slice spans a few thousand of the 65536),
+     * then look every pixel up. Same arithmetic per value as per pixel. */
     size_t n = (size_t)gray->width * gray->height;
+    int lo = INT32_MAX, hi = INT32_MIN;
     for (size_t i = 0; i < n; i++) {
-        double hu = physical(gray, i, r);
-        rgb[3 * i] = window_value(hu, w->r.lo, w->r.hi);
-        rgb[3 * i + 1] = window_value(hu, w->g.lo, w->g.hi);
-        rgb[3 * i + 2] = window_value(hu, w->b.lo, w->b.hi);
+        int v = stored_value(gray, i, r);
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
     }
+    uint8_t *table = malloc((size_t)(hi - lo + 1) * 3);
+    if (!table) {
+        decoded_image_free(out_rgb8);
+        return error_set(err, "windowing: out of memory");
+    }
+    double slope = r->rescale_slope == 0.0 ? 1.0 : r->rescale_slope;
+    for (int v = lo; v <= hi; v++) {
+        double hu = (double)v * slope + r->rescale_intercept;
+        uint8_t *t = table + (size_t)(v - lo) * 3;
+        t[0] = window_value(hu, w->r.lo, w->r.hi);
+        t[1] = window_value(hu, w->g.lo, w->g.hi);
+        t[2] = window_value(hu, w->b.lo, w->b.hi);
+    }
+    uint8_t *rgb = out_rgb8->pixels;
+    for (size_t i = 0; i < n; i++)
+        memcpy(rgb + 3 * i, table + (size_t)(stored_value(gray, i, r) - lo) * 3, 3);
+    free(table);
     return 0;
 }
 
