@@ -224,41 +224,79 @@ AVX512 static void scale_f32_avx512(float *y, float s, int n) {
         y[i] *= s;
 }
 
-/* 4 tokens x 4 weight rows: 16 accumulators of the 32 registers. */
+/* Sums each of 16 vectors with a transpose-add tree; the sum of v[4k + j]
+ * lands in element 4j + k. */
+AVX512 static inline __m512 reduce16(__m512 v[16]) {
+    /* pairwise: lanes of (a, b) folded so that halves interleave, 4 levels */
+    __m512 l1[8], l2[4], l3[2];
+    for (int i = 0; i < 8; i++) {
+        __m512 a = v[2 * i], b = v[2 * i + 1];
+        /* 256-bit halves: lo = a.lo256 + a.hi256 | b.lo256 + b.hi256 */
+        __m512 x = _mm512_shuffle_f32x4(a, b, 0x44); /* a0 a1 b0 b1 (128-bit lanes) */
+        __m512 y = _mm512_shuffle_f32x4(a, b, 0xEE); /* a2 a3 b2 b3 */
+        l1[i] = _mm512_add_ps(x, y);                 /* [a01+a23 | b01+b23] as 4 lanes of 4 */
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512 a = l1[2 * i], b = l1[2 * i + 1];
+        __m512 x = _mm512_shuffle_f32x4(a, b, 0x88); /* a0 a2 b0 b2 */
+        __m512 y = _mm512_shuffle_f32x4(a, b, 0xDD); /* a1 a3 b1 b3 */
+        l2[i] = _mm512_add_ps(x, y);                 /* each 128-bit lane: 4 partial sums of one vector */
+    }
+    for (int i = 0; i < 2; i++) {
+        __m512 a = l2[2 * i], b = l2[2 * i + 1];
+        __m512 x = _mm512_shuffle_ps(a, b, 0x44); /* a0 a1 b0 b1 per 128-bit lane */
+        __m512 y = _mm512_shuffle_ps(a, b, 0xEE); /* a2 a3 b2 b3 */
+        l3[i] = _mm512_add_ps(x, y);
+    }
+    __m512 x = _mm512_shuffle_ps(l3[0], l3[1], 0x88);
+    __m512 y = _mm512_shuffle_ps(l3[0], l3[1], 0xDD);
+    return _mm512_add_ps(x, y);
+}
+
+/* 4 tokens x 4 weight rows: 16 accumulators of the 32 registers (written out
+ * so the compiler keeps them in registers). */
 AVX512 static void tile4x4_bf16_avx512(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw,
                                        int n) {
-    __m512 acc[4][4];
-    for (int t = 0; t < 4; t++)
-        for (int o = 0; o < 4; o++)
-            acc[t][o] = _mm512_setzero_ps();
+    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * (size_t)ldx, *x3 = x + 3 * (size_t)ldx;
+    const bf16 *w0p = w, *w1p = w + ldw, *w2p = w + 2 * (size_t)ldw, *w3p = w + 3 * (size_t)ldw;
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+    __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+    __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+#define TILE_STEP(LOADW, LOADX)                                                                              \
+    do {                                                                                                     \
+        __m512 w0 = LOADW(w0p + i), w1 = LOADW(w1p + i), w2 = LOADW(w2p + i), w3 = LOADW(w3p + i);           \
+        __m512 xv = LOADX(x0 + i);                                                                           \
+        a00 = _mm512_fmadd_ps(xv, w0, a00), a01 = _mm512_fmadd_ps(xv, w1, a01);                              \
+        a02 = _mm512_fmadd_ps(xv, w2, a02), a03 = _mm512_fmadd_ps(xv, w3, a03);                              \
+        xv = LOADX(x1 + i);                                                                                  \
+        a10 = _mm512_fmadd_ps(xv, w0, a10), a11 = _mm512_fmadd_ps(xv, w1, a11);                              \
+        a12 = _mm512_fmadd_ps(xv, w2, a12), a13 = _mm512_fmadd_ps(xv, w3, a13);                              \
+        xv = LOADX(x2 + i);                                                                                  \
+        a20 = _mm512_fmadd_ps(xv, w0, a20), a21 = _mm512_fmadd_ps(xv, w1, a21);                              \
+        a22 = _mm512_fmadd_ps(xv, w2, a22), a23 = _mm512_fmadd_ps(xv, w3, a23);                              \
+        xv = LOADX(x3 + i);                                                                                  \
+        a30 = _mm512_fmadd_ps(xv, w0, a30), a31 = _mm512_fmadd_ps(xv, w1, a31);                              \
+        a32 = _mm512_fmadd_ps(xv, w2, a32), a33 = _mm512_fmadd_ps(xv, w3, a33);                              \
+    } while (0)
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 w0 = load16_bf16(w + i), w1 = load16_bf16(w + ldw + i);
-        __m512 w2 = load16_bf16(w + 2 * (size_t)ldw + i), w3 = load16_bf16(w + 3 * (size_t)ldw + i);
-        for (int t = 0; t < 4; t++) {
-            __m512 xv = _mm512_loadu_ps(x + (size_t)t * ldx + i);
-            acc[t][0] = _mm512_fmadd_ps(xv, w0, acc[t][0]);
-            acc[t][1] = _mm512_fmadd_ps(xv, w1, acc[t][1]);
-            acc[t][2] = _mm512_fmadd_ps(xv, w2, acc[t][2]);
-            acc[t][3] = _mm512_fmadd_ps(xv, w3, acc[t][3]);
-        }
-    }
+    for (; i + 16 <= n; i += 16)
+        TILE_STEP(load16_bf16, _mm512_loadu_ps);
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        __m512 w0 = load16_bf16_masked(w + i, m), w1 = load16_bf16_masked(w + ldw + i, m);
-        __m512 w2 = load16_bf16_masked(w + 2 * (size_t)ldw + i, m);
-        __m512 w3 = load16_bf16_masked(w + 3 * (size_t)ldw + i, m);
-        for (int t = 0; t < 4; t++) {
-            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)t * ldx + i);
-            acc[t][0] = _mm512_fmadd_ps(xv, w0, acc[t][0]);
-            acc[t][1] = _mm512_fmadd_ps(xv, w1, acc[t][1]);
-            acc[t][2] = _mm512_fmadd_ps(xv, w2, acc[t][2]);
-            acc[t][3] = _mm512_fmadd_ps(xv, w3, acc[t][3]);
-        }
+#define LOADW_M(p) load16_bf16_masked((p), m)
+#define LOADX_M(p) _mm512_maskz_loadu_ps(m, (p))
+        TILE_STEP(LOADW_M, LOADX_M);
+#undef LOADW_M
+#undef LOADX_M
     }
+#undef TILE_STEP
+    __m512 acc[16] = {a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33};
+    float sums[16];
+    _mm512_storeu_ps(sums, reduce16(acc));
     for (int t = 0; t < 4; t++)
         for (int o = 0; o < 4; o++)
-            y[t * ldy + o] = _mm512_reduce_add_ps(acc[t][o]);
+            y[t * ldy + o] = sums[o * 4 + t]; /* reduce16 leaves sum(v[4k + j]) at 4j + k */
 }
 
 static const SimdOps ops_avx512 = {"avx512",        dot_bf16_avx512,  dot_f32_avx512,
