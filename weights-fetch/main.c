@@ -5,12 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
 #include "weights-fetch/fetch.h"
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: weights-fetch REPO [--revision R] [--out DIR] [--include GLOBS] [--parallel N]\n"
-            "                     [--piece-size BYTES] [--retries N] [--progress auto|bar|lines|none]\n"
+            "                     [--piece-size BYTES] [--retries N] [--progress auto|bar|lines|log|none]\n"
             "                     [--endpoint URL]\n"
             "       weights-fetch --dir-state --out DIR   prints empty, partial, complete or other\n"
             "\n"
@@ -24,7 +25,8 @@ static void usage(FILE *out) {
             "  --piece-size B   files of 2 pieces or more download in up to 16 byte ranges\n"
             "                   at once (default %lld; -1: one connection per file)\n"
             "  --retries N      tries per file without progress before giving up (default 5)\n"
-            "  --progress MODE  bar on a terminal, plain lines otherwise (default auto)\n"
+            "  --progress MODE  bar on a terminal, plain lines otherwise (default auto);\n"
+            "                   log: JSON lines on stdout (Cloud Logging), errors too\n"
             "  --endpoint URL   Hub address (default $HF_ENDPOINT or %s)\n"
             "\n"
             "Token: $HF_TOKEN, else the file written by `huggingface-cli login`\n"
@@ -39,6 +41,7 @@ static int parse_progress(const char *s, FetchProgress *out) {
     } modes[] = {{"auto", FETCH_PROGRESS_AUTO},
                  {"bar", FETCH_PROGRESS_BAR},
                  {"lines", FETCH_PROGRESS_LINES},
+                 {"log", FETCH_PROGRESS_LOG},
                  {"none", FETCH_PROGRESS_NONE}};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(s, modes[i].name) == 0) {
@@ -114,8 +117,8 @@ int main(int argc, char **argv) {
             o.max_attempts = (int)n;
         } else if (strcmp(a, "--progress") == 0) {
             if (parse_progress(v, &o.progress) != 0) {
-                fprintf(stderr, "weights-fetch: --progress must be auto, bar, lines or none, got \"%s\"\n",
-                        v);
+                fprintf(stderr,
+                        "weights-fetch: --progress must be auto, bar, lines, log or none, got \"%s\"\n", v);
                 return 2;
             }
         } else {
@@ -142,6 +145,8 @@ int main(int argc, char **argv) {
     }
     Error err = {{0}};
     if (weights_fetch(&o, &err) != 0) {
+        if (o.progress == FETCH_PROGRESS_LOG)
+            log_msg(LOG_ERROR, "weights-fetch failed: %s", err.message);
         fprintf(stderr, "weights-fetch: error: %s\n", err.message);
         return 1;
     }

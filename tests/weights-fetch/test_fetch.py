@@ -610,6 +610,16 @@ def test_progress_bar_on_terminal(e):
     check("\r[" in text and "%" in text and ("MB/s" in text or "KB/s" in text), f"no bar: {text[-300:]!r}")
     rc, err = e.run("test/happy", e.new_dir("lines"))
     check("\r" not in err and "weights-fetch: " in err, "plain lines mode drew a bar")
+    # --progress log: JSON lines on stdout for Cloud Logging, the error included.
+    for repo, token, rc_want, needle in (("test/happy", GOOD, 0, "done model.safetensors"),
+                                         ("test/private", None, 1, "HTTP 401")):
+        p = subprocess.run([BIN, repo, "--out", e.new_dir("log"), "--progress", "log"], env=e.env(token=token),
+                           capture_output=True, timeout=RUN_TIMEOUT)
+        check_clean(p.stderr.decode())
+        lines = [json.loads(x) for x in p.stdout.decode().splitlines()]
+        check(p.returncode == rc_want and lines and all("severity" in x and "message" in x for x in lines),
+              f"log mode output: {p.stdout.decode()[-300:]!r}")
+        check(any(needle in x["message"] for x in lines), f"log mode lacks {needle!r}")
 
 
 def test_disk_full(e):
