@@ -44,6 +44,22 @@ fi
 
 if bash -n tests/gpu/run.sh; then ok run_sh_parses; else fail run_sh_parses "bash -n tests/gpu/run.sh"; fi
 
+# Every kernel test name in gpu_kernels.c must fall in one of run.sh's groups.
+groups=$(sed -n '/^for group in/,/; do$/p' tests/gpu/run.sh | tr -d '\\' | sed 's/for group in//; s/; do//')
+missing=""
+for name in $(grep -oE '^    test_[a-z_]+\("[a-z0-9_]+"' tests/gpu/gpu_kernels.c | sed 's/.*("//; s/"//'); do
+    hit=0
+    for g in $groups; do
+        case "$name" in *"$g"*) hit=1 ;; esac
+    done
+    [ "$hit" = 1 ] || missing="$missing $name"
+done
+if [ -n "$groups" ] && [ -z "$missing" ]; then
+    ok run_sh_groups_cover_kernel_tests
+else
+    fail run_sh_groups_cover_kernel_tests "tests in no run.sh group:${missing:- (no groups parsed)}"
+fi
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat >"$tmp/old.json" <<'J'
