@@ -239,11 +239,13 @@ static int thread_count(int64_t work) {
 }
 
 static int run_pass(const Pass *pass, int n_rows, Error *err) {
+    if (n_rows <= 0)
+        return 0; /* nothing to compute (the output is all padding) */
     int64_t work = (int64_t)n_rows * pass->out_w * pass->channels * pass->co->ksize;
     int n_threads = thread_count(work);
     if (n_threads > n_rows)
         n_threads = n_rows;
-    Slice slices[MAX_THREADS];
+    Slice slices[MAX_THREADS] = {{pass, 0, n_rows, 0}};
     pthread_t tids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
     for (int t = 0; t < n_threads; t++)
