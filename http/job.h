@@ -17,9 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image/ct_window.h"
+
 typedef enum { ENDPOINT_ANALYZE, ENDPOINT_GENERATE, ENDPOINT_CHAT } Endpoint;
 
 typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT } Role;
+
+typedef enum { SERIES_NONE, SERIES_CT, SERIES_MRI } SeriesKind;
 
 /* A piece of a message: text, or the index of an image in JobInput.images. */
 typedef struct {
@@ -46,8 +50,11 @@ typedef struct {
     int n_messages;
     ImageFile *images;
     int n_images;
-    int raw_ct; /* images are raw 16-bit CT slices to window (docs/images.md) */
-    int raw_mri;
+    /* /analyze "ct" or "mri": images are the raw slices of a series, windowed
+     * and sampled by image/ into the tensors the messages' image parts name
+     * (docs/images.md). */
+    int series; /* SERIES_NONE, SERIES_CT, SERIES_MRI */
+    SeriesOptions series_options;
     int pad_to_square;
     int max_tokens;
     float temperature, top_p;
@@ -96,8 +103,13 @@ typedef struct Job {
     char *text;         /* the visible answer */
     const char *finish; /* "stop", "length" */
     int prompt_tokens, completion_tokens;
-    double t_start; /* worker picked it up */
-    double vision_ms, ttft_ms, engine_ms;
+    double t_start;       /* worker picked it up */
+    double parse_ms;      /* loop: JSON, base64, image headers */
+    double preprocess_ms; /* worker: image decode + resize */
+    double tokenize_ms;   /* worker: chat template + tokenizer */
+    double vision_ms, ttft_ms;
+    double engine_ms;    /* engine_generate */
+    double inference_ms; /* everything the worker did */
 } Job;
 
 typedef struct {

@@ -232,6 +232,85 @@ static int is_volume_modality(const char *modality) {
            (!strcasecmp(modality, "CT") || !strcasecmp(modality, "MRI") || !strcasecmp(modality, "MR"));
 }
 
+/* Optional [lo, hi] window of a "ct" object. */
+static int parse_window(const cJSON *windows, const char *name, HuWindow *w, RequestError *e) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(windows, name);
+    if (!f)
+        return 0;
+    const cJSON *lo = cJSON_GetArrayItem(f, 0), *hi = cJSON_GetArrayItem(f, 1);
+    if (!cJSON_IsArray(f) || cJSON_GetArraySize(f) != 2 || !cJSON_IsNumber(lo) || !cJSON_IsNumber(hi))
+        return fail(e, "'ct.windows.%s' must be [lo, hi] in Hounsfield units", name);
+    w->lo = (float)lo->valuedouble;
+    w->hi = (float)hi->valuedouble;
+    return 0;
+}
+
+/* "ct" / "mri": raw slices of a series plus DICOM rescale tags (docs/images.md).
+ * Builds the user turn: each sampled slice, then `SLICE n`, the prompt last. */
+static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, const char *prompt,
+                        const RequestLimits *lim, JobInput *in, Message *user, RequestError *e) {
+    if (!cJSON_IsObject(obj))
+        return fail(e, "'%s' must be an object with 'slices'", kind);
+    const cJSON *slices = cJSON_GetObjectItemCaseSensitive(obj, "slices");
+    if (!cJSON_IsArray(slices) || cJSON_GetArraySize(slices) == 0)
+        return fail(e, "'%s.slices' must be a non-empty array of base64 PNG strings", kind);
+    int n = cJSON_GetArraySize(slices);
+    if (n > lim->max_images)
+        return fail(e, "too many slices: %d, the limit is %d per request (MEDGEMMA_MAX_IMAGES)", n,
+                    lim->max_images);
+    SeriesOptions *o = &in->series_options;
+    CtWindows def = CT_WINDOWS_DEFAULT;
+    o->windows = def;
+    o->rescale.rescale_slope = 1;
+    double v = 1;
+    if (get_number(obj, "rescale_slope", 0, -1e6, 1e6, &v, e) != 0)
+        return -1;
+    o->rescale.rescale_slope = v;
+    v = 0;
+    if (get_number(obj, "rescale_intercept", 0, -1e6, 1e6, &v, e) != 0)
+        return -1;
+    o->rescale.rescale_intercept = v;
+    v = CT_MAX_SLICES;
+    if (get_number(obj, "max_slices", 1, 1, lim->max_images, &v, e) != 0)
+        return -1;
+    o->max_slices = (int)v;
+    const char *rep = NULL;
+    if (get_string(obj, "pixel_representation", &rep, e) != 0)
+        return -1;
+    if (rep && strcmp(rep, "signed") != 0 && strcmp(rep, "unsigned") != 0)
+        return fail(e, "'%s.pixel_representation' must be \"signed\" or \"unsigned\"", kind);
+    o->rescale.pixels_signed = rep && !strcmp(rep, "signed");
+    const cJSON *windows = cJSON_GetObjectItemCaseSensitive(obj, "windows");
+    if (windows && series == SERIES_CT) {
+        if (!cJSON_IsObject(windows))
+            return fail(e, "'ct.windows' must be an object {\"r\": [lo, hi], \"g\": ..., \"b\": ...}");
+        if (parse_window(windows, "r", &o->windows.r, e) || parse_window(windows, "g", &o->windows.g, e) ||
+            parse_window(windows, "b", &o->windows.b, e))
+            return -1;
+        Error err = {{0}};
+        if (ct_windows_validate(&o->windows, &err) != 0)
+            return fail(e, "'ct.windows': %s", err.message);
+    }
+    in->series = series;
+    for (int i = 0; i < n; i++) {
+        const cJSON *s = cJSON_GetArrayItem(slices, i);
+        char what[48];
+        snprintf(what, sizeof what, "%s.slices[%d]", kind, i);
+        if (!cJSON_IsString(s))
+            return fail(e, "%s must be a base64 string", what);
+        if (add_image(in, s->valuestring, lim, what, e) != 0)
+            return -1;
+    }
+    int n_out = series_output_count(n, o);
+    for (int k = 0; k < n_out; k++) {
+        char label[32];
+        snprintf(label, sizeof label, "SLICE %d", k + 1);
+        if (add_part(user, NULL, k, e) != 0 || add_part(user, label, -1, e) != 0)
+            return -1;
+    }
+    return prompt[0] ? add_part(user, prompt, -1, e) : 0;
+}
+
 /* /analyze and /generate. */
 static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobInput *in, RequestError *e) {
     const cJSON *pf = cJSON_GetObjectItemCaseSensitive(root, "prompt");
@@ -254,7 +333,17 @@ static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobI
             return fail(e, "too many images: %d, the limit is %d per request (MEDGEMMA_MAX_IMAGES)", n_images,
                         lim->max_images);
     }
-    if (pf->valuestring[0] == 0 && n_images == 0)
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "ct");
+    const cJSON *mri = cJSON_GetObjectItemCaseSensitive(root, "mri");
+    if (cJSON_IsNull(ct))
+        ct = NULL;
+    if (cJSON_IsNull(mri))
+        mri = NULL;
+    if ((ct || mri) && in->endpoint == ENDPOINT_GENERATE)
+        return fail(e, "'ct' and 'mri' are not accepted by /generate; use /analyze");
+    if ((ct && mri) || ((ct || mri) && n_images > 0))
+        return fail(e, "send one of 'images', 'ct' or 'mri', not several");
+    if (pf->valuestring[0] == 0 && n_images == 0 && !ct && !mri)
         return fail(e, "'prompt' is empty");
     if (system) {
         Message *m = add_message(in, ROLE_SYSTEM);
@@ -264,6 +353,15 @@ static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobI
     Message *user = add_message(in, ROLE_USER);
     if (!user)
         return fail(e, "out of memory");
+    if (ct || mri)
+        return parse_series(ct ? ct : mri, ct ? "ct" : "mri", ct ? SERIES_CT : SERIES_MRI, pf->valuestring,
+                            lim, in, user, e);
+    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "pad_to_square");
+    if (pad && !cJSON_IsNull(pad)) {
+        if (!cJSON_IsBool(pad))
+            return fail(e, "'pad_to_square' must be true or false");
+        in->pad_to_square = cJSON_IsTrue(pad);
+    }
     int volume = is_volume_modality(modality) && n_images > 1;
     /* CT/MRI: each slice then its label, the question last. Otherwise the
      * prompt first, then the images, as in MedGemma's model card. */

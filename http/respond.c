@@ -50,19 +50,19 @@ static int quiet_endpoint(const char *endpoint) {
 
 /* The one log line of a request: ids, status, counts and timings only. */
 static void log_request(const char *id, const char *endpoint, int status, double t_arrival, const Job *job) {
-    char fields[768];
+    char fields[1024];
     int n = snprintf(fields, sizeof fields,
                      "\"request_id\":\"%s\",\"endpoint\":\"%s\",\"status\":%d,\"total_ms\":%.1f", id,
                      endpoint, status, (now_seconds() - t_arrival) * 1e3);
     if (job && n > 0 && (size_t)n < sizeof fields) {
         double queue_ms = job->t_start > 0 ? (job->t_start - job->t_arrival) * 1e3 : 0;
         snprintf(fields + n, sizeof fields - (size_t)n,
-                 ",\"prompt_tokens\":%d,\"completion_tokens\":%d,\"images\":%d,\"stream\":%s,\"finish_"
-                 "reason\":\"%s\","
-                 "\"queue_ms\":%.1f,\"vision_ms\":%.1f,\"ttft_ms\":%.1f,\"engine_ms\":%.1f",
+                 ",\"prompt_tokens\":%d,\"completion_tokens\":%d,\"images\":%d,\"stream\":%s,"
+                 "\"finish_reason\":\"%s\",\"queue_ms\":%.1f,\"parse_ms\":%.1f,\"preprocess_ms\":%.1f,"
+                 "\"tokenize_ms\":%.1f,\"vision_ms\":%.1f,\"ttft_ms\":%.1f,\"engine_ms\":%.1f",
                  job->prompt_tokens, job->completion_tokens, job->in.n_images,
-                 job->in.stream ? "true" : "false", job->finish ? job->finish : "", queue_ms, job->vision_ms,
-                 job->ttft_ms, job->engine_ms);
+                 job->in.stream ? "true" : "false", job->finish ? job->finish : "", queue_ms, job->parse_ms,
+                 job->preprocess_ms, job->tokenize_ms, job->vision_ms, job->ttft_ms, job->engine_ms);
     }
     LogSeverity sev = quiet_endpoint(endpoint)         ? LOG_DEBUG
                       : status >= 500 && status != 503 ? LOG_ERROR
@@ -70,8 +70,9 @@ static void log_request(const char *id, const char *endpoint, int status, double
     log_fields(sev, "request", fields);
 }
 
-static void send_prepared(const Reply *r, int status, const char *content_type, const char *body,
-                          size_t len) {
+/* Sends a complete answer; `count` adds it to the request metrics. */
+static void send_answer(const Reply *r, int status, const char *content_type, const char *body, size_t len,
+                        int count) {
     h2o_req_t *req = r->req;
     req->res.status = status;
     req->res.reason = reason_phrase(status);
@@ -83,7 +84,13 @@ static void send_prepared(const Reply *r, int status, const char *content_type, 
     if (status == 401)
         add_header(req, "www-authenticate", "Bearer");
     h2o_send_inline(req, body, len);
-    metrics_count_request(&r->server->metrics, r->endpoint, status);
+    if (count)
+        metrics_count_request(&r->server->metrics, r->endpoint, status);
+}
+
+static void send_prepared(const Reply *r, int status, const char *content_type, const char *body,
+                          size_t len) {
+    send_answer(r, status, content_type, body, len, 1);
 }
 
 void respond_body(const Reply *r, int status, const char *content_type, const char *body, size_t len) {
@@ -118,6 +125,10 @@ void server_remove_active(Server *s, Job *job) {
     s->n_active--;
 }
 
+static const char *endpoint_name(Endpoint e) {
+    return e == ENDPOINT_ANALYZE ? "analyze" : e == ENDPOINT_GENERATE ? "generate" : "chat_completions";
+}
+
 static void detach(Job *job) {
     if (job->link) {
         job->link->job = NULL;
@@ -129,8 +140,11 @@ void respond_cancel_job(Server *s, Job *job, int reason) {
     detach(job);
     if (job_queue_remove(&s->queue, job)) {
         s->metrics.cancelled++;
-        server_remove_active(s, job);
+        const char *endpoint = endpoint_name(job->in.endpoint);
+        metrics_count_request(&s->metrics, endpoint, 499);
         log_fields(LOG_INFO, "request cancelled while queued", NULL);
+        log_request(job->id, endpoint, 499, job->t_arrival, job);
+        server_remove_active(s, job);
         job_free(job);
         return;
     }
@@ -161,7 +175,8 @@ static void sse_append(h2o_mem_pool_t *pool, h2o_iovec_t *buf, const char *json)
         return;
     size_t n = strlen(json);
     char *p = h2o_mem_alloc_pool(pool, buf->len + n + 9);
-    memcpy(p, buf->base, buf->len);
+    if (buf->len)
+        memcpy(p, buf->base, buf->len);
     memcpy(p + buf->len, "data: ", 6);
     memcpy(p + buf->len + 6, json, n);
     memcpy(p + buf->len + 6 + n, "\n\n", 2);
@@ -215,7 +230,8 @@ static void stream_pump(JobLink *l) {
         }
         h2o_iovec_t done = h2o_strdup(&req->pool, "data: [DONE]\n\n", SIZE_MAX);
         char *p = h2o_mem_alloc_pool(&req->pool, buf.len + done.len);
-        memcpy(p, buf.base, buf.len);
+        if (buf.len)
+            memcpy(p, buf.base, buf.len);
         memcpy(p + buf.len, done.base, done.len);
         buf.base = p;
         buf.len += done.len;
@@ -256,9 +272,12 @@ void link_abort(JobLink *l, int status, const char *type, const char *message) {
         snprintf(l->final_error_message, sizeof l->final_error_message, "%s", message);
         stream_pump(l);
     } else {
+        /* Counted and logged when the worker reports the cancelled job. */
         Reply r = {s, l->req, l->endpoint, l->id, l->t_arrival};
         l->final_sent = 1;
-        respond_error(&r, status, type, message);
+        char *body = json_error(type, message);
+        send_answer(&r, status, "application/json", body ? body : "{}", body ? strlen(body) : 2, job == NULL);
+        free(body);
     }
 }
 
@@ -279,10 +298,6 @@ static void observe_job(Server *s, const Job *job) {
     metrics_observe(&m->request_seconds, now_seconds() - job->t_arrival);
 }
 
-static const char *endpoint_name(Endpoint e) {
-    return e == ENDPOINT_ANALYZE ? "analyze" : e == ENDPOINT_GENERATE ? "generate" : "chat_completions";
-}
-
 /* Sends a finished job's answer (non-streaming). */
 static void answer_plain(Server *s, JobLink *l, Job *job) {
     Reply r = {s, l->req, l->endpoint, l->id, l->t_arrival};
@@ -294,7 +309,7 @@ static void answer_plain(Server *s, JobLink *l, Job *job) {
         return;
     }
     Answer a = {job->text ? job->text : "", job->finish, job->prompt_tokens, job->completion_tokens,
-                job->engine_ms};
+                job->inference_ms};
     char *body = NULL;
     if (job->in.endpoint == ENDPOINT_ANALYZE) {
         body = json_analyze(&a);

@@ -185,6 +185,7 @@ static void handle_generation(Server *s, const Reply *r, Endpoint endpoint) {
         return;
     }
     job->in = in;
+    job->parse_ms = (now_seconds() - r->t_arrival) * 1e3;
     snprintf(job->id, sizeof job->id, "%s", r->id);
     job->t_arrival = r->t_arrival;
     job->deadline = s->opt.request_timeout_s > 0 ? r->t_arrival + s->opt.request_timeout_s : 0;

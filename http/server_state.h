@@ -59,7 +59,7 @@ struct JobLink {
     size_t pending_len, pending_cap;
     int final_status; /* streaming: 200, or the error that ended the stream */
     char final_error_type[48];
-    char final_error_message[256];
+    char final_error_message[512];
     const char *finish;
     int prompt_tokens, completion_tokens;
 };

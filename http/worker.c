@@ -89,6 +89,7 @@ static void *worker_main(void *arg) {
             job_fail_cancelled(job);
         else
             model_run_job(w, job);
+        job->inference_ms = (now_seconds() - job->t_start) * 1e3;
         worker_post_done(w, job);
     }
     return NULL;
