@@ -258,11 +258,10 @@ static int text_layer(CudaState *st, int l, int T, const int32_t *d_pos, const i
     cudaStream_t s = st->stream;
     if (linear(st, st->qkv, st->h, cl->wqkv, NULL, T, st->D, st->QKV, err))
         return -1;
-    CUDA_TRY(cuda_qk_norm_rope(q, st->QKV, cl->q_norm, T, st->H, st->Dh, d_pos, cl->theta, cl->rope_scale,
-                               tc->rms_norm_eps, s));
-    CUDA_TRY(cuda_qk_norm_rope(k, st->QKV, cl->k_norm, T, st->KVH, st->Dh, d_pos, cl->theta, cl->rope_scale,
-                               tc->rms_norm_eps, s));
-    CUDA_TRY(cuda_kv_store(cl->k_cache, cl->v_cache, k, v, st->QKV, T, kvd, d_pos, cl->ring, s));
+    /* q, k: norm + RoPE in place; k and v also into this layer's cache */
+    CUDA_TRY(cuda_qkv_rope_store(st->qkv, st->QKV, cl->q_norm, cl->k_norm, T, st->H, st->KVH, st->Dh, d_pos,
+                                 cl->theta, cl->rope_scale, tc->rms_norm_eps, cl->k_cache, cl->v_cache,
+                                 cl->ring, s));
     if (d_pos) /* decode: the query against the cache */
         CUDA_TRY(cuda_attention_decode(st->attn, q, cl->k_cache, cl->v_cache, d_pos, cl->ring, st->H, st->KVH,
                                        st->Dh, st->attn_scale, st->dec_scratch, cl->n_splits, s));

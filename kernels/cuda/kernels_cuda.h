@@ -58,6 +58,17 @@ cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens,
                               const int32_t *d_pos0, float theta, float rope_scale, float eps,
                               cudaStream_t stream);
 
+/* The decoder's fused step after the q|k|v projection: rows of qkv [T, ld] hold
+ * q (H heads) | k (KVH) | v (KVH). q and k heads get norm + RoPE in place (q_norm,
+ * k_norm); the roped k and the v rows of positions p = pos0 + t are also stored
+ * into the caches [slots, KVH * head_dim] at slot p % ring (ring > 0; rows older
+ * than the last `ring` skipped) or p: what cuda_qk_norm_rope twice and
+ * cuda_kv_store do, in one launch. */
+cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm, const bf16 *k_norm, int n_tokens,
+                                int n_heads, int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
+                                float rope_scale, float eps, bf16 *k_cache, bf16 *v_cache, int ring,
+                                cudaStream_t stream);
+
 /* ---- attention.cu */
 
 /* Prefill attention (flash attention on tensor cores, mma.sync bf16, sm_80+).

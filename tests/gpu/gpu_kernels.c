@@ -145,6 +145,74 @@ static void test_rope(const char *name, int n_tokens, int n_heads, int head_dim,
     free(x), free(ref), free(nw), free(nwb), free(all), free(out);
 }
 
+/* qkv_rope_store: q and k heads as the twin's rope; the caches hold exactly the
+ * GPU's roped k rows and the v rows at the right slots; other slots untouched. */
+static void test_qkv_rope_store(const char *name, int n_tokens, int H, int KVH, int Dh, int pos0, int ring,
+                                int slots) {
+    if (!gpu_selected(name))
+        return;
+    int qd = H * Dh, kvd = KVH * Dh, ld = qd + 2 * kvd;
+    size_t n = (size_t)n_tokens * ld;
+    float *x = rand_f32_bf16exact(n, 4.0f), *qn = rand_f32_bf16exact(Dh, 1.0f),
+          *kn = rand_f32_bf16exact(Dh, 1.0f);
+    bf16 *qnb = to_bf16_host(qn, Dh), *knb = to_bf16_host(kn, Dh);
+    float *rq = malloc((size_t)n_tokens * qd * sizeof *rq), *rk = malloc((size_t)n_tokens * kvd * sizeof *rk);
+    for (int t = 0; t < n_tokens; t++) {
+        memcpy(rq + (size_t)t * qd, x + (size_t)t * ld, qd * sizeof(float));
+        memcpy(rk + (size_t)t * kvd, x + (size_t)t * ld + qd, kvd * sizeof(float));
+    }
+    qk_norm_rope(rq, qnb, n_tokens, H, Dh, pos0, 1e4f, 1.0f, 1e-6f);
+    qk_norm_rope(rk, knb, n_tokens, KVH, Dh, pos0, 1e4f, 1.0f, 1e-6f);
+    bf16 *d_x = dev_from_f32_as_bf16(x, n), *d_qn = dev_copy(qnb, Dh * sizeof(bf16)),
+         *d_kn = dev_copy(knb, Dh * sizeof(bf16));
+    bf16 *d_kc = dev_poisoned((size_t)slots * kvd * sizeof(bf16)),
+         *d_vc = dev_poisoned((size_t)slots * kvd * sizeof(bf16));
+    int32_t *d_pos = pos0 ? dev_copy(&pos0, sizeof pos0) : NULL;
+    GPU_OK(cuda_qkv_rope_store(d_x, ld, d_qn, d_kn, n_tokens, H, KVH, Dh, d_pos, 1e4f, 1.0f, 1e-6f, d_kc,
+                               d_vc, ring, S));
+    GPU_OK(cudaDeviceSynchronize());
+    bf16 *gx = malloc(n * sizeof(bf16)), *kc = malloc((size_t)slots * kvd * sizeof(bf16)),
+         *vc = malloc((size_t)slots * kvd * sizeof(bf16));
+    GPU_OK(cudaMemcpy(gx, d_x, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+    GPU_OK(cudaMemcpy(kc, d_kc, (size_t)slots * kvd * sizeof(bf16), cudaMemcpyDeviceToHost));
+    GPU_OK(cudaMemcpy(vc, d_vc, (size_t)slots * kvd * sizeof(bf16), cudaMemcpyDeviceToHost));
+    float *oq = malloc((size_t)n_tokens * qd * sizeof *oq),
+          *ok_ = malloc((size_t)n_tokens * kvd * sizeof *ok_);
+    for (int t = 0; t < n_tokens; t++) {
+        for (int i = 0; i < qd; i++)
+            oq[(size_t)t * qd + i] = bf16_to_f32(gx[(size_t)t * ld + i]);
+        for (int i = 0; i < kvd; i++)
+            ok_[(size_t)t * kvd + i] = bf16_to_f32(gx[(size_t)t * ld + qd + i]);
+    }
+    char sub[160];
+    snprintf(sub, sizeof sub, "%s_q", name);
+    gpu_report(sub, rel_err(oq, rq, (size_t)n_tokens * qd), TOL_BF16);
+    snprintf(sub, sizeof sub, "%s_k", name);
+    gpu_report(sub, rel_err(ok_, rk, (size_t)n_tokens * kvd), TOL_BF16);
+    long bad = 0;
+    for (int s = 0; s < slots; s++) {
+        int t = -1;
+        for (int tt = 0; tt < n_tokens; tt++) {
+            int p = pos0 + tt;
+            if (ring > 0 ? (p % ring == s && p > pos0 + n_tokens - 1 - ring) : p == s)
+                t = tt;
+        }
+        for (int i = 0; i < kvd; i++) {
+            bf16 ek = t < 0 ? 0xFFFF : gx[(size_t)t * ld + qd + i],
+                 ev = t < 0 ? 0xFFFF : gx[(size_t)t * ld + qd + kvd + i];
+            bad += kc[(size_t)s * kvd + i] != ek || vc[(size_t)s * kvd + i] != ev;
+        }
+    }
+    snprintf(sub, sizeof sub, "%s_cache", name);
+    if (bad)
+        gpu_fail(sub, "%ld cache values differ from the roped k / the v rows", bad);
+    else
+        gpu_pass(sub, "exact (%d tokens from position %d, ring %d)", n_tokens, pos0, ring);
+    cudaFree(d_x), cudaFree(d_qn), cudaFree(d_kn), cudaFree(d_kc), cudaFree(d_vc), cudaFree(d_pos);
+    free(x), free(qn), free(kn), free(qnb), free(knb), free(rq), free(rk), free(gx), free(kc), free(vc),
+        free(oq), free(ok_);
+}
+
 /* ---- attention */
 
 /* q, k, v live in one fused row [T, (H + 2 KVH) * Dh] like the engine's qkv buffer. */
@@ -542,6 +610,9 @@ void gpu_kernel_tests(void) {
     test_rope("rope_4b_q_local", 19, 8, 256, 4096, 0, 1e4f, 1.0f);
     test_rope("rope_4b_k_global_far", 3, 4, 256, 4096, 70000, 1e6f, 8.0f);
     test_rope("rope_odd", 7, 4, 24, 192, 37, 1e4f, 1.0f);
+    test_qkv_rope_store("rope_qkv_store_4b_decode_ring", 1, 8, 4, 256, 5000, 1024, 1024);
+    test_qkv_rope_store("rope_qkv_store_4b_prefill_global", 40, 8, 4, 256, 0, 0, 64);
+    test_qkv_rope_store("rope_qkv_store_prefill_ring_wrap", 50, 4, 2, 16, 0, 16, 16);
 
     {
         int st[2] = {100, 400}, ln[2] = {256, 64};
