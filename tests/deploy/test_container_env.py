@@ -190,6 +190,26 @@ else:
             report("container_start_port_health_sigterm", [], skip=FAKE_WHY)
 
 
+# ---- 2b. deploy.sh sets MEDGEMMA_BACKEND=cuda: without a usable GPU the instance must not
+# report healthy (a silent CPU fallback would serve a 4B model at CPU speed), and must say why.
+if serve_missing:
+    report("cuda_backend_without_gpu_is_not_healthy", [], skip=serve_missing)
+elif os.path.exists("/dev/nvidia0"):
+    report("cuda_backend_without_gpu_is_not_healthy", [], skip="this machine has a GPU")
+else:
+    p = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = synth_model(tmp, p)
+        try:
+            out = run_serve(tmp, container_env(tmp, MEDGEMMA_MODEL_DIR=model, MEDGEMMA_BACKEND="cuda"), p,
+                            want_healthy=False, wait_s=15)
+            if not re.search(r"cuda|gpu", out, re.I):
+                p.append("the output does not mention CUDA or the GPU: " + " | ".join(out.splitlines()[-3:])[-300:])
+            report("cuda_backend_without_gpu_is_not_healthy", p)
+        except FakeBackend:
+            report("cuda_backend_without_gpu_is_not_healthy", [], skip=FAKE_WHY)
+
+
 # ---- 3. weights fetched at start from a (local, gated) Hub, as on Cloud Run with --weights fetch
 def start_hub(tmp, repo, folder, token):
     hub = subprocess.Popen([sys.executable, os.path.join(HERE, "local_hub.py"), repo, folder, token,
