@@ -21,7 +21,8 @@ typedef struct {
 } ChatPart;
 
 typedef struct {
-    const char *role; /* "system", "user", "assistant" (or "model") */
+    const char *role; /* "system", "user", "assistant" (or "model"); the template renders any
+                         other role as it is, so callers that take roles from users check them */
     const ChatPart *parts;
     int n_parts;
 } ChatMessage;
