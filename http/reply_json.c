@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/answer.h"
+
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
 static size_t utf8_seq_len(const unsigned char *s, size_t left) {
     unsigned c = s[0];
@@ -90,68 +92,11 @@ static void add_usage(cJSON *root, const Answer *a, int openai) {
         cJSON_AddNumberToObject(u, "total_tokens", a->prompt_tokens + a->completion_tokens);
 }
 
-/* Drops surrounding whitespace: [*start, *end). */
-static void trim(const char **start, const char **end) {
-    while (*start < *end && strchr(" \t\r\n", **start))
-        (*start)++;
-    while (*end > *start && strchr(" \t\r\n", (*end)[-1]))
-        (*end)--;
-}
-
-static cJSON *parse_span(const char *a, const char *b) {
-    if (b <= a)
-        return NULL;
-    return cJSON_ParseWithLength(a, (size_t)(b - a));
-}
-
-cJSON *answer_json_value(const char *text, char *why, size_t why_cap) {
-    const char *s = text, *e = text + strlen(text);
-    /* A thinking trace ends at its close marker; the answer follows. */
-    const char *close = strstr(s, "<unused95>");
-    if (close)
-        s = close + strlen("<unused95>");
-    trim(&s, &e);
-    static const char prefix[] = "Final Answer:";
-    if ((size_t)(e - s) >= sizeof prefix - 1 && !strncmp(s, prefix, sizeof prefix - 1)) {
-        s += sizeof prefix - 1;
-        trim(&s, &e);
-    }
-    /* ```json ... ``` (or a bare ``` fence) */
-    const char *fence = strstr(s, "```");
-    if (fence && fence < e) {
-        const char *body = fence + 3;
-        if (!strncmp(body, "json", 4))
-            body += 4;
-        const char *end_fence = strstr(body, "```");
-        if (end_fence && end_fence < e) {
-            s = body;
-            e = end_fence;
-            trim(&s, &e);
-        }
-    }
-    cJSON *v = parse_span(s, e);
-    if (v)
-        return v;
-    /* The outermost object or array inside the text. */
-    const char *ob = memchr(s, '{', (size_t)(e - s)), *ab = memchr(s, '[', (size_t)(e - s));
-    const char *open = ob && (!ab || ob < ab) ? ob : ab;
-    if (open) {
-        char close_c = *open == '{' ? '}' : ']';
-        const char *last = NULL;
-        for (const char *p = open; p < e; p++)
-            if (*p == close_c)
-                last = p;
-        if (last && (v = parse_span(open, last + 1)))
-            return v;
-    }
-    snprintf(why, why_cap, "%s", s == e ? "the answer is empty" : "no JSON value found in the answer");
-    return NULL;
-}
-
 char *json_analyze(const Answer *a) {
     cJSON *root = cJSON_CreateObject();
-    char why[128] = "";
-    cJSON *result = answer_json_value(a->text, why, sizeof why);
+    char why[160] = "";
+    cJSON *result = NULL;
+    answer_extract_json(a->text, &result, why, sizeof why);
     cJSON_AddItemToObject(root, "result", result ? result : cJSON_CreateNull());
     add_text(root, "text", a->text, strlen(a->text));
     cJSON_AddNumberToObject(root, "inference_time_ms", a->inference_ms);
@@ -173,9 +118,9 @@ char *json_generate(const Answer *a) {
 
 char *chat_content(const char *text, int json_mode) {
     if (json_mode) {
-        char why[128];
-        cJSON *v = answer_json_value(text, why, sizeof why);
-        if (v) {
+        char why[160];
+        cJSON *v = NULL;
+        if (answer_extract_json(text, &v, why, sizeof why) == 0) {
             char *out = cJSON_PrintUnformatted(v);
             cJSON_Delete(v);
             return out;

@@ -18,7 +18,8 @@ typedef struct {
 /* {"error": {"type": ..., "message": ...}} */
 char *json_error(const char *type, const char *message);
 
-/* /analyze: result (JSON parsed from the answer, or null + parse_error), text, usage... */
+/* /analyze: result (the answer's JSON value found by tokenizer/answer.h's
+ * answer_extract_json, or null + parse_error), text, usage... */
 char *json_analyze(const Answer *a);
 /* /generate */
 char *json_generate(const Answer *a);
@@ -34,11 +35,6 @@ char *json_chat(const Answer *a, const char *content, const char *id, long creat
  * or null). include_usage adds the usage object (the last chunk). */
 char *json_chat_chunk(const char *id, long created, const char *model, const char *role, const char *content,
                       size_t content_len, const char *finish, const Answer *usage);
-
-/* The JSON value in a model's answer: thinking trace, ```json fences and a
- * leading "Final Answer:" removed; else the outermost {...} or [...].
- * Returns a cJSON tree (caller deletes) or NULL with `why` filled. */
-struct cJSON *answer_json_value(const char *text, char *why, size_t why_cap);
 
 /* Copies s[0..len) replacing invalid UTF-8 sequences with U+FFFD. */
 char *utf8_sanitize(const char *s, size_t len);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "image/base64.h"
 #include "image/image.h"
@@ -182,10 +183,16 @@ static int parse_sampling(const cJSON *root, const RequestLimits *lim, JobInput 
     if (get_number(root, "top_k", 1, 0, 1 << 20, &v, e) != 0)
         return -1;
     in->top_k = (int)v;
-    v = 0;
+    v = NAN; /* stays NaN when the request names no seed */
     if (get_number(root, "seed", 1, -9007199254740991.0, 9007199254740991.0, &v, e) != 0)
         return -1;
-    in->seed = (uint64_t)(int64_t)v;
+    if (isnan(v)) {
+        /* No seed: a different one per request, so sampling varies as clients expect. */
+        static uint64_t counter;
+        in->seed = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull + ++counter * 0xBF58476D1CE4E5B9ull;
+    } else {
+        in->seed = (uint64_t)(int64_t)v;
+    }
     v = 1;
     if (get_number(root, "n", 1, 1, 1, &v, e) != 0)
         return fail(e, "'n' must be 1: one answer per request");

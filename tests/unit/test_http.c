@@ -62,18 +62,29 @@ TEST(http_visible_text_streaming_is_prefix_monotonic) {
     CHECK(!strcmp(final_text, "Hi the \xc3\xa9tude "));
 }
 
-TEST(http_answer_json_value) {
-    char why[128];
-    cJSON *v =
-        answer_json_value("<unused94>x<unused95>Final Answer: ```json\n{\"a\": 1}\n```", why, sizeof why);
-    CHECK(v && cJSON_IsObject(v) && cJSON_GetObjectItem(v, "a")->valueint == 1);
+TEST(http_analyze_json_result) {
+    Answer a = {"Final Answer: ```json\n{\"a\": 1}\n```", "stop", 5, 7, 12.5};
+    char *body = json_analyze(&a);
+    cJSON *v = cJSON_Parse(body);
+    CHECK(v && cJSON_GetObjectItem(cJSON_GetObjectItem(v, "result"), "a")->valueint == 1);
+    CHECK(cJSON_GetObjectItem(v, "parse_error") == NULL);
+    CHECK_EQ_INT(cJSON_GetObjectItem(cJSON_GetObjectItem(v, "usage"), "completion_tokens")->valueint, 7);
     cJSON_Delete(v);
-    v = answer_json_value("The findings are {\"b\": [1, 2]} as shown.", why, sizeof why);
-    CHECK(v && cJSON_GetObjectItem(v, "b"));
+    free(body);
+    a.text = "no json here";
+    body = json_analyze(&a);
+    v = cJSON_Parse(body);
+    CHECK(v && cJSON_IsNull(cJSON_GetObjectItem(v, "result")));
+    CHECK(cJSON_IsString(cJSON_GetObjectItem(v, "parse_error")));
     cJSON_Delete(v);
-    v = answer_json_value("no json here", why, sizeof why);
-    CHECK(v == NULL);
-    CHECK(strlen(why) > 0);
+    free(body);
+    /* chat JSON mode: compact JSON when it parses, else the text */
+    char *c = chat_content("Here: {\"x\": [1, 2]} done", 1);
+    CHECK(!strcmp(c, "{\"x\":[1,2]}"));
+    free(c);
+    c = chat_content("plain", 1);
+    CHECK(!strcmp(c, "plain"));
+    free(c);
 }
 
 TEST(http_utf8_sanitize) {
