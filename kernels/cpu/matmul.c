@@ -2,16 +2,22 @@
  *   matmul:        y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o])    w [out, in]
  *   matmul_in_out: y[t, o] = sum_i x[t, i] * w[i, o]                w [in, out]
  * Threads split the output columns (weight rows), so each thread streams its
- * own slice of the weights once per block of tokens. */
+ * own slice of the weights once per block of tokens. Every output is summed
+ * in order of i whatever the blocking and thread count. */
 #include <stddef.h>
 
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/threadpool.h"
 #include "kernels/kernels.h"
 
-/* Tokens per block: the block's activations stay in L2 while the thread walks
- * its weight rows. */
-#define TOKEN_BLOCK 64
+/* Prefill GEMM blocking: TOKEN_BLOCK rows of x stay in L2 while a thread
+ * walks its weight panels; each panel is K_CHUNK inputs x panel_cols weight
+ * rows, widened to fp32 on the stack (L1) and used by every token row. */
+#define TOKEN_BLOCK 510 /* a multiple of GEMM_ROWS; 510 x K_CHUNK floats = 510 KiB */
+#define K_CHUNK 256
+#define MAX_PANEL_COLS 32
+/* Below this many rows the weights are streamed once per row instead (decode GEMV). */
+#define MIN_PANEL_ROWS 4
 
 typedef struct {
     float *y;
@@ -21,43 +27,73 @@ typedef struct {
     int n_rows, in_dim, out_dim;
 } MatmulJob;
 
-/* Columns [o0, o1) of y for all tokens; ranges are in units of 4 columns. */
-static void matmul_range(void *ctx, int start, int end) {
+/* panel[i][c] = w[c, k0 + i] for c < n_cols, 0 past them (rows read as n_cols
+ * sequential streams, the panel written in order). */
+static void pack_panel(float *panel, int panel_cols, const bf16 *w, size_t ldw, int n_cols, int kc) {
+    const bf16 *rows[MAX_PANEL_COLS];
+    for (int c = 0; c < n_cols; c++)
+        rows[c] = w + (size_t)c * ldw;
+    for (int i = 0; i < kc; i++) {
+        float *dst = panel + (size_t)i * panel_cols;
+        int c = 0;
+        for (; c < n_cols; c++)
+            dst[c] = bf16_to_f32(rows[c][i]);
+        for (; c < panel_cols; c++)
+            dst[c] = 0.0f;
+    }
+}
+
+/* Output columns of panels [start, end). */
+static void matmul_panels(void *ctx, int start, int end) {
     const MatmulJob *j = ctx;
     const SimdOps *ops = simd_ops();
-    int o0 = start * 4, o1 = end * 4 < j->out_dim ? end * 4 : j->out_dim;
-    size_t in = (size_t)j->in_dim;
-    float tile[16];
+    int pc = ops->panel_cols;
+    float panel[K_CHUNK * MAX_PANEL_COLS];
     for (int t0 = 0; t0 < j->n_rows; t0 += TOKEN_BLOCK) {
         int t1 = t0 + TOKEN_BLOCK < j->n_rows ? t0 + TOKEN_BLOCK : j->n_rows;
-        for (int o = o0; o < o1; o += 4) {
-            int t = t0;
-            if (o + 4 <= o1) {
-                for (; t + 4 <= t1; t += 4) {
-                    ops->tile4x4_bf16(tile, 4, j->x + (size_t)t * in, j->in_dim, j->w + (size_t)o * in,
-                                      j->in_dim, j->in_dim);
-                    for (int a = 0; a < 4; a++)
-                        for (int b = 0; b < 4; b++)
-                            j->y[(size_t)(t + a) * j->out_dim + o + b] = tile[a * 4 + b];
+        for (int p = start; p < end; p++) {
+            int o = p * pc, n_cols = j->out_dim - o < pc ? j->out_dim - o : pc;
+            for (int k0 = 0; k0 < j->in_dim; k0 += K_CHUNK) {
+                int kc = j->in_dim - k0 < K_CHUNK ? j->in_dim - k0 : K_CHUNK;
+                pack_panel(panel, pc, j->w + (size_t)o * j->in_dim + k0, (size_t)j->in_dim, n_cols, kc);
+                for (int t = t0; t < t1; t += GEMM_ROWS) {
+                    int rows = t1 - t < GEMM_ROWS ? t1 - t : GEMM_ROWS;
+                    ops->gemm_panel(j->y + (size_t)t * j->out_dim + o, j->out_dim,
+                                    j->x + (size_t)t * j->in_dim + k0, j->in_dim, panel, rows, kc, n_cols,
+                                    k0 > 0);
                 }
             }
-            int ob = o + 4 <= o1 ? o + 4 : o1;
-            for (; t < t1; t++)
-                for (int oo = o; oo < ob; oo++)
-                    j->y[(size_t)t * j->out_dim + oo] =
-                        ops->dot_bf16(j->x + (size_t)t * in, j->w + (size_t)oo * in, j->in_dim);
         }
     }
-    if (j->bias)
+    if (j->bias) {
+        int o1 = end * pc < j->out_dim ? end * pc : j->out_dim;
         for (int t = 0; t < j->n_rows; t++)
-            for (int o = o0; o < o1; o++)
+            for (int o = start * pc; o < o1; o++)
                 j->y[(size_t)t * j->out_dim + o] += bf16_to_f32(j->bias[o]);
+    }
+}
+
+/* Few rows: one dot product per output, columns [start, end). */
+static void matmul_rows(void *ctx, int start, int end) {
+    const MatmulJob *j = ctx;
+    const SimdOps *ops = simd_ops();
+    size_t in = (size_t)j->in_dim;
+    for (int o = start; o < end; o++) {
+        const bf16 *wo = j->w + (size_t)o * in;
+        float b = j->bias ? bf16_to_f32(j->bias[o]) : 0.0f;
+        for (int t = 0; t < j->n_rows; t++)
+            j->y[(size_t)t * j->out_dim + o] = ops->dot_bf16(j->x + (size_t)t * in, wo, j->in_dim) + b;
+    }
 }
 
 void matmul(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_rows, int in_dim, int out_dim) {
     MatmulJob job = {y, x, w, bias, n_rows, in_dim, out_dim};
-    int groups = (out_dim + 3) / 4;
-    parallel_for(groups, 8, matmul_range, &job);
+    if (n_rows < MIN_PANEL_ROWS) {
+        parallel_for(out_dim, 64, matmul_rows, &job);
+        return;
+    }
+    int pc = simd_ops()->panel_cols;
+    parallel_for((out_dim + pc - 1) / pc, 1, matmul_panels, &job);
 }
 
 /* [in, out] weights: y[t, :] = sum_i x[t, i] * w[i, :], an axpy per input row,

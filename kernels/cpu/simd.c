@@ -3,6 +3,7 @@
  * the rest of the build needs no -march flag. */
 #include "kernels/cpu/simd.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,8 +47,19 @@ static void tile4x4_bf16_scalar(float *y, int ldy, const float *x, int ldx, cons
             y[t * ldy + o] = dot_bf16_scalar(x + (size_t)t * ldx, w + (size_t)o * ldw, n);
 }
 
-static const SimdOps ops_scalar = {"scalar",        dot_bf16_scalar,  dot_f32_scalar,
-                                   axpy_f32_scalar, scale_f32_scalar, tile4x4_bf16_scalar};
+static void gemm_panel_scalar(float *y, int ldy, const float *x, int ldx, const float *panel, int rows, int k,
+                              int n_cols, int accumulate) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < n_cols; c++) {
+            float acc = accumulate ? y[(size_t)r * ldy + c] : 0.0f;
+            for (int i = 0; i < k; i++)
+                acc = fmaf(x[(size_t)r * ldx + i], panel[(size_t)i * 8 + c], acc);
+            y[(size_t)r * ldy + c] = acc;
+        }
+}
+
+static const SimdOps ops_scalar = {"scalar",         dot_bf16_scalar,     dot_f32_scalar,    axpy_f32_scalar,
+                                   scale_f32_scalar, tile4x4_bf16_scalar, gemm_panel_scalar, 8};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -152,8 +164,50 @@ AVX2 static void tile4x4_bf16_avx2(float *y, int ldy, const float *x, int ldx, c
     tile2x4_bf16_avx2(y + 2 * ldy, ldy, x + 2 * (size_t)ldx, ldx, w, ldw, n);
 }
 
-static const SimdOps ops_avx2 = {"avx2",        dot_bf16_avx2,  dot_f32_avx2,
-                                 axpy_f32_avx2, scale_f32_avx2, tile4x4_bf16_avx2};
+/* 6 token rows x 16 panel columns: 12 accumulators. */
+AVX2 static void gemm_panel_avx2(float *y, int ldy, const float *x, int ldx, const float *panel, int rows,
+                                 int k, int n_cols, int accumulate) {
+    __m256 acc[GEMM_ROWS][2];
+    for (int r = 0; r < GEMM_ROWS; r++)
+        for (int h = 0; h < 2; h++) {
+            acc[r][h] = _mm256_setzero_ps();
+            if (accumulate && r < rows) {
+                float tmp[8] = {0};
+                for (int c = h * 8; c < h * 8 + 8 && c < n_cols; c++)
+                    tmp[c - h * 8] = y[(size_t)r * ldy + c];
+                acc[r][h] = _mm256_loadu_ps(tmp);
+            }
+        }
+    if (rows == GEMM_ROWS) {
+        for (int i = 0; i < k; i++) {
+            __m256 w0 = _mm256_loadu_ps(panel + (size_t)i * 16),
+                   w1 = _mm256_loadu_ps(panel + (size_t)i * 16 + 8);
+#pragma GCC unroll 6
+            for (int r = 0; r < GEMM_ROWS; r++) {
+                __m256 b = _mm256_broadcast_ss(x + (size_t)r * ldx + i);
+                acc[r][0] = _mm256_fmadd_ps(b, w0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(b, w1, acc[r][1]);
+            }
+        }
+    } else {
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < k; i++) {
+                __m256 b = _mm256_broadcast_ss(x + (size_t)r * ldx + i);
+                acc[r][0] = _mm256_fmadd_ps(b, _mm256_loadu_ps(panel + (size_t)i * 16), acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(b, _mm256_loadu_ps(panel + (size_t)i * 16 + 8), acc[r][1]);
+            }
+    }
+    for (int r = 0; r < rows; r++) {
+        float tmp[16];
+        _mm256_storeu_ps(tmp, acc[r][0]);
+        _mm256_storeu_ps(tmp + 8, acc[r][1]);
+        for (int c = 0; c < n_cols; c++)
+            y[(size_t)r * ldy + c] = tmp[c];
+    }
+}
+
+static const SimdOps ops_avx2 = {"avx2",         dot_bf16_avx2,     dot_f32_avx2,    axpy_f32_avx2,
+                                 scale_f32_avx2, tile4x4_bf16_avx2, gemm_panel_avx2, 16};
 
 /* ---- AVX-512 (16 lanes) */
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
@@ -299,8 +353,70 @@ AVX512 static void tile4x4_bf16_avx512(float *y, int ldy, const float *x, int ld
             y[t * ldy + o] = sums[o * 4 + t]; /* reduce16 leaves sum(v[4k + j]) at 4j + k */
 }
 
-static const SimdOps ops_avx512 = {"avx512",        dot_bf16_avx512,  dot_f32_avx512,
-                                   axpy_f32_avx512, scale_f32_avx512, tile4x4_bf16_avx512};
+/* 6 token rows x 32 panel columns: 12 accumulators, a broadcast per row and
+ * two panel loads per step; no horizontal sums. */
+AVX512 static void gemm_panel_avx512(float *y, int ldy, const float *x, int ldx, const float *panel, int rows,
+                                     int k, int n_cols, int accumulate) {
+    __mmask16 m0 = n_cols >= 16 ? 0xffff : (__mmask16)((1u << n_cols) - 1);
+    __mmask16 m1 = n_cols >= 32 ? 0xffff : n_cols <= 16 ? 0 : (__mmask16)((1u << (n_cols - 16)) - 1);
+    if (rows == GEMM_ROWS) {
+        const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * (size_t)ldx, *x3 = x + 3 * (size_t)ldx;
+        const float *x4 = x + 4 * (size_t)ldx, *x5 = x + 5 * (size_t)ldx;
+        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        if (accumulate) {
+#define LOADY(r, a0, a1)                                                                                     \
+    a0 = _mm512_maskz_loadu_ps(m0, y + (size_t)(r)*ldy),                                                     \
+    a1 = _mm512_maskz_loadu_ps(m1, y + (size_t)(r)*ldy + 16)
+            LOADY(0, c00, c01);
+            LOADY(1, c10, c11);
+            LOADY(2, c20, c21);
+            LOADY(3, c30, c31);
+            LOADY(4, c40, c41);
+            LOADY(5, c50, c51);
+#undef LOADY
+        }
+        for (int i = 0; i < k; i++) {
+            __m512 w0 = _mm512_loadu_ps(panel + (size_t)i * 32),
+                   w1 = _mm512_loadu_ps(panel + (size_t)i * 32 + 16);
+            __m512 b;
+            b = _mm512_set1_ps(x0[i]), c00 = _mm512_fmadd_ps(b, w0, c00), c01 = _mm512_fmadd_ps(b, w1, c01);
+            b = _mm512_set1_ps(x1[i]), c10 = _mm512_fmadd_ps(b, w0, c10), c11 = _mm512_fmadd_ps(b, w1, c11);
+            b = _mm512_set1_ps(x2[i]), c20 = _mm512_fmadd_ps(b, w0, c20), c21 = _mm512_fmadd_ps(b, w1, c21);
+            b = _mm512_set1_ps(x3[i]), c30 = _mm512_fmadd_ps(b, w0, c30), c31 = _mm512_fmadd_ps(b, w1, c31);
+            b = _mm512_set1_ps(x4[i]), c40 = _mm512_fmadd_ps(b, w0, c40), c41 = _mm512_fmadd_ps(b, w1, c41);
+            b = _mm512_set1_ps(x5[i]), c50 = _mm512_fmadd_ps(b, w0, c50), c51 = _mm512_fmadd_ps(b, w1, c51);
+        }
+#define STOREY(r, a0, a1)                                                                                    \
+    _mm512_mask_storeu_ps(y + (size_t)(r)*ldy, m0, a0),                                                      \
+        _mm512_mask_storeu_ps(y + (size_t)(r)*ldy + 16, m1, a1)
+        STOREY(0, c00, c01);
+        STOREY(1, c10, c11);
+        STOREY(2, c20, c21);
+        STOREY(3, c30, c31);
+        STOREY(4, c40, c41);
+        STOREY(5, c50, c51);
+#undef STOREY
+        return;
+    }
+    for (int r = 0; r < rows; r++) {
+        float *yr = y + (size_t)r * ldy;
+        const float *xr = x + (size_t)r * ldx;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        if (accumulate)
+            a0 = _mm512_maskz_loadu_ps(m0, yr), a1 = _mm512_maskz_loadu_ps(m1, yr + 16);
+        for (int i = 0; i < k; i++) {
+            __m512 b = _mm512_set1_ps(xr[i]);
+            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(panel + (size_t)i * 32), a0);
+            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(panel + (size_t)i * 32 + 16), a1);
+        }
+        _mm512_mask_storeu_ps(yr, m0, a0);
+        _mm512_mask_storeu_ps(yr + 16, m1, a1);
+    }
+}
+
+static const SimdOps ops_avx512 = {"avx512",         dot_bf16_avx512,     dot_f32_avx512,    axpy_f32_avx512,
+                                   scale_f32_avx512, tile4x4_bf16_avx512, gemm_panel_avx512, 32};
 
 static int have_avx2(void) {
     __builtin_cpu_init();

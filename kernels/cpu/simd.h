@@ -19,7 +19,18 @@ typedef struct {
     /* A 4 x 4 tile of x W^T: y[t * ldy + o] = sum_i x[t * ldx + i] * w[o * ldw + i]
      * for t < 4, o < 4 (4 token rows, 4 weight rows). */
     void (*tile4x4_bf16)(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw, int n);
+    /* GEMM micro-kernel on a packed panel (the prefill GEMM's inner loop):
+     * panel [k][panel_cols] fp32 holds panel_cols weight rows transposed (zero
+     * past n_cols). For r < rows (1..GEMM_ROWS), c < n_cols:
+     *   y[r * ldy + c] = (accumulate ? y[r * ldy + c] : 0) + sum_i x[r * ldx + i] * panel[i][c]
+     * summed in order of i, one fused multiply-add per term. */
+    void (*gemm_panel)(float *y, int ldy, const float *x, int ldx, const float *panel, int rows, int k,
+                       int n_cols, int accumulate);
+    int panel_cols;
 } SimdOps;
+
+/* Token rows per gemm_panel call. */
+#define GEMM_ROWS 6
 
 /* The best implementation this processor runs (env MEDGEMMA_SIMD=avx512|avx2|scalar
  * forces one, for tests). */
