@@ -18,8 +18,10 @@ void job_input_free(JobInput *in) {
         free(in->messages[i].parts);
     }
     free(in->messages);
-    for (int i = 0; i < in->n_images; i++)
+    for (int i = 0; i < in->n_images; i++) {
+        free(in->images[i].base64);
         free(in->images[i].bytes);
+    }
     free(in->images);
     for (int i = 0; i < in->n_stops; i++)
         free(in->stops[i]);

@@ -37,9 +37,13 @@ typedef struct {
     int n_parts;
 } Message;
 
-/* A decoded image file (PNG/JPEG bytes) waiting for preprocessing. */
+/* An image as the request sent it (base64, bare or data: URI); the worker
+ * decodes it into file bytes (PNG/JPEG) and then into a tensor. */
 typedef struct {
-    uint8_t *bytes;
+    char *base64;
+    size_t base64_len;
+    char what[96];  /* names it in errors: "images[2]", "messages[1].content[0].image_url" */
+    uint8_t *bytes; /* the decoded file (worker) */
     size_t n_bytes;
 } ImageFile;
 

@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "http/visible_text.h"
+#include "image/base64.h"
 #include "image/ct_window.h"
 #include "image/image.h"
 #include "tokenizer/chat.h"
@@ -87,6 +88,22 @@ void model_unload(Worker *w) {
 
 /* ---- one job */
 
+/* Base64 -> file bytes with the header checked (format, size limits), for
+ * every image of the job. Errors name the image ("images[2]: ..."). */
+static int decode_images(Job *job, Error *err) {
+    for (int i = 0; i < job->in.n_images; i++) {
+        ImageFile *f = &job->in.images[i];
+        if (base64_decode_strict(f->base64, f->base64_len, &f->bytes, &f->n_bytes, err) != 0)
+            return error_prefix(err, "%s", f->what);
+        free(f->base64);
+        f->base64 = NULL;
+        ImageInfo info;
+        if (image_probe(f->bytes, f->n_bytes, NULL, &info, err) != 0)
+            return error_prefix(err, "%s", f->what);
+    }
+    return 0;
+}
+
 /* The job's images -> one float tensor each (image_size^2 * 3). */
 static int make_tensors(Worker *w, Job *job, float **pixels, int *n_out, Error *err) {
     JobInput *in = &job->in;
@@ -130,7 +147,7 @@ static int make_tensors(Worker *w, Job *job, float **pixels, int *n_out, Error *
             rc = image_to_tensor(in->images[i].bytes, in->images[i].n_bytes, NULL, &po, buf + per * (size_t)i,
                                  err);
             if (rc != 0)
-                error_prefix(err, "image %d", i);
+                error_prefix(err, "%s", in->images[i].what);
         }
     }
     if (rc != 0) {
@@ -285,7 +302,7 @@ void model_run_job(Worker *w, Job *job) {
     const float **images = NULL;
 
     double t0 = now_seconds();
-    if (make_tensors(w, job, &pixels, &n_tensors, &err) != 0) {
+    if (decode_images(job, &err) != 0 || make_tensors(w, job, &pixels, &n_tensors, &err) != 0) {
         job_fail(job, 400, "invalid_request_error", err.message);
         goto done;
     }

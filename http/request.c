@@ -10,9 +10,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include "image/base64.h"
-#include "image/image.h"
-
 #define MAX_STOPS 4
 #define MAX_STOP_BYTES 256
 #define MAX_MESSAGES 512
@@ -66,34 +63,24 @@ static int get_string(const cJSON *obj, const char *name, const char **value, Re
     return 0;
 }
 
-/* Base64 (bare or data: URI) -> image file bytes, header checked. `what`
- * names the image in messages ("images[3]"). */
-static int add_image(JobInput *in, const char *text, const RequestLimits *lim, const char *what,
-                     RequestError *e) {
+/* Takes an image's base64 text (bare or data: URI) out of the JSON tree
+ * without copying; the worker decodes it (base64 of a large body would hold
+ * up the event loop). `what` names the image in later errors ("images[3]"). */
+static int add_image(JobInput *in, cJSON *node, const RequestLimits *lim, const char *what, RequestError *e) {
     if (!lim->vision)
         return fail(e, "%s: this model has no vision tower and accepts text only", what);
     if (in->n_images >= lim->max_images)
         return fail(e, "too many images: the limit is %d per request (MEDGEMMA_MAX_IMAGES)", lim->max_images);
-    Error err = {{0}};
-    uint8_t *bytes = NULL;
-    size_t n = 0;
-    if (base64_decode_strict(text, strlen(text), &bytes, &n, &err) != 0)
-        return fail(e, "%s: %s", what, err.message);
-    ImageLimits limits = {lim->max_image_bytes, 0, 0};
-    ImageInfo info;
-    if (image_probe(bytes, n, &limits, &info, &err) != 0) {
-        free(bytes);
-        return fail(e, "%s: %s", what, err.message);
-    }
     ImageFile *grown = realloc(in->images, sizeof *grown * (size_t)(in->n_images + 1));
-    if (!grown) {
-        free(bytes);
+    if (!grown)
         return fail(e, "out of memory");
-    }
     in->images = grown;
-    in->images[in->n_images].bytes = bytes;
-    in->images[in->n_images].n_bytes = n;
-    in->n_images++;
+    ImageFile *f = &in->images[in->n_images++];
+    memset(f, 0, sizeof *f);
+    f->base64 = node->valuestring; /* cJSON_Delete skips a NULL valuestring */
+    f->base64_len = strlen(f->base64);
+    node->valuestring = NULL;
+    snprintf(f->what, sizeof f->what, "%s", what);
     return 0;
 }
 
@@ -305,7 +292,7 @@ static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, c
         snprintf(what, sizeof what, "%s.slices[%d]", kind, i);
         if (!cJSON_IsString(s))
             return fail(e, "%s must be a base64 string", what);
-        if (add_image(in, s->valuestring, lim, what, e) != 0)
+        if (add_image(in, (cJSON *)s, lim, what, e) != 0)
             return -1;
     }
     int n_out = series_output_count(n, o);
@@ -380,7 +367,7 @@ static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobI
         snprintf(what, sizeof what, "images[%d]", i);
         if (!cJSON_IsString(img))
             return fail(e, "%s must be a base64 string", what);
-        if (add_image(in, img->valuestring, lim, what, e) != 0 || add_part(user, NULL, i, e) != 0)
+        if (add_image(in, (cJSON *)img, lim, what, e) != 0 || add_part(user, NULL, i, e) != 0)
             return -1;
         if (volume) {
             char label[32];
@@ -435,7 +422,7 @@ static int parse_chat_part(const cJSON *part, Message *m, const RequestLimits *l
         char what[96];
         snprintf(what, sizeof what, "%s.image_url", where);
         int index = in->n_images;
-        if (add_image(in, url->valuestring, lim, what, e) != 0)
+        if (add_image(in, (cJSON *)url, lim, what, e) != 0)
             return -1;
         return add_part(m, NULL, index, e);
     }

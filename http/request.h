@@ -1,9 +1,10 @@
 /* Request bodies -> JobInput, with every check that needs no model
  * (http/ owns this). Runs on the event-loop thread: JSON parsing, field
- * types and ranges, base64 decoding and an image header probe (no pixel
- * decoding). A failure fills a RequestError with the HTTP status (400), an
- * error type and a message that names the field but never echoes its value
- * (it can be patient data). */
+ * types and ranges, image counts, the chat layout. Images stay base64 here;
+ * the worker decodes them (model.c), so a large body does not hold up the
+ * loop. A failure fills a RequestError with the HTTP status (400), an error
+ * type and a message that names the field but never echoes its value (it can
+ * be patient data). */
 #ifndef HTTP_REQUEST_H
 #define HTTP_REQUEST_H
 
@@ -22,7 +23,6 @@ typedef struct {
     int max_tokens_limit;   /* largest max_tokens accepted */
     int default_max_tokens; /* when the request names none */
     int vision;             /* 0: the model has no vision tower, images are refused */
-    size_t max_image_bytes; /* per decoded image file */
 } RequestLimits;
 
 /* Fills out (zeroed first) from a JSON body for the endpoint. Returns 0, or

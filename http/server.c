@@ -208,7 +208,6 @@ int server_run(const ServerOptions *options) {
     s->limits.max_images = s->opt.max_images;
     s->limits.max_tokens_limit = s->opt.max_tokens;
     s->limits.default_max_tokens = s->opt.default_max_tokens;
-    s->limits.max_image_bytes = 0; /* image/ default (32 MiB per file) */
     metrics_init(&s->metrics);
 
     struct sigaction sa = {0};
