@@ -8,7 +8,8 @@ windowed into 3 channels vs the MedGemma notebook's numpy windowing + the
 processor) and a 2048x2048 RGB JPEG (quality 90, 4:2:0).
 
 Usage: python3 bench/image/run_bench.py [--repeat N]   (BUILD env: build dir)
-Prints a markdown table; medians over N runs after one warm-up."""
+Prints a markdown table: medians of 5 interleaved rounds (N/5 runs each,
+after a warm-up), so load changes on a shared machine hit both sides alike."""
 
 import argparse
 import io
@@ -34,13 +35,16 @@ def processor():
 
 
 def median_ms(fn, repeat):
+    """(median wall ms, CPU ms per run) of fn."""
     fn()
     times = []
+    cpu0 = time.process_time()
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)[len(times) // 2]
+    cpu = (time.process_time() - cpu0) * 1e3 / repeat
+    return sorted(times)[len(times) // 2], cpu
 
 
 def c_median_ms(path, repeat, threads=None, ct=False):
@@ -49,7 +53,7 @@ def c_median_ms(path, repeat, threads=None, ct=False):
         env["MEDGEMMA_IMAGE_THREADS"] = str(threads)
     args = [TOOL, "bench"] + (["--ct"] if ct else []) + [str(repeat), path]
     out = subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout.split()
-    return float(out[out.index("median_ms") + 1])
+    return float(out[out.index("median_ms") + 1]), float(out[out.index("cpu_ms") + 1])
 
 
 def notebook_ct_window(hu):
@@ -96,21 +100,30 @@ def main():
             ("512x512 16-bit PNG (CT windows)", png_path, True, hf_ct),
             ("2048x2048 RGB JPEG", jpg_path, False, hf_plain(jpg_bytes)),
         ]
+        # Interleaved rounds, so a change in machine load hits all columns
+        # alike; each number is the median of the rounds' medians.
+        rounds = 5
+        per_round = max(1, args.repeat // rounds)
         for name, path, is_ct, hf in cases:
-            t_hf = median_ms(hf, args.repeat)
-            t_c1 = c_median_ms(path, args.repeat, threads=1, ct=is_ct)
-            t_cn = c_median_ms(path, args.repeat, ct=is_ct)
-            rows.append((name, t_hf, t_c1, t_cn))
+            t_hf, t_c1, t_cn = [], [], []
+            for _ in range(rounds):
+                t_hf.append(median_ms(hf, per_round))
+                t_c1.append(c_median_ms(path, per_round, threads=1, ct=is_ct))
+                t_cn.append(c_median_ms(path, per_round, ct=is_ct))
+            med = lambda xs, i: float(np.median([x[i] for x in xs]))  # noqa: E731
+            rows.append((name, med(t_hf, 0), med(t_c1, 0), med(t_cn, 0), med(t_hf, 1), med(t_c1, 1)))
     import transformers
     import PIL
+    load = os.getloadavg()[0]
     print(f"transformers {transformers.__version__}, Pillow {PIL.__version__}, {os.cpu_count()} CPUs, "
-          f"median of {args.repeat}")
+          f"load average {load:.1f}, {rounds} interleaved rounds of {per_round}")
     print()
-    print("| input -> 3x896x896 tensor | transformers (ms) | image/ 1 thread (ms) | speedup | "
-          "image/ all CPUs (ms) | speedup |")
-    print("|---|---|---|---|---|---|")
-    for name, t_hf, t_c1, t_cn in rows:
-        print(f"| {name} | {t_hf:.1f} | {t_c1:.1f} | {t_hf / t_c1:.1f}x | {t_cn:.1f} | {t_hf / t_cn:.1f}x |")
+    print("| input -> 3x896x896 tensor | transformers wall ms | image/ 1 thread | speedup | image/ all CPUs | "
+          "speedup | CPU ms: transformers / image/ 1 thread | CPU speedup |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, t_hf, t_c1, t_cn, cpu_hf, cpu_c1 in rows:
+        print(f"| {name} | {t_hf:.1f} | {t_c1:.1f} | {t_hf / t_c1:.1f}x | {t_cn:.1f} | {t_hf / t_cn:.1f}x | "
+              f"{cpu_hf:.1f} / {cpu_c1:.1f} | {cpu_hf / cpu_c1:.1f}x |")
 
 
 if __name__ == "__main__":
