@@ -200,7 +200,7 @@ int cmd_serve(int argc, char **argv) {
     if (number_setting(S_PORT, 0, 65535, 8080, 1, &port) ||
         number_setting(S_THREADS, 0, 1024, 0, 1, &threads) ||
         number_setting(S_MAX_CONTEXT, 0, 1 << 20, 0, 1, &ctx) ||
-        number_setting(S_MAX_QUEUE, 0, 100000, 8, 1, &queue) ||
+        number_setting(S_MAX_QUEUE, 1, 100000, 8, 1, &queue) ||
         number_setting(S_MAX_IMAGES, 1, 100000, 128, 1, &images) ||
         number_setting(S_MAX_BODY, 1, 1 << 16, 100, 1, &body_mb) ||
         number_setting(S_MAX_TOKENS, 1, 1 << 20, 8192, 1, &max_tokens) ||

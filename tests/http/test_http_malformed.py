@@ -3,8 +3,9 @@ and a JSON error {"error": {"type", "message"}}, and a valid request sent
 right after it is answered correctly (the server stays up and unharmed)."""
 import base64
 import json
+import os
 
-from http_fixture import Results, Server, check, png_b64, png_bytes, tiny_model
+from http_fixture import Results, Server, check, png_b64, png_bytes, scratch_dir, tiny_model
 
 MAX_IMAGES = 3
 MAX_BODY_MB = 1
@@ -132,7 +133,11 @@ def run_case(srv, name, method, path, body, expected):
 
 def auth_cases(res, model):
     key = "s3cret-key-0123"
-    srv = Server(model, env={"MEDGEMMA_API_KEY": key, "MEDGEMMA_MAX_CONTEXT": str(MAX_CONTEXT)}).wait_healthy()
+    key_file = os.path.join(scratch_dir(), "api-key")
+    with open(key_file, "w") as f:
+        f.write(key + "\n")  # as secret managers write it: the newline is not part of the key
+    srv = Server(model, env={"MEDGEMMA_MAX_CONTEXT": str(MAX_CONTEXT)}, args=["--api-key-file", key_file])
+    srv.wait_healthy()
     try:
         def missing():
             check_error(*srv.request("POST", "/generate", gen()), 401, "no key")
