@@ -1,0 +1,76 @@
+/* A fake CUDA runtime for tests/gpu/test_backend_emulated.sh: just what the CUDA
+ * backend's host code and the GPU test program call, with "device" memory in
+ * host RAM and stream capture recorded as a list of host closures (fake.c).
+ * Not a CUDA emulator: the kernels behind kernels/cuda/kernels_cuda.h are
+ * replaced by plain C (fake_kernels.c). It lets the host code run end to end
+ * where no GPU exists. */
+#ifndef TESTS_GPU_FAKE_CUDA_RUNTIME_API_H
+#define TESTS_GPU_FAKE_CUDA_RUNTIME_API_H
+
+#include <stddef.h>
+
+typedef enum {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorNoDevice = 100,
+    cudaErrorUnknown = 999,
+} cudaError_t;
+
+typedef struct FakeStream *cudaStream_t;
+typedef struct FakeEvent *cudaEvent_t;
+typedef struct FakeGraph *cudaGraph_t;
+typedef struct FakeGraph *cudaGraphExec_t;
+
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3
+};
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1 };
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
+#define cudaStreamNonBlocking 0x01
+#define cudaEventDisableTiming 0x02
+
+struct cudaDeviceProp {
+    char name[256];
+    int major, minor;
+};
+
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaSetDevice(int dev);
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev);
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int dev);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemset(void *p, int value, size_t bytes);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
+                            cudaStream_t s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+
+/* fake.c: runs fn(args) now, or records a copy of args when the stream is
+ * being captured (replayed by cudaGraphLaunch). */
+void fake_submit(void (*fn)(void *args), const void *args, size_t args_bytes);
+/* Launches recorded in the decode graph and replays done (tests). */
+int fake_graph_replays(void);
+
+#endif

@@ -1,0 +1,487 @@
+/* Plain-C stand-ins for kernels/cuda/kernels_cuda.h in the emulated build
+ * (tests/gpu/test_backend_emulated.sh): the same math and the same bf16
+ * rounding points as the .cu kernels, run on the host through fake_submit so a
+ * captured decode graph replays them. They test the backend's host code, not
+ * the kernels (tests/gpu/gpu_tests does that on a GPU). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/kernels_cuda.h"
+#include "kernels/kernels.h"
+
+#define SUBMIT(fn, args) fake_submit(fn, &(args), sizeof(args))
+static float f(bf16 v) {
+    return bf16_to_f32(v);
+}
+static bf16 b(float v) {
+    return f32_to_bf16(v);
+}
+static float rb(float v) {
+    return round_to_bf16(v);
+}
+
+/* ---- embedding */
+typedef struct {
+    bf16 *out;
+    const bf16 *table;
+    const int32_t *ids;
+    int n, dim;
+    float scale;
+} EmbArgs;
+static void run_emb(void *p) {
+    EmbArgs *a = p;
+    for (int t = 0; t < a->n; t++)
+        for (int i = 0; i < a->dim; i++)
+            a->out[(size_t)t * a->dim + i] = b(f(a->table[(size_t)a->ids[t] * a->dim + i]) * a->scale);
+}
+cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const int32_t *ids, int n_tokens, int dim,
+                                  float scale, cudaStream_t stream) {
+    EmbArgs a = {out, table, ids, n_tokens, dim, scale};
+    SUBMIT(run_emb, a);
+    return cudaSuccess;
+}
+typedef struct {
+    bf16 *out;
+    const bf16 *src;
+    const int32_t *rows;
+    int n, dim;
+} ScatArgs;
+static void run_scat(void *p) {
+    ScatArgs *a = p;
+    for (int i = 0; i < a->n; i++)
+        memcpy(a->out + (size_t)a->rows[i] * a->dim, a->src + (size_t)i * a->dim, a->dim * sizeof(bf16));
+}
+cudaError_t cuda_rows_scatter(bf16 *out, const bf16 *src, const int32_t *rows, int n_src, int dim,
+                              cudaStream_t stream) {
+    ScatArgs a = {out, src, rows, n_src, dim};
+    SUBMIT(run_scat, a);
+    return cudaSuccess;
+}
+
+/* ---- rmsnorm */
+static float inv_rms(const bf16 *x, int dim, float eps) {
+    float ss = 0;
+    for (int i = 0; i < dim; i++)
+        ss += f(x[i]) * f(x[i]);
+    return 1.0f / sqrtf(ss / dim + eps);
+}
+typedef struct {
+    bf16 *x, *out;
+    const bf16 *h, *w1, *w2;
+    int rows, dim;
+    float eps;
+    int mode;
+} NormArgs;
+static void run_norm(void *p) {
+    NormArgs *a = p;
+    for (int t = 0; t < a->rows; t++) {
+        size_t o = (size_t)t * a->dim;
+        if (a->mode == 0) { /* out = rmsnorm(x) (x may be out) */
+            float r = inv_rms(a->x + o, a->dim, a->eps);
+            for (int i = 0; i < a->dim; i++)
+                a->out[o + i] = b(f(a->x[o + i]) * r * (1 + f(a->w1[i])));
+            continue;
+        }
+        float r = inv_rms(a->h + o, a->dim, a->eps);
+        for (int i = 0; i < a->dim; i++)
+            a->x[o + i] = b(f(a->x[o + i]) + rb(f(a->h[o + i]) * r * (1 + f(a->w1[i]))));
+        if (a->mode == 2) {
+            float r2 = inv_rms(a->x + o, a->dim, a->eps);
+            for (int i = 0; i < a->dim; i++)
+                a->out[o + i] = b(f(a->x[o + i]) * r2 * (1 + f(a->w2[i])));
+        }
+    }
+}
+cudaError_t cuda_rmsnorm(bf16 *out, const bf16 *x, const bf16 *w, int n_rows, int dim, float eps,
+                         cudaStream_t s) {
+    NormArgs a = {(bf16 *)x, out, NULL, w, NULL, n_rows, dim, eps, 0};
+    SUBMIT(run_norm, a);
+    return cudaSuccess;
+}
+cudaError_t cuda_rmsnorm_residual(bf16 *x, const bf16 *h, const bf16 *w, int n_rows, int dim, float eps,
+                                  cudaStream_t s) {
+    NormArgs a = {x, NULL, h, w, NULL, n_rows, dim, eps, 1};
+    SUBMIT(run_norm, a);
+    return cudaSuccess;
+}
+cudaError_t cuda_rmsnorm_residual_norm(bf16 *x, bf16 *out, const bf16 *h, const bf16 *w_post,
+                                       const bf16 *w_next, int n_rows, int dim, float eps, cudaStream_t s) {
+    NormArgs a = {x, out, h, w_post, w_next, n_rows, dim, eps, 2};
+    SUBMIT(run_norm, a);
+    return cudaSuccess;
+}
+
+/* ---- rope (+ KV store) */
+static void norm_rope(bf16 *v, const bf16 *w, int dh, float pos, float theta, float scale, float eps,
+                      bf16 *copy) {
+    float r = inv_rms(v, dh, eps);
+    int half = dh / 2;
+    for (int i = 0; i < half; i++) {
+        float y0 = rb(f(v[i]) * r * (1 + f(w[i]))), y1 = rb(f(v[i + half]) * r * (1 + f(w[i + half])));
+        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)dh) / scale;
+        float sn = sinf(pos * inv), cs = cosf(pos * inv);
+        v[i] = b(y0 * cs - y1 * sn);
+        v[i + half] = b(y1 * cs + y0 * sn);
+        if (copy)
+            copy[i] = v[i], copy[i + half] = v[i + half];
+    }
+}
+typedef struct {
+    bf16 *x;
+    int ld;
+    const bf16 *qn, *kn;
+    int n, H, KVH, dh;
+    const int32_t *pos;
+    float theta, scale, eps;
+    bf16 *kc, *vc;
+    int ring;
+} RopeArgs;
+static void run_rope(void *p) {
+    RopeArgs *a = p;
+    int pos0 = a->pos ? *a->pos : 0;
+    size_t kvd = (size_t)a->KVH * a->dh;
+    for (int t = 0; t < a->n; t++) {
+        int pp = pos0 + t;
+        int store = a->kc && !(a->ring > 0 && pp <= pos0 + a->n - 1 - a->ring);
+        size_t slot = a->ring > 0 ? (size_t)(pp % a->ring) : (size_t)pp;
+        bf16 *row = a->x + (size_t)t * a->ld;
+        for (int hh = 0; hh < a->H + (a->kc ? 2 * a->KVH : 0); hh++) {
+            if (hh < a->H)
+                norm_rope(row + (size_t)hh * a->dh, a->qn, a->dh, (float)pp, a->theta, a->scale, a->eps,
+                          NULL);
+            else if (hh < a->H + a->KVH)
+                norm_rope(row + (size_t)hh * a->dh, a->kn, a->dh, (float)pp, a->theta, a->scale, a->eps,
+                          store ? a->kc + slot * kvd + (size_t)(hh - a->H) * a->dh : NULL);
+            else if (store)
+                memcpy(a->vc + slot * kvd + (size_t)(hh - a->H - a->KVH) * a->dh, row + (size_t)hh * a->dh,
+                       a->dh * sizeof(bf16));
+        }
+    }
+}
+cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens, int n_heads, int head_dim,
+                              const int32_t *d_pos0, float theta, float rope_scale, float eps,
+                              cudaStream_t s) {
+    RopeArgs a = {x,      ld,    norm_w,     NULL, n_tokens, n_heads, 0, head_dim,
+                  d_pos0, theta, rope_scale, eps,  NULL,     NULL,    0};
+    SUBMIT(run_rope, a);
+    return cudaSuccess;
+}
+cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm, const bf16 *k_norm, int n_tokens,
+                                int n_heads, int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
+                                float rope_scale, float eps, bf16 *k_cache, bf16 *v_cache, int ring,
+                                cudaStream_t s) {
+    if (!k_cache || !v_cache)
+        return cudaErrorInvalidValue;
+    RopeArgs a = {qkv,    ld,    q_norm,     k_norm, n_tokens, n_heads, n_kv_heads, head_dim,
+                  d_pos0, theta, rope_scale, eps,    k_cache,  v_cache, ring};
+    SUBMIT(run_rope, a);
+    return cudaSuccess;
+}
+
+/* ---- attention */
+typedef struct {
+    bf16 *out;
+    const bf16 *q;
+    int ld_q;
+    const bf16 *k, *v;
+    int ld_kv;
+    const int32_t *ib;
+    int T, H, KVH, dh, causal, window;
+    float scale;
+} PrefArgs;
+static void run_pref(void *p) {
+    PrefArgs *a = p;
+    float *sc = malloc((size_t)a->T * sizeof *sc), *acc = malloc((size_t)a->dh * sizeof *acc);
+    for (int t = 0; t < a->T; t++)
+        for (int h = 0; h < a->H; h++) {
+            int kvh = h / (a->H / a->KVH);
+            const bf16 *q = a->q + (size_t)t * a->ld_q + (size_t)h * a->dh;
+            float mx = -INFINITY;
+            for (int j = 0; j < a->T; j++) {
+                int same = a->ib && a->ib[t] >= 0 && a->ib[t] == a->ib[j];
+                int ok = !a->causal || ((j <= t || same) && (a->window <= 0 || j > t - a->window));
+                float s = -INFINITY;
+                if (ok) {
+                    s = 0;
+                    for (int d = 0; d < a->dh; d++)
+                        s += f(q[d]) * f(a->k[(size_t)j * a->ld_kv + (size_t)kvh * a->dh + d]);
+                    s *= a->scale;
+                }
+                sc[j] = s;
+                mx = fmaxf(mx, s);
+            }
+            float l = 0;
+            memset(acc, 0, a->dh * sizeof *acc);
+            for (int j = 0; j < a->T; j++) {
+                if (sc[j] == -INFINITY)
+                    continue;
+                float pj = expf(sc[j] - mx);
+                l += pj;
+                float pb = rb(pj); /* the tensor-core P.V takes bf16 probabilities */
+                for (int d = 0; d < a->dh; d++)
+                    acc[d] += pb * f(a->v[(size_t)j * a->ld_kv + (size_t)kvh * a->dh + d]);
+            }
+            for (int d = 0; d < a->dh; d++)
+                a->out[(size_t)t * a->H * a->dh + (size_t)h * a->dh + d] = b(acc[d] / l);
+        }
+    free(sc), free(acc);
+}
+cudaError_t cuda_attention_prefill(bf16 *out, const bf16 *q, int ld_q, const bf16 *k, const bf16 *v,
+                                   int ld_kv, const int32_t *image_block, int n_tokens, int n_heads,
+                                   int n_kv_heads, int head_dim, int causal, int window, float scale,
+                                   cudaStream_t s) {
+    if (head_dim % 8 || head_dim > 256 || ld_q % 8 || ld_kv % 8 || n_heads % n_kv_heads)
+        return cudaErrorInvalidValue;
+    PrefArgs a = {out,      q,       ld_q,       k,        v,      ld_kv,  image_block,
+                  n_tokens, n_heads, n_kv_heads, head_dim, causal, window, scale};
+    SUBMIT(run_pref, a);
+    return cudaSuccess;
+}
+size_t cuda_attention_decode_scratch_floats(int n_heads, int head_dim, int n_splits) {
+    return (size_t)n_splits * n_heads * (head_dim + 2);
+}
+typedef struct {
+    bf16 *out;
+    const bf16 *q, *kc, *vc;
+    const int32_t *pos;
+    int ring, H, KVH, dh;
+    float scale;
+} DecArgs;
+static void run_dec(void *p) {
+    DecArgs *a = p;
+    int n_keys = *a->pos + 1;
+    if (a->ring > 0 && n_keys > a->ring)
+        n_keys = a->ring;
+    size_t kvd = (size_t)a->KVH * a->dh;
+    float *sc = malloc((size_t)n_keys * sizeof *sc);
+    for (int h = 0; h < a->H; h++) {
+        int kvh = h / (a->H / a->KVH);
+        float mx = -INFINITY, l = 0;
+        for (int s = 0; s < n_keys; s++) {
+            float d = 0;
+            for (int i = 0; i < a->dh; i++)
+                d += f(a->q[(size_t)h * a->dh + i]) * f(a->kc[s * kvd + (size_t)kvh * a->dh + i]);
+            sc[s] = d * a->scale;
+            mx = fmaxf(mx, sc[s]);
+        }
+        for (int s = 0; s < n_keys; s++)
+            l += (sc[s] = expf(sc[s] - mx));
+        for (int i = 0; i < a->dh; i++) {
+            float acc = 0;
+            for (int s = 0; s < n_keys; s++)
+                acc += sc[s] * f(a->vc[s * kvd + (size_t)kvh * a->dh + i]);
+            a->out[(size_t)h * a->dh + i] = b(acc / l);
+        }
+    }
+    free(sc);
+}
+cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache, const bf16 *v_cache,
+                                  const int32_t *d_pos, int ring, int n_heads, int n_kv_heads, int head_dim,
+                                  float scale, float *scratch, int n_splits, cudaStream_t s) {
+    if (!d_pos || !scratch || n_splits <= 0)
+        return cudaErrorInvalidValue;
+    DecArgs a = {out, q, k_cache, v_cache, d_pos, ring, n_heads, n_kv_heads, head_dim, scale};
+    SUBMIT(run_dec, a);
+    return cudaSuccess;
+}
+typedef struct {
+    bf16 *kc, *vc;
+    const bf16 *k, *v;
+    int ld, n, kvd;
+    const int32_t *pos;
+    int ring;
+} KvArgs;
+static void run_kv(void *p) {
+    KvArgs *a = p;
+    int pos0 = a->pos ? *a->pos : 0;
+    for (int t = 0; t < a->n; t++) {
+        int pp = pos0 + t;
+        if (a->ring > 0 && pp <= pos0 + a->n - 1 - a->ring)
+            continue;
+        size_t slot = a->ring > 0 ? (size_t)(pp % a->ring) : (size_t)pp;
+        memcpy(a->kc + slot * a->kvd, a->k + (size_t)t * a->ld, a->kvd * sizeof(bf16));
+        memcpy(a->vc + slot * a->kvd, a->v + (size_t)t * a->ld, a->kvd * sizeof(bf16));
+    }
+}
+cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, int ld, int n_tokens,
+                          int kv_dim, const int32_t *d_pos, int ring, cudaStream_t s) {
+    KvArgs a = {k_cache, v_cache, k, v, ld, n_tokens, kv_dim, d_pos, ring};
+    SUBMIT(run_kv, a);
+    return cudaSuccess;
+}
+
+/* ---- gelu, residual, layernorm, im2col, pool, GEMV */
+static float gelu(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+typedef struct {
+    bf16 *out;
+    const bf16 *gu;
+    bf16 *x;
+    long long n;
+    int rows, width;
+} GeluArgs;
+static void run_gelu(void *p) {
+    GeluArgs *a = p;
+    if (a->x) {
+        for (long long i = 0; i < a->n; i++)
+            a->x[i] = b(gelu(f(a->x[i])));
+        return;
+    }
+    for (int t = 0; t < a->rows; t++)
+        for (int i = 0; i < a->width; i++) {
+            const bf16 *row = a->gu + (size_t)t * 2 * a->width;
+            a->out[(size_t)t * a->width + i] = b(rb(gelu(f(row[i]))) * f(row[a->width + i]));
+        }
+}
+cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows, int width, cudaStream_t s) {
+    GeluArgs a = {out, gu, NULL, 0, n_rows, width};
+    SUBMIT(run_gelu, a);
+    return cudaSuccess;
+}
+cudaError_t cuda_gelu_tanh(bf16 *x, long long n, cudaStream_t s) {
+    GeluArgs a = {NULL, NULL, x, n, 0, 0};
+    SUBMIT(run_gelu, a);
+    return cudaSuccess;
+}
+typedef struct {
+    bf16 *x;
+    const bf16 *y;
+    long long n;
+} ResArgs;
+static void run_res(void *p) {
+    ResArgs *a = p;
+    for (long long i = 0; i < a->n; i++)
+        a->x[i] = b(f(a->x[i]) + f(a->y[i]));
+}
+cudaError_t cuda_residual_add(bf16 *x, const bf16 *y, long long n, cudaStream_t s) {
+    ResArgs a = {x, y, n};
+    SUBMIT(run_res, a);
+    return cudaSuccess;
+}
+typedef struct {
+    bf16 *out;
+    const bf16 *x, *w, *bb;
+    int rows, dim;
+    float eps;
+} LnArgs;
+static void run_ln(void *p) {
+    LnArgs *a = p;
+    for (int t = 0; t < a->rows; t++) {
+        const bf16 *x = a->x + (size_t)t * a->dim;
+        float mean = 0, var = 0;
+        for (int i = 0; i < a->dim; i++)
+            mean += f(x[i]);
+        mean /= a->dim;
+        for (int i = 0; i < a->dim; i++)
+            var += (f(x[i]) - mean) * (f(x[i]) - mean);
+        float r = 1.0f / sqrtf(var / a->dim + a->eps);
+        for (int i = 0; i < a->dim; i++)
+            a->out[(size_t)t * a->dim + i] = b((f(x[i]) - mean) * r * f(a->w[i]) + f(a->bb[i]));
+    }
+}
+cudaError_t cuda_layernorm(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bb, int n_rows, int dim,
+                           float eps, cudaStream_t s) {
+    LnArgs a = {out, x, w, bb, n_rows, dim, eps};
+    SUBMIT(run_ln, a);
+    return cudaSuccess;
+}
+typedef struct {
+    bf16 *patches;
+    const float *pix;
+    int S, P, C, kpad;
+} ImArgs;
+static void run_im(void *p) {
+    ImArgs *a = p;
+    int G = a->S / a->P, pp = a->P * a->P;
+    for (int q = 0; q < G * G; q++)
+        for (int j = 0; j < a->kpad; j++) {
+            float v = 0;
+            if (j < a->C * pp) {
+                int c = j / pp, ky = (j / a->P) % a->P, kx = j % a->P;
+                v = a->pix[((size_t)c * a->S + (q / G) * a->P + ky) * a->S + (q % G) * a->P + kx];
+            }
+            a->patches[(size_t)q * a->kpad + j] = b(v);
+        }
+}
+cudaError_t cuda_patch_im2col(bf16 *patches, const float *pixels, int image_size, int patch, int channels,
+                              int k_pad, cudaStream_t s) {
+    ImArgs a = {patches, pixels, image_size, patch, channels, k_pad};
+    SUBMIT(run_im, a);
+    return cudaSuccess;
+}
+typedef struct {
+    bf16 *out;
+    const bf16 *x;
+    int grid, k, dim;
+} PoolArgs;
+static void run_pool(void *p) {
+    PoolArgs *a = p;
+    int go = a->grid / a->k;
+    for (int o = 0; o < go * go; o++)
+        for (int d = 0; d < a->dim; d++) {
+            float s = 0;
+            for (int dy = 0; dy < a->k; dy++)
+                for (int dx = 0; dx < a->k; dx++)
+                    s += f(
+                        a->x[((size_t)((o / go) * a->k + dy) * a->grid + (o % go) * a->k + dx) * a->dim + d]);
+            a->out[(size_t)o * a->dim + d] = b(s / (a->k * a->k));
+        }
+}
+cudaError_t cuda_avgpool_grid(bf16 *out, const bf16 *x, int grid, int k, int dim, cudaStream_t s) {
+    PoolArgs a = {out, x, grid, k, dim};
+    SUBMIT(run_pool, a);
+    return cudaSuccess;
+}
+typedef struct {
+    void *y;
+    int f32;
+    const bf16 *x, *w, *bias;
+    int in, out;
+} GemvArgs;
+static void run_gemv(void *p) {
+    GemvArgs *a = p;
+    for (int o = 0; o < a->out; o++) {
+        float acc = 0;
+        for (int i = 0; i < a->in; i++)
+            acc += f(a->x[i]) * f(a->w[(size_t)o * a->in + i]);
+        if (a->bias)
+            acc += f(a->bias[o]);
+        if (a->f32)
+            ((float *)a->y)[o] = acc;
+        else
+            ((bf16 *)a->y)[o] = b(acc);
+    }
+}
+cudaError_t cuda_gemv(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, int in_dim, int out_dim,
+                      cudaStream_t s) {
+    GemvArgs a = {y, 0, x, w, bias, in_dim, out_dim};
+    SUBMIT(run_gemv, a);
+    return cudaSuccess;
+}
+cudaError_t cuda_gemv_f32(float *y, const bf16 *x, const bf16 *w, int in_dim, int out_dim, cudaStream_t s) {
+    GemvArgs a = {y, 1, x, w, NULL, in_dim, out_dim};
+    SUBMIT(run_gemv, a);
+    return cudaSuccess;
+}
+
+/* ---- sampling: the CPU twins (the backend does not use these) */
+cudaError_t cuda_softmax(float *x, int n, cudaStream_t s) {
+    softmax(x, n);
+    return cudaSuccess;
+}
+cudaError_t cuda_argmax(int32_t *out, const float *x, int n, cudaStream_t s) {
+    *out = argmax(x, n);
+    return cudaSuccess;
+}
+size_t cuda_sample_scratch_bytes(int n) {
+    return 0;
+}
+cudaError_t cuda_sample_logits(int32_t *out, float *logits, int n, float temperature, int top_k, float top_p,
+                               float coin, void *scratch, cudaStream_t s) {
+    int32_t *idx = malloc((size_t)n * sizeof *idx);
+    *out = sample_logits(logits, n, temperature, top_k, top_p, coin, idx);
+    free(idx);
+    return cudaSuccess;
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The CUDA backend's host code and the GPU test program, run without a GPU:
+# engine/cuda/*.c and tests/gpu/*.c are compiled against a fake CUDA runtime and
+# cuBLASLt (tests/gpu/fake/: "device" memory in host RAM, stream capture
+# recorded and replayed as host closures, a column-major matmul that follows
+# the cuBLASLt descriptors) and plain-C stand-ins for the kernels with the same
+# bf16 rounding points. Then gpu_tests runs the goldens through the real
+# backend code (weight arena, fused q|k|v and gate|up, TN/NN GEMM mappings,
+# ring KV cache, image scatter, the captured decode graph, captures) and the
+# kernel tests (which check the stand-ins against the CPU twins and the test
+# program's own logic). Lines are prefixed "emulated_". Nothing here runs a
+# CUDA kernel: tests/gpu/run.sh on a GPU does.
+set -u
+cd "${REPO_ROOT:-$(dirname "$0")/../..}"
+BUILD="${BUILD:-build}"
+OUT_DIR="$BUILD/gpu-emu"
+mkdir -p "$OUT_DIR"
+CFLAGS_EMU="-std=c11 -g -O2 -D_GNU_SOURCE -DMEDGEMMA_CUDA=1 -Itests/gpu/fake -I. -pthread -w"
+if [ -n "${MEDGEMMA_ASAN:-}" ]; then
+    CFLAGS_EMU="$CFLAGS_EMU -O1 -fsanitize=address,undefined -fno-omit-frame-pointer"
+fi
+SRC="tests/gpu/fake/fake_runtime.c tests/gpu/fake/fake_kernels.c $(ls engine/cuda/*.c tests/gpu/*.c util/*.c kernels/cpu/*.c)
+  engine/config.c engine/safetensors.c engine/weights.c"
+if ! gcc $CFLAGS_EMU $SRC -lcjson -lm -o "$OUT_DIR/gpu_tests_emu" >"$OUT_DIR/build.log" 2>&1; then
+    echo "FAIL emulated_build: the CUDA host code does not build against the fake runtime:"
+    head -30 "$OUT_DIR/build.log"
+    exit 1
+fi
+echo "ok emulated_build"
+rc=0
+"$OUT_DIR/gpu_tests_emu" --seed 1 golden >"$OUT_DIR/golden.log" 2>&1 || rc=1
+if [ -n "${MEDGEMMA_ASAN:-}" ]; then # the goldens exercise the host code; the kernel stand-ins are slow under ASan
+    echo "skip emulated_kernel_tests: not under ASan (minutes of stand-in kernels; the goldens cover the host code)"
+    : >"$OUT_DIR/kernels.log"
+else
+    "$OUT_DIR/gpu_tests_emu" --seed 1 --small kernels >"$OUT_DIR/kernels.log" 2>&1 || rc=1
+fi
+cat "$OUT_DIR/golden.log" "$OUT_DIR/kernels.log" | grep -E '^(ok|FAIL|skip) ' | sed 's/^ok /ok emulated_/; s/^FAIL /FAIL emulated_/; s/^skip /skip emulated_/'
+if [ "$rc" -ne 0 ] && ! grep -q '^FAIL' "$OUT_DIR/golden.log" "$OUT_DIR/kernels.log"; then
+    echo "FAIL emulated_run: gpu_tests_emu exited non-zero without a FAIL line; last lines:"
+    tail -5 "$OUT_DIR/golden.log" "$OUT_DIR/kernels.log"
+fi
+exit "$rc"
