@@ -9,8 +9,9 @@
  * Integer sums make the result independent of summation order, so rows can
  * be split across threads.
  *
- * Used by preprocess.c (which has the vertical pass write the normalized
- * float tensor directly) and exposed as image_resize_bilinear_u8. */
+ * Used by preprocess.c (whose last pass writes the normalized float tensor
+ * directly, channels first) and exposed as image_resize_bilinear_u8. The
+ * RGB horizontal pass has an AVX2 twin in resize_rgb_avx2.c. */
 #if defined(__GNUC__) && !defined(__clang__)
 /* The row loops below are plain C; -O3 lets GCC vectorize them. */
 #pragma GCC optimize("O3")
