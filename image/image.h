@@ -2,10 +2,11 @@
  * tower's input tensor (image/ owns this; docs/images.md is its manual).
  *
  * The pipeline matches transformers' Gemma3ImageProcessor on PIL images:
- * convert to RGB (alpha dropped, not composited; 16-bit samples treated the
- * way Pillow opens them), resize to size x size with PIL's BILINEAR filter
- * (an antialiased triangle filter when shrinking, computed bit-exactly in
- * Pillow's fixed point), then x/255, (x - 0.5)/0.5, channels first.
+ * convert to RGB (alpha dropped by default, or composited onto white as
+ * transformers 5 does; 16-bit samples treated the way Pillow opens them),
+ * resize to size x size with PIL's BILINEAR filter (an antialiased triangle
+ * filter when shrinking, computed bit-exactly in Pillow 13's fixed point),
+ * then x/255, (x - 0.5)/0.5, channels first.
  *
  * Limits are checked from the file header before any pixel is decoded, so a
  * decompression bomb costs a few bytes of parsing. Ancillary metadata (PNG
@@ -93,8 +94,9 @@ typedef struct {
 int image_rgb8_to_tensor(const DecodedImage *rgb8, const PreprocessOptions *opt, float *out_chw, Error *err);
 
 /* The one call the server makes per image: file bytes -> model tensor
- * (decode as IMAGE_DECODE_RGB8, then image_rgb8_to_tensor). NULL limits / opt
- * mean the defaults. */
+ * (decode as IMAGE_DECODE_RGB8_OR_GRAY8, or IMAGE_DECODE_RGB8_ON_WHITE with
+ * opt->alpha_on_white, then image_rgb8_to_tensor). NULL limits / opt mean
+ * the defaults. Safe to call from several threads at once. */
 int image_to_tensor(const uint8_t *bytes, size_t n, const ImageLimits *limits, const PreprocessOptions *opt,
                     float *out_chw, Error *err);
 
