@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
@@ -22,6 +23,8 @@ static void usage(FILE *f) {
                "  --decode          each stdin line is a JSON array of ids; each stdout line the decoded\n"
                "                    text as a JSON string (as HF decode)\n"
                "  --skip-special    with --decode: drop special tokens (HF skip_special_tokens=True)\n"
+               "  --time            print {\"load_ms\", \"work_ms\", \"bytes\", \"ids\"} as JSON on stderr\n"
+               "                    (load: reading tokenizer.json; work: encoding/decoding stdin)\n"
                "Without --jsonl/--decode, all of stdin is one text and the output one JSON array.\n"
                "Exit status: 0 success, 1 bad input or tokenizer file (message on stderr), 2 usage.\n");
 }
@@ -73,6 +76,12 @@ static int load(const char *path, Tokenizer **t) {
     if (rc)
         fprintf(stderr, "tokenize: %s\n", err.message);
     return rc;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 static char *read_all(FILE *f, size_t *len) {
@@ -177,13 +186,14 @@ static int decode_line(const Tokenizer *t, const char *line, size_t n, size_t li
 
 int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL;
-    int bos = 1, jsonl = 0, decode = 0, skip = 0;
+    int bos = 1, jsonl = 0, decode = 0, skip = 0, timing = 0;
     static const struct option longopts[] = {
         {"tokenizer", required_argument, 0, 't'},
         {"no-bos", no_argument, 0, 'n'},
         {"jsonl", no_argument, 0, 'j'},
         {"decode", no_argument, 0, 'd'},
         {"skip-special", no_argument, 0, 's'},
+        {"time", no_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -205,6 +215,9 @@ int cmd_tokenize(int argc, char **argv) {
         case 's':
             skip = 1;
             break;
+        case 'T':
+            timing = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -222,11 +235,16 @@ int cmd_tokenize(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    Tokenizer *t;
-    if (load(path, &t))
-        return 1;
     size_t len = 0;
     char *input = read_all(stdin, &len);
+    Tokenizer *t;
+    double t0 = now_ms();
+    if (load(path, &t)) {
+        free(input);
+        return 1;
+    }
+    double t1 = now_ms();
+    size_t total_ids = 0;
     JsonBuf out = {0};
     int rc = input ? 0 : -1;
     if (!input)
@@ -239,7 +257,7 @@ int cmd_tokenize(int argc, char **argv) {
         if (rc)
             fprintf(stderr, "tokenize: stdin: %s\n", err.message);
         else
-            rc = write_ids(&out, ids, n_ids), free(ids);
+            rc = write_ids(&out, ids, n_ids), total_ids = n_ids, free(ids);
     } else if (rc == 0) {
         size_t line_no = 0;
         for (const char *p = input, *end = input + len; rc == 0 && p < end;) {
@@ -251,6 +269,9 @@ int cmd_tokenize(int argc, char **argv) {
             p = nl ? nl + 1 : end;
         }
     }
+    if (timing)
+        fprintf(stderr, "{\"load_ms\": %.2f, \"work_ms\": %.2f, \"bytes\": %zu, \"ids\": %zu}\n", t1 - t0,
+                now_ms() - t1, len, total_ids);
     if (rc == 0 && out.len && fwrite(out.data, 1, out.len, stdout) != out.len)
         rc = -1;
     free(out.data);

@@ -21,6 +21,8 @@ typedef struct Tokenizer Tokenizer;
 
 /* Reads and indexes path (a plain tokenizer.json, not .xz). */
 int tokenizer_load(Tokenizer **out, const char *path_to_tokenizer_json, Error *err);
+/* The same from json[0..len) already in memory; name is used in messages. */
+int tokenizer_load_buffer(Tokenizer **out, const char *json, size_t len, const char *name, Error *err);
 void tokenizer_free(Tokenizer *t);
 
 /* Encodes len bytes of text (need not be NUL-terminated; invalid UTF-8 is an

@@ -750,27 +750,33 @@ static int load_parts(Tokenizer *t, const char *json, size_t json_len, Parts *pa
            check_decoder(t, parts->top[7], err);
 }
 
+int tokenizer_load_buffer(Tokenizer **out, const char *json, size_t len, const char *name, Error *err) {
+    *out = NULL;
+    Tokenizer *t = calloc(1, sizeof *t);
+    Parts parts = {0};
+    parts.model_fields = cJSON_CreateObject();
+    int rc =
+        t && parts.model_fields ? load_parts(t, json, len, &parts, err) : error_set(err, "out of memory");
+    for (int i = 0; i < 8; i++)
+        cJSON_Delete(parts.top[i]);
+    cJSON_Delete(parts.model_fields);
+    if (rc) {
+        tokenizer_free(t);
+        return error_prefix(err, "%s", name);
+    }
+    *out = t;
+    return 0;
+}
+
 int tokenizer_load(Tokenizer **out, const char *path, Error *err) {
     *out = NULL;
     size_t len;
     char *json = read_file(path, &len, err);
     if (!json)
         return -1;
-    Tokenizer *t = calloc(1, sizeof *t);
-    Parts parts = {0};
-    parts.model_fields = cJSON_CreateObject();
-    int rc =
-        t && parts.model_fields ? load_parts(t, json, len, &parts, err) : error_set(err, "out of memory");
+    int rc = tokenizer_load_buffer(out, json, len, path, err);
     free(json);
-    for (int i = 0; i < 8; i++)
-        cJSON_Delete(parts.top[i]);
-    cJSON_Delete(parts.model_fields);
-    if (rc) {
-        tokenizer_free(t);
-        return error_prefix(err, "%s", path);
-    }
-    *out = t;
-    return 0;
+    return rc;
 }
 
 void tokenizer_free(Tokenizer *t) {
