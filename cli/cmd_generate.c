@@ -1,0 +1,436 @@
+/* `medgemma generate`: one request from the command line (API.md). Builds the
+ * Gemma 3 chat prompt (system folded into the user turn, the prompt text then
+ * the images, as /analyze does), runs it on the engine and prints the answer
+ * as it is generated (thinking trace removed), or with --json the same JSON
+ * object /analyze returns. Errors go to stderr with a non-zero exit status;
+ * prompts and answers are never logged. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/commands.h"
+#include "engine/engine.h"
+#include "http/reply_json.h"
+#include "http/visible_text.h"
+#include "image/image.h"
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+
+#define MAX_IMAGES 128
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: medgemma generate --model DIR --prompt TEXT [--image FILE]... [--system TEXT]\n"
+            "                         [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
+            "                         [--backend auto|cpu|cuda] [--threads N] [--max-context N]\n"
+            "                         [--pad-to-square] [--json]\n"
+            "Runs one request and prints the answer (MedGemma's thinking trace removed).\n"
+            "  --model DIR        Hugging Face model dir (env MEDGEMMA_MODEL_DIR)\n"
+            "  --prompt TEXT      the user's message\n"
+            "  --image FILE       a PNG or JPEG, after the prompt text (repeatable, up to %d)\n"
+            "  --system TEXT      system instruction (folded into the user turn)\n"
+            "  --max-tokens N     most tokens to generate (default 512)\n"
+            "  --temperature T    0 = greedy (default); else sampling with --top-p (1) / --top-k (0 = off)\n"
+            "  --seed S           sampling seed (default 0)\n"
+            "  --backend B        auto (default; CUDA when built with it and a GPU is present), cpu, cuda\n"
+            "                     (env MEDGEMMA_BACKEND)\n"
+            "  --threads N        CPU threads (default: all cores)\n"
+            "  --max-context N    KV cache positions (default min(model, 32768))\n"
+            "  --pad-to-square    zero-pad images to a square first (MedGemma's X-ray notebooks)\n"
+            "  --json             print the /analyze JSON object instead of the text\n"
+            "Exit status: 0 success, 1 bad input or model, 2 usage.\n",
+            MAX_IMAGES);
+}
+
+/* Whole-string numbers; 0 on success. */
+static int parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, float lo, float hi, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int read_file(const char *path, uint8_t **bytes, size_t *n, Error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return error_set(err, "cannot open '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    uint8_t *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += got;
+        if (len == cap) {
+            if (cap > IMAGE_DEFAULT_MAX_ENCODED_BYTES) {
+                free(buf);
+                fclose(f);
+                return error_set(err, "'%s' is larger than %zu bytes", path,
+                                 (size_t)IMAGE_DEFAULT_MAX_ENCODED_BYTES);
+            }
+            uint8_t *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf)
+        return error_set(err, "out of memory reading '%s'", path);
+    if (bad) {
+        free(buf);
+        return error_set(err, "cannot read '%s'", path);
+    }
+    *bytes = buf;
+    *n = len;
+    return 0;
+}
+
+/* The text generated so far and what of it has been printed. */
+typedef struct {
+    TokenStream *stream;
+    char *full, *visible;
+    size_t len, cap, printed;
+    int print; /* stream the visible text to stdout */
+    int failed;
+} Output;
+
+static int append(Output *o, const char *s, size_t n) {
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = (o->len + n + 1) * 2;
+        char *f = realloc(o->full, cap), *v = f ? realloc(o->visible, cap) : NULL;
+        if (f)
+            o->full = f;
+        if (!f || !v)
+            return -1;
+        o->visible = v;
+        o->cap = cap;
+    }
+    memcpy(o->full + o->len, s, n);
+    o->len += n;
+    o->full[o->len] = 0;
+    return 0;
+}
+
+static void show(Output *o, int final) {
+    size_t n = visible_text(o->full, o->len, final, NULL, 0, o->visible, NULL);
+    if (o->print && n > o->printed) {
+        fwrite(o->visible + o->printed, 1, n - o->printed, stdout);
+        fflush(stdout);
+        o->printed = n;
+    }
+}
+
+static int on_token(void *user, int32_t id) {
+    Output *o = user;
+    char *bytes;
+    size_t n;
+    Error err;
+    if (token_stream_push(o->stream, id, &bytes, &n, &err) != 0 || append(o, bytes, n) != 0) {
+        o->failed = 1;
+        return 1;
+    }
+    show(o, 0);
+    return 0;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model_dir = getenv("MEDGEMMA_MODEL_DIR"), *prompt = NULL, *system = NULL;
+    const char *backend_name = getenv("MEDGEMMA_BACKEND");
+    const char *image_paths[MAX_IMAGES];
+    int n_images = 0, json = 0, pad = 0;
+    long max_tokens = 512, seed = 0, top_k = 0, threads = 0, max_context = 0;
+    float temperature = 0.0f, top_p = 1.0f;
+    enum {
+        O_MODEL = 1,
+        O_PROMPT,
+        O_IMAGE,
+        O_SYSTEM,
+        O_MAXTOK,
+        O_TEMP,
+        O_TOPP,
+        O_TOPK,
+        O_SEED,
+        O_BACKEND,
+        O_THREADS,
+        O_MAXCTX,
+        O_PAD,
+        O_JSON,
+        O_HELP
+    };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, O_MODEL},
+        {"prompt", required_argument, 0, O_PROMPT},
+        {"image", required_argument, 0, O_IMAGE},
+        {"system", required_argument, 0, O_SYSTEM},
+        {"max-tokens", required_argument, 0, O_MAXTOK},
+        {"temperature", required_argument, 0, O_TEMP},
+        {"top-p", required_argument, 0, O_TOPP},
+        {"top-k", required_argument, 0, O_TOPK},
+        {"seed", required_argument, 0, O_SEED},
+        {"backend", required_argument, 0, O_BACKEND},
+        {"threads", required_argument, 0, O_THREADS},
+        {"max-context", required_argument, 0, O_MAXCTX},
+        {"pad-to-square", no_argument, 0, O_PAD},
+        {"json", no_argument, 0, O_JSON},
+        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (c) {
+        case O_MODEL:
+            model_dir = optarg;
+            break;
+        case O_PROMPT:
+            prompt = optarg;
+            break;
+        case O_SYSTEM:
+            system = optarg;
+            break;
+        case O_IMAGE:
+            if (n_images == MAX_IMAGES) {
+                fprintf(stderr, "generate: more than %d --image files\n", MAX_IMAGES);
+                return 2;
+            }
+            image_paths[n_images++] = optarg;
+            break;
+        case O_MAXTOK:
+            bad = parse_long(optarg, 1, 1 << 20, &max_tokens) ? "--max-tokens (1..1048576)" : NULL;
+            break;
+        case O_TEMP:
+            bad = parse_float(optarg, 0, 100, &temperature) ? "--temperature (0..100)" : NULL;
+            break;
+        case O_TOPP:
+            bad = parse_float(optarg, 0, 1, &top_p) || top_p <= 0 ? "--top-p (0 < p <= 1)" : NULL;
+            break;
+        case O_TOPK:
+            bad = parse_long(optarg, 0, 1 << 20, &top_k) ? "--top-k (0..1048576)" : NULL;
+            break;
+        case O_SEED:
+            bad = parse_long(optarg, 0, 0x7fffffffL, &seed) ? "--seed (0..2147483647)" : NULL;
+            break;
+        case O_BACKEND:
+            backend_name = optarg;
+            break;
+        case O_THREADS:
+            bad = parse_long(optarg, 0, 1024, &threads) ? "--threads (0..1024)" : NULL;
+            break;
+        case O_MAXCTX:
+            bad = parse_long(optarg, 1, 1 << 24, &max_context) ? "--max-context (1..16777216)" : NULL;
+            break;
+        case O_PAD:
+            pad = 1;
+            break;
+        case O_JSON:
+            json = 1;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "generate: bad value '%s' for %s\n", optarg, bad);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "generate: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!model_dir || !*model_dir || !prompt) {
+        fprintf(stderr, "generate: --model and --prompt are required\n");
+        usage(stderr);
+        return 2;
+    }
+    BackendKind backend = BACKEND_AUTO;
+    if (backend_name && !strcmp(backend_name, "cpu"))
+        backend = BACKEND_CPU;
+    else if (backend_name && !strcmp(backend_name, "cuda"))
+        backend = BACKEND_CUDA;
+    else if (backend_name && strcmp(backend_name, "auto") != 0) {
+        fprintf(stderr, "generate: --backend must be auto, cpu or cuda (got '%s')\n", backend_name);
+        return 2;
+    }
+    if (!prompt[0] && n_images == 0) {
+        fprintf(stderr, "generate: the prompt is empty\n");
+        return 1;
+    }
+
+    int rc = 1;
+    Error err = {{0}};
+    Engine *engine = NULL;
+    Tokenizer *tok = NULL;
+    uint8_t *files[MAX_IMAGES] = {0};
+    size_t sizes[MAX_IMAGES] = {0};
+    float *pixels = NULL;
+    const float *images[MAX_IMAGES];
+    char *text = NULL;
+    int32_t *ids = NULL;
+    Output out = {0};
+    double t0 = now_ms();
+
+    /* images are checked before the model is loaded: bad input fails fast */
+    for (int i = 0; i < n_images; i++) {
+        ImageInfo info;
+        if (read_file(image_paths[i], &files[i], &sizes[i], &err) != 0 ||
+            image_probe(files[i], sizes[i], NULL, &info, &err) != 0) {
+            fprintf(stderr, "generate: image '%s': %s\n", image_paths[i], err.message);
+            goto done;
+        }
+    }
+    EngineOptions eo = {model_dir, backend, (int)threads, (int)max_context};
+    if (engine_open(&engine, &eo, &err) != 0) {
+        fprintf(stderr, "generate: %s\n", err.message);
+        goto done;
+    }
+    EngineInfo info;
+    engine_info(engine, &info);
+    if (n_images > 0 && info.image_tokens == 0) {
+        fprintf(stderr, "generate: %s is a text-only model; --image needs a model with a vision tower\n",
+                model_dir);
+        goto done;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
+    if (tokenizer_load(&tok, path, &err) != 0) {
+        fprintf(stderr, "generate: %s\n", err.message);
+        goto done;
+    }
+    if (n_images > 0) {
+        size_t per = (size_t)3 * info.image_size * info.image_size;
+        pixels = malloc(per * (size_t)n_images * sizeof *pixels);
+        if (!pixels) {
+            fprintf(stderr, "generate: out of memory for %d images\n", n_images);
+            goto done;
+        }
+        PreprocessOptions po = {info.image_size, pad, 0};
+        for (int i = 0; i < n_images; i++) {
+            if (image_to_tensor(files[i], sizes[i], NULL, &po, pixels + per * i, &err) != 0) {
+                fprintf(stderr, "generate: image '%s': %s\n", image_paths[i], err.message);
+                goto done;
+            }
+            images[i] = pixels + per * i;
+        }
+    }
+
+    /* the chat prompt: [system], user = prompt text, then the images */
+    ChatPart sys_part = {CHAT_PART_TEXT, system};
+    ChatPart user_parts[MAX_IMAGES + 1];
+    int n_parts = 0;
+    if (prompt[0])
+        user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, prompt};
+    for (int i = 0; i < n_images; i++)
+        user_parts[n_parts++] = (ChatPart){CHAT_PART_IMAGE, NULL};
+    ChatMessage msgs[2];
+    int n_msgs = 0;
+    if (system)
+        msgs[n_msgs++] = (ChatMessage){"system", &sys_part, 1};
+    msgs[n_msgs++] = (ChatMessage){"user", user_parts, n_parts};
+    size_t n_ids = 0;
+    int n_expanded = 0;
+    if (chat_render(msgs, n_msgs, 1, &text, &err) != 0 ||
+        prompt_tokenize(tok, text, info.image_tokens, &ids, &n_ids, &n_expanded, &err) != 0) {
+        fprintf(stderr, "generate: %s\n", err.message);
+        goto done;
+    }
+    if (n_expanded != n_images) {
+        fprintf(stderr, "generate: the prompt text may not contain <start_of_image> itself\n");
+        goto done;
+    }
+
+    out.stream = token_stream_new(tok, 1);
+    out.print = !json;
+    if (!out.stream || append(&out, "", 0) != 0) {
+        fprintf(stderr, "generate: out of memory\n");
+        goto done;
+    }
+    GenerateRequest rq = {
+        .tokens = ids,
+        .n_tokens = (int)n_ids,
+        .images = images,
+        .n_images = n_images,
+        .max_new_tokens = (int)max_tokens,
+        .temperature = temperature,
+        .top_k = (int)top_k,
+        .top_p = top_p,
+        .seed = (uint64_t)seed,
+        .on_token = on_token,
+        .user = &out,
+    };
+    GenerateResult res;
+    if (engine_generate(engine, &rq, &res, &err) != 0) {
+        fprintf(stderr, "generate: %s\n", err.message);
+        goto done;
+    }
+    if (out.failed) {
+        fprintf(stderr, "generate: out of memory while decoding the answer\n");
+        goto done;
+    }
+    char *rest;
+    size_t n_rest;
+    if (token_stream_flush(out.stream, &rest, &n_rest) == 0 && n_rest > 0 &&
+        append(&out, rest, n_rest) != 0) {
+        fprintf(stderr, "generate: out of memory\n");
+        goto done;
+    }
+    show(&out, 1);
+    if (json) {
+        Answer a = {out.visible, res.finish_reason == FINISH_STOP ? "stop" : "length", res.prompt_tokens,
+                    res.completion_tokens, now_ms() - t0};
+        char *body = json_analyze(&a);
+        if (!body) {
+            fprintf(stderr, "generate: out of memory\n");
+            goto done;
+        }
+        printf("%s\n", body);
+        free(body);
+    } else {
+        printf("\n");
+    }
+    rc = 0;
+done:
+    if (out.stream)
+        token_stream_free(out.stream);
+    free(out.full);
+    free(out.visible);
+    free(ids);
+    free(text);
+    free(pixels);
+    for (int i = 0; i < n_images; i++)
+        free(files[i]);
+    tokenizer_free(tok);
+    engine_close(engine);
+    return rc;
+}
