@@ -1,9 +1,10 @@
 /* build/gpu_bench: the CUDA backend's speed at MedGemma 4B shape (issue 7).
- *   gpu_bench [--model DIR | --synth] [--out FILE.json] [--ct85] [--decode-steps N]
+ *   gpu_bench [--model DIR | --synth | --tiny] [--out FILE.json] [--ct85] [--decode-steps N]
  * --synth (default) builds the 4B config and random bf16 weights in host memory
  * (every tensor a view of one random pool: values do not matter for speed);
  * --model loads a checkpoint directory (e.g. `medgemma synth-model --preset
- * medgemma-4b`), so cold_start_s includes reading the files.
+ * medgemma-4b`), so cold_start_s includes reading the files; --tiny is a small model that
+ * checks this program's flow (no per-kernel timing), e.g. without a GPU.
  * Measures: device copy bandwidth, load time, vision encode, time to first token
  * with one 896x896 image and a 100-token prompt, prefill tok/s, decode tok/s and
  * its fraction of the bandwidth floor, per-kernel times at decode/prefill shapes,
@@ -89,6 +90,19 @@ static void *fill_part(void *arg) {
     return NULL;
 }
 
+/* --tiny: a small model with every structural feature (checks this program's flow
+ * where speed does not matter, e.g. tests/gpu/test_backend_emulated.sh). */
+static void tiny_config(ModelConfig *c) {
+    synth_config(c);
+    TextConfig *t = &c->text;
+    t->hidden_size = 64, t->intermediate_size = 128, t->num_layers = 6, t->num_heads = 4, t->num_kv_heads = 2;
+    t->head_dim = 16, t->vocab_size = 512, t->sliding_window = 16, t->query_pre_attn_scalar = 16;
+    VisionConfig *v = &c->vision;
+    v->hidden_size = 32, v->intermediate_size = 64, v->num_layers = 2, v->num_heads = 2, v->patch_size = 8;
+    v->image_size = 64;
+    c->mm_tokens_per_image = 16, c->image_token_id = 502, c->boi_token_id = 500, c->eoi_token_id = 501;
+}
+
 /* One random pool as large as the largest tensor; every weight points into it. */
 static bf16 *synth_weights(const ModelConfig *c, ModelWeights *w) {
     size_t n = (size_t)c->text.vocab_size * c->text.hidden_size;
@@ -162,11 +176,15 @@ static double copy_bandwidth_gbps(void) {
 }
 
 /* A prompt: BOS, text, then per image "\n\n<boi> 256 x <image> <eoi>\n\n", then text. */
+static int text_id(const ModelConfig *c, int i) {
+    return 10 + (1000 + i * 37) % (c->text.vocab_size / 2);
+}
+
 static int build_prompt(const ModelConfig *c, int n_text, int n_images, int32_t *ids, int32_t *blocks) {
     int n = 0;
     ids[n] = 2, blocks[n++] = -1;
     for (int i = 0; i < n_text / 2; i++)
-        ids[n] = 1000 + (i * 37) % 5000, blocks[n++] = -1;
+        ids[n] = text_id(c, i), blocks[n++] = -1;
     for (int im = 0; im < n_images; im++) {
         ids[n] = 108, blocks[n++] = -1;
         ids[n] = c->boi_token_id, blocks[n++] = -1;
@@ -176,7 +194,7 @@ static int build_prompt(const ModelConfig *c, int n_text, int n_images, int32_t 
         ids[n] = 108, blocks[n++] = -1;
     }
     for (int i = n_text / 2; i < n_text; i++)
-        ids[n] = 1000 + (i * 53) % 5000, blocks[n++] = -1;
+        ids[n] = text_id(c, i * 3 + 1), blocks[n++] = -1;
     return n;
 }
 
@@ -197,7 +215,7 @@ static int argmax_f32(const float *x, int n) {
 
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *out_path = NULL;
-    int ct85 = 0, decode_steps = 128;
+    int ct85 = 0, decode_steps = 128, tiny = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model_dir = argv[++i];
@@ -205,12 +223,13 @@ int main(int argc, char **argv) {
             out_path = argv[++i];
         else if (!strcmp(argv[i], "--ct85"))
             ct85 = 1;
+        else if (!strcmp(argv[i], "--tiny"))
+            tiny = 1;
         else if (!strcmp(argv[i], "--decode-steps") && i + 1 < argc)
             decode_steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--synth") != 0) {
-            fprintf(
-                stderr,
-                "usage: gpu_bench [--model DIR | --synth] [--out FILE.json] [--ct85] [--decode-steps N]\n");
+            fprintf(stderr, "usage: gpu_bench [--model DIR | --synth | --tiny] [--out FILE.json] [--ct85] "
+                            "[--decode-steps N]\n");
             return 2;
         }
     }
@@ -224,8 +243,8 @@ int main(int argc, char **argv) {
     printf("# copy bandwidth %.0f GB/s (read + write)\n", copy_gbps);
 
     /* kernels alone, before the model takes the memory */
-    BenchKernelTimes kt;
-    if (bench_kernels(&kt) != 0)
+    BenchKernelTimes kt = {0};
+    if (!tiny && bench_kernels(&kt) != 0)
         FAIL("kernel timing failed");
 
     ModelConfig cfg;
@@ -239,7 +258,10 @@ int main(int argc, char **argv) {
             weights_load(&w, &cfg, ck, &err))
             FAIL("%s", err.message);
     } else {
-        synth_config(&cfg);
+        if (tiny)
+            tiny_config(&cfg);
+        else
+            synth_config(&cfg);
         if (!(pool = synth_weights(&cfg, &w)))
             FAIL("out of host memory for the synthetic weights");
         t0 = now_s(); /* the synthetic weights are "in page cache" once made */
@@ -248,7 +270,7 @@ int main(int argc, char **argv) {
     BackendOptions opt = {0};
     opt.max_context = max_prefill + decode_steps + 64;
     opt.max_prefill = max_prefill;
-    opt.embed_scale = 50.5f;
+    opt.embed_scale = round_to_bf16(sqrtf((float)cfg.text.hidden_size)); /* 50.5 for 2560 */
     const Backend *be = backend_cuda_get();
     void *st = NULL;
     if (be->create(&st, &cfg, &w, &opt, &err))
@@ -292,9 +314,9 @@ int main(int argc, char **argv) {
     note_memory();
 
     /* prefill throughput: 2048 text tokens */
-    int np = 2048;
+    int np = tiny ? 256 : 2048;
     for (int i = 0; i < np; i++)
-        ids[i] = 1000 + (i * 97) % 50000;
+        ids[i] = text_id(&cfg, i * 7);
     double tp[3];
     for (int r = 0; r < 3; r++) {
         double a = now_s();

@@ -35,6 +35,26 @@ if [ -n "${MEDGEMMA_ASAN:-}" ]; then # the goldens exercise the host code; the k
 else
     "$OUT_DIR/gpu_tests_emu" --seed 1 --small kernels >"$OUT_DIR/kernels.log" 2>&1 || rc=1
 fi
+# gpu_bench's flow (tiny model, CT path included) and its JSON, read by bench/compare
+BENCH_SRC="tests/gpu/fake/fake_runtime.c tests/gpu/fake/fake_kernels.c $(ls engine/cuda/*.c bench/gpu/*.c util/*.c kernels/cpu/*.c)
+  engine/config.c engine/safetensors.c engine/weights.c"
+if gcc $CFLAGS_EMU $BENCH_SRC -lcjson -lm -o "$OUT_DIR/gpu_bench_emu" >>"$OUT_DIR/build.log" 2>&1 &&
+    "$OUT_DIR/gpu_bench_emu" --tiny --ct85 --decode-steps 8 --out "$OUT_DIR/bench.json" >"$OUT_DIR/bench.log" 2>&1 &&
+    python3 - "$OUT_DIR/bench.json" <<'PY' >>"$OUT_DIR/bench.log" 2>&1; then
+import json, sys
+r = json.load(open(sys.argv[1]))
+for k in ("card", "measured_copy_gbps", "decode_tok_s", "decode_bw_fraction", "prefill_tok_s", "vision_ms",
+          "ttft_ms_1img", "cold_start_s", "peak_gpu_mem_gb", "ct85_total_s", "kernels"):
+    assert k in r, k
+for k in ("decode_tok_s", "prefill_tok_s", "vision_ms", "ttft_ms_1img", "ct85_total_s"):
+    assert isinstance(r[k], (int, float)) and r[k] > 0, (k, r[k])
+PY
+    echo "ok emulated_gpu_bench_tiny_flow_and_json"
+else
+    echo "FAIL emulated_gpu_bench_tiny_flow_and_json: see $OUT_DIR/bench.log; last lines:"
+    tail -5 "$OUT_DIR/bench.log" "$OUT_DIR/build.log"
+    rc=1
+fi
 cat "$OUT_DIR/golden.log" "$OUT_DIR/kernels.log" | grep -E '^(ok|FAIL|skip) ' | sed 's/^ok /ok emulated_/; s/^FAIL /FAIL emulated_/; s/^skip /skip emulated_/'
 if [ "$rc" -ne 0 ] && ! grep -q '^FAIL' "$OUT_DIR/golden.log" "$OUT_DIR/kernels.log"; then
     echo "FAIL emulated_run: gpu_tests_emu exited non-zero without a FAIL line; last lines:"

@@ -187,6 +187,19 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
     return cudaSuccess;
 }
 
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    return cudaEventCreateWithFlags(e, 0);
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    *ms = 1.0f; /* no clock on a fake device */
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    *total_bytes = (size_t)80 << 30;
+    *free_bytes = (size_t)79 << 30;
+    return cudaSuccess;
+}
+
 /* ---- cuBLASLt */
 
 struct FakeLtHandle {
