@@ -38,7 +38,7 @@ def main():
         srv = Server(model, env={"MEDGEMMA_SHUTDOWN_GRACE_S": str(30 * SLOW)}, args=["--max-context", "1024"])
         srv.wait_healthy()
         out = []
-        t = post_in_thread(srv, {"prompt": "x", "max_tokens": 300}, out)
+        t = post_in_thread(srv, {"prompt": "x", "max_tokens": 120}, out)
         wait_running(srv)
         srv.proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
@@ -49,17 +49,17 @@ def main():
             refused = True
         t.join(60 * SLOW)
         status, _, body = out[0]
-        check(status == 200 and body["usage"]["completion_tokens"] == 300,
+        check(status == 200 and body["usage"]["completion_tokens"] == 120,
               "the running request was not finished: %r %r" % (status, body))
         check(refused, "new connections were still accepted while draining")
         rc = srv.stop()
         check(rc == 0, "exit status %r; log:\n%s" % (rc, srv.log_tail()))
 
     def grace_passed_stops_running():
-        srv = Server(model, env={"MEDGEMMA_SHUTDOWN_GRACE_S": "0.3", "MEDGEMMA_MAX_TOKENS": "20000"},
-                     args=["--max-context", "20000"]).wait_healthy()
+        srv = Server(model, env={"MEDGEMMA_SHUTDOWN_GRACE_S": "0.3", "MEDGEMMA_MAX_TOKENS": "4000"},
+                     args=["--max-context", "4096"]).wait_healthy()
         out = []
-        t = post_in_thread(srv, {"prompt": "x", "max_tokens": 19000}, out)
+        t = post_in_thread(srv, {"prompt": "x", "max_tokens": 4000}, out)
         wait_running(srv)
         t0 = time.time()
         srv.proc.send_signal(signal.SIGTERM)
