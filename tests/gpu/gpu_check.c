@@ -163,6 +163,24 @@ double rel_err(const float *a, const float *ref, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* The filter is one substring or several separated by commas. */
 int gpu_selected(const char *name) {
-    return !gpu_filter || strstr(name, gpu_filter) != NULL;
+    if (!gpu_filter)
+        return 1;
+    const char *p = gpu_filter;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char part[128];
+        if (len > 0 && len < sizeof part) {
+            memcpy(part, p, len);
+            part[len] = 0;
+            if (strstr(name, part))
+                return 1;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return 0;
 }

@@ -36,7 +36,7 @@ float *host_from_dev_f32(const float *dev, size_t n);
 /* ||a - ref|| / ||ref|| in double; NaN when a holds a NaN or infinity. */
 double rel_err(const float *a, const float *ref, size_t n);
 
-/* Test filter (argv substring); 1 when the named test should run. */
+/* Test filter (argv: a substring, or several separated by commas); 1 when the named test should run. */
 extern const char *gpu_filter;
 int gpu_selected(const char *name);
 /* Seeds the input generator (main picks a fresh seed per run and prints it). */
