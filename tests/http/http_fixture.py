@@ -185,6 +185,27 @@ def png_bytes(width, height, seed=1):
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
+def gray16_png_b64(width, height, seed=1):
+    """A 16-bit grayscale PNG (a raw CT/MRI slice of stored values), base64."""
+    rows = []
+    x = seed
+    for _ in range(height):
+        row = bytearray([0])
+        for _ in range(width):
+            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+            row += struct.pack(">H", (x >> 8) & 0xFFF)  # 0..4095, like CT stored values
+        rows.append(bytes(row))
+
+    def chunk(kind, data):
+        c = struct.pack(">I", len(data)) + kind + data
+        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+           + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
 def png_b64(width=32, height=32, seed=1, data_uri=False):
     b = base64.b64encode(png_bytes(width, height, seed)).decode()
     return "data:image/png;base64," + b if data_uri else b

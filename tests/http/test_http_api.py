@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 
-from http_fixture import Results, Server, check, png_b64, tiny_model
+from http_fixture import Results, Server, check, gray16_png_b64, png_b64, tiny_model
 
 
 def is_num(x):
@@ -111,6 +111,25 @@ def main():
         # "SLICE 1" and "SLICE 2" add a few tokens each.
         diff = ct["usage"]["prompt_tokens"] - plain["usage"]["prompt_tokens"]
         check(4 <= diff <= 12, "CT adds %d prompt tokens for two SLICE labels" % diff)
+
+    def ct_and_mri_series():
+        slices = [gray16_png_b64(24, 24, k) for k in range(5)]
+        base = {"prompt": "Findings?", "max_tokens": 2}
+        status, _, all5 = srv.json("POST", "/analyze", dict(base, modality="CT", ct={
+            "slices": slices, "rescale_slope": 1, "rescale_intercept": -1024,
+            "windows": {"r": [-1024, 1024], "g": [-135, 215], "b": [0, 80]}}))
+        check(status == 200, "ct: %d %r" % (status, all5))
+        status, _, three = srv.json("POST", "/analyze", dict(base, ct={"slices": slices, "max_slices": 3}))
+        check(status == 200, "ct max_slices: %d %r" % (status, three))
+        # Two slices fewer (sampled evenly): two soft-token blocks and two labels fewer.
+        check(all5["usage"]["prompt_tokens"] > three["usage"]["prompt_tokens"] + 2 * 8, "ct sampling: %r vs %r"
+              % (all5["usage"], three["usage"]))
+        status, _, b = srv.json("POST", "/analyze", dict(base, mri={"slices": slices[:2]}))
+        check(status == 200, "mri: %d %r" % (status, b))
+        status, _, b = srv.json("POST", "/analyze", dict(base, ct={"slices": [slices[0], png_b64(8, 8)]}))
+        check(status == 400 and "slice" in b["error"]["message"], "an RGB slice: %d %r" % (status, b))
+        status, _, b = srv.json("POST", "/analyze", dict(base, ct={"slices": slices, "windows": {"g": [50, 50]}}))
+        check(status == 400 and "window" in b["error"]["message"], "an empty window: %d %r" % (status, b))
 
     def text_only_skips_vision():
         _, _, m0 = srv.request("GET", "/metrics")
@@ -217,7 +236,7 @@ def main():
 
     for name, fn in [("health_shape", health), ("models_shape", models), ("generate_shape", generate),
                      ("analyze_text_shape", analyze_text), ("analyze_images_shape", analyze_images),
-                     ("analyze_ct_slices_labelled", ct_slices_labelled),
+                     ("analyze_ct_slices_labelled", ct_slices_labelled), ("analyze_ct_mri_series", ct_and_mri_series),
                      ("text_only_skips_vision", text_only_skips_vision), ("chat_shape", chat_plain),
                      ("chat_stream_equals_non_stream", chat_stream_equals_plain),
                      ("chat_stream_usage_chunk", stream_usage_chunk), ("chat_same_seed_same_text", same_seed_same_text),
