@@ -20,7 +20,6 @@ typedef struct Server {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
-    h2o_multithread_queue_t *mq;
     h2o_multithread_receiver_t job_receiver;
     JobQueue queue;
     Worker worker;
