@@ -78,8 +78,12 @@ TEST(real270m_greedy_matches_transformers) {
     }
     const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(expected, "prompts");
     int n_prompts = 0;
+    /* under the sanitizers (make test-asan) two prompts keep the run short */
+    int limit = getenv("MEDGEMMA_ASAN") ? 2 : 1 << 30;
     const cJSON *p;
     cJSON_ArrayForEach(p, prompts) {
+        if (n_prompts == limit)
+            break;
         const char *name = cJSON_GetObjectItemCaseSensitive(p, "name")->valuestring;
         const cJSON *in = cJSON_GetObjectItemCaseSensitive(p, "input_ids");
         const cJSON *out = cJSON_GetObjectItemCaseSensitive(p, "greedy_ids");
@@ -112,7 +116,7 @@ TEST(real270m_greedy_matches_transformers) {
         free(ids);
         n_prompts++;
     }
-    CHECK(n_prompts >= 5);
+    CHECK(n_prompts >= (limit < 5 ? limit : 5));
     engine_close(engine);
     cJSON_Delete(complete);
     cJSON_Delete(expected);
