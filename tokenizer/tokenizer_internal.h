@@ -70,7 +70,24 @@ struct Tokenizer {
     int32_t bos_id; /* post-processor's leading special token, -1 when none */
 };
 
+/* ---- vocab_load.c: model.vocab and model.merges */
+#define TOK_MAX_IDS (1 << 24)
 uint64_t tok_hash_bytes(const char *s, size_t n);
+uint32_t tok_pow2_at_least(size_t n);
+/* model.vocab's entries as read, before the id count is known. */
+typedef struct {
+    int32_t id;
+    uint32_t off, len; /* the piece, in t->pieces */
+} VocabEntry;
+/* Reads the object at [p, end) into t->pieces (from *arena_len on, which it
+ * advances; t->pieces has room for end - p more bytes) and a malloc'd entry
+ * list. */
+int tok_read_vocab(Tokenizer *t, const char *p, const char *end, size_t *arena_len, VocabEntry **entries,
+                   size_t *n_entries, int32_t *max_id, Error *err);
+/* Fills piece_off/piece_len/flags (arrays of n_ids) and the vocab hash. */
+int tok_index_vocab(Tokenizer *t, const VocabEntry *e, size_t n, Error *err);
+/* Reads the merges array at [p, end) into the merge hash (vocab indexed first). */
+int tok_read_merges(Tokenizer *t, const char *p, const char *end, Error *err);
 /* model.vocab lookup: id, or -1. */
 int32_t tok_vocab_find(const Tokenizer *t, const char *s, size_t n);
 /* Merge lookup: the slot of pair (left, right), or NULL. */

@@ -15,8 +15,6 @@
 #include "tokenizer/json_text.h"
 #include "tokenizer/tokenizer_internal.h"
 
-#define MAX_IDS (1 << 24)
-
 typedef struct {
     const char *p, *end;
 } Span;
@@ -33,44 +31,6 @@ static const char *const top_keys[8] = {"version",    "truncation",    "padding"
 static const char *const model_keys[8] = {
     "type",     "dropout",       "unk_token",    "continuing_subword_prefix", "end_of_word_suffix",
     "fuse_unk", "byte_fallback", "ignore_merges"};
-
-uint64_t tok_hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ n, v;
-    while (n >= 8) {
-        memcpy(&v, s, 8);
-        h = (h ^ v) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 31;
-        s += 8;
-        n -= 8;
-    }
-    v = 0;
-    memcpy(&v, s, n);
-    h ^= v; /* murmur3's 64-bit finalizer: every input bit reaches every output bit */
-    h = (h ^ (h >> 33)) * 0xFF51AFD7ED558CCDull;
-    h = (h ^ (h >> 33)) * 0xC4CEB9FE1A85EC53ull;
-    return h ^ (h >> 33);
-}
-
-static int slot_matches(const Tokenizer *t, const VocabSlot *v, uint32_t tag, const char *s, size_t n) {
-    if (v->tag != tag || v->len != n)
-        return 0;
-    size_t head = n < VOCAB_HEAD ? n : VOCAB_HEAD;
-    int32_t id = (int32_t)v->id_plus_1 - 1;
-    return memcmp(v->head, s, head) == 0 &&
-           (n == head || memcmp(t->pieces + t->piece_off[id] + head, s + head, n - head) == 0);
-}
-
-int32_t tok_vocab_find(const Tokenizer *t, const char *s, size_t n) {
-    uint64_t h = tok_hash_bytes(s, n);
-    uint32_t tag = (uint32_t)(h >> 32);
-    for (uint32_t i = (uint32_t)h & t->vocab_mask;; i = (i + 1) & t->vocab_mask) {
-        const VocabSlot *v = &t->vocab_slots[i];
-        if (v->id_plus_1 == 0)
-            return -1;
-        if (slot_matches(t, v, tag, s, n))
-            return (int32_t)v->id_plus_1 - 1;
-    }
-}
 
 /* ---- reading the file's structure */
 
@@ -199,212 +159,6 @@ static int top_member(const char *key, const char **p, const char *end, Parts *p
 }
 
 /* ---- model.vocab and model.merges */
-
-static uint32_t pow2_at_least(size_t n) {
-    uint32_t c = 1;
-    while (c < n)
-        c <<= 1;
-    return c;
-}
-
-/* Reads model.vocab's pieces into t->pieces (growing *arena_len) and fills
- * piece_off/piece_len by id; the id count is only known at the end, so pieces
- * go first to a temporary (id, offset, len) list. */
-typedef struct {
-    int32_t id;
-    uint32_t off, len;
-} VocabEntry;
-
-static int read_vocab(Tokenizer *t, Span s, size_t *arena_len, VocabEntry **entries_out, size_t *n_out,
-                      int32_t *max_id, Error *err) {
-    size_t cap = 1 << 16, n = 0;
-    VocabEntry *e = malloc(cap * sizeof *e);
-    if (!e)
-        return error_set(err, "out of memory reading model.vocab");
-    const char *p = json_skip_ws(s.p + 1, s.end); /* after '{' */
-    if (p < s.end && *p == '}')
-        p = s.end;
-    while (p < s.end) {
-        size_t len;
-        size_t room = (size_t)(s.end - s.p) - *arena_len;
-        const char *q = json_string_read(p, s.end, t->pieces + *arena_len, room, &len);
-        if (!q) {
-            free(e);
-            return error_set(err, "model.vocab: bad piece string after %zu entries", n);
-        }
-        p = json_skip_ws(q, s.end);
-        if (p >= s.end || *p != ':') {
-            free(e);
-            return error_set(err, "model.vocab: expected ':' after entry %zu", n);
-        }
-        char *num_end;
-        long id = strtol(p + 1, &num_end, 10);
-        if (num_end == p + 1 || id < 0 || id >= MAX_IDS) {
-            free(e);
-            return error_set(err, "model.vocab: entry %zu has no id in 0..%d", n, MAX_IDS - 1);
-        }
-        if (n == cap) {
-            VocabEntry *g = realloc(e, 2 * cap * sizeof *e);
-            if (!g) {
-                free(e);
-                return error_set(err, "out of memory reading model.vocab");
-            }
-            e = g;
-            cap *= 2;
-        }
-        e[n++] = (VocabEntry){(int32_t)id, (uint32_t)*arena_len, (uint32_t)len};
-        t->pieces[*arena_len + len] = '\0';
-        *arena_len += len + 1;
-        if (id > *max_id)
-            *max_id = (int32_t)id;
-        p = json_skip_ws(num_end, s.end);
-        if (p < s.end && *p == ',') {
-            p = json_skip_ws(p + 1, s.end);
-        } else if (p < s.end && *p == '}') {
-            break;
-        } else {
-            free(e);
-            return error_set(err, "model.vocab: expected ',' or '}' after entry %zu", n);
-        }
-    }
-    *entries_out = e;
-    *n_out = n;
-    return 0;
-}
-
-static int build_vocab_index(Tokenizer *t, const VocabEntry *e, size_t n, Error *err) {
-    t->vocab_mask = pow2_at_least(n + n / 2 + 2) - 1;
-    t->vocab_slots = calloc((size_t)t->vocab_mask + 1, sizeof *t->vocab_slots);
-    if (!t->vocab_slots)
-        return error_set(err, "out of memory indexing model.vocab");
-    for (size_t k = 0; k < n; k++) {
-        int32_t id = e[k].id;
-        if (t->flags[id] & TOK_IN_MODEL)
-            return error_set(err, "model.vocab: id %d is used by two pieces", id);
-        const char *s = t->pieces + e[k].off;
-        if (tok_vocab_find(t, s, e[k].len) >= 0)
-            return error_set(err, "model.vocab: piece \"%.40s\" appears twice", s);
-        t->piece_off[id] = e[k].off;
-        t->piece_len[id] = e[k].len;
-        t->flags[id] |= TOK_IN_MODEL;
-        uint64_t h = tok_hash_bytes(s, e[k].len);
-        uint32_t i = (uint32_t)h & t->vocab_mask;
-        while (t->vocab_slots[i].id_plus_1)
-            i = (i + 1) & t->vocab_mask;
-        VocabSlot *v = &t->vocab_slots[i];
-        v->tag = (uint32_t)(h >> 32);
-        v->id_plus_1 = (uint32_t)id + 1;
-        v->len = e[k].len;
-        memcpy(v->head, s, e[k].len < VOCAB_HEAD ? e[k].len : VOCAB_HEAD);
-    }
-    return 0;
-}
-
-static int32_t merge_piece_id(const Tokenizer *t, const char *s, size_t n, size_t rank, Error *err) {
-    int32_t id = tok_vocab_find(t, s, n);
-    if (id < 0)
-        error_set(err, "model.merges[%zu]: \"%.*s\" is not in model.vocab", rank, (int)(n > 40 ? 40 : n), s);
-    return id;
-}
-
-/* Merges are collected first (their count is known only at the end), then
- * indexed. */
-typedef struct {
-    MergeSlot *items;
-    size_t n, cap;
-} MergeList;
-
-/* Appends merge `rank`: (a, b) -> the id of a + b. */
-static int add_merge(const Tokenizer *t, MergeList *list, const char *a, size_t a_len, const char *b,
-                     size_t b_len, char *joined, Error *err) {
-    size_t rank = list->n;
-    int32_t ia = merge_piece_id(t, a, a_len, rank, err);
-    int32_t ib = ia < 0 ? -1 : merge_piece_id(t, b, b_len, rank, err);
-    if (ia < 0 || ib < 0)
-        return -1;
-    memcpy(joined, a, a_len);
-    memcpy(joined + a_len, b, b_len);
-    int32_t inew = merge_piece_id(t, joined, a_len + b_len, rank, err);
-    if (inew < 0)
-        return -1;
-    if (list->n == list->cap) {
-        size_t cap = list->cap ? 2 * list->cap : 1 << 16;
-        MergeSlot *g = realloc(list->items, cap * sizeof *g);
-        if (!g)
-            return error_set(err, "out of memory reading model.merges");
-        list->items = g;
-        list->cap = cap;
-    }
-    list->items[list->n++] =
-        (MergeSlot){((uint64_t)(uint32_t)ia << 32 | (uint32_t)ib) + 1, (uint32_t)rank, inew};
-    return 0;
-}
-
-/* A repeated pair takes the later rank, as the Rust library's HashMap insert
- * does. */
-static int index_merges(Tokenizer *t, const MergeList *list, Error *err) {
-    t->merge_mask = pow2_at_least(2 * list->n + 2) - 1;
-    t->merges = calloc((size_t)t->merge_mask + 1, sizeof *t->merges);
-    if (!t->merges)
-        return error_set(err, "out of memory indexing model.merges");
-    for (size_t k = 0; k < list->n; k++) {
-        uint64_t key = list->items[k].key;
-        uint32_t i = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 40) & t->merge_mask;
-        while (t->merges[i].key && t->merges[i].key != key)
-            i = (i + 1) & t->merge_mask;
-        t->merges[i] = list->items[k];
-    }
-    return 0;
-}
-
-static int read_merges(Tokenizer *t, Span s, Error *err) {
-    size_t scratch_cap = 1 << 16;
-    char *scratch = malloc(3 * scratch_cap);
-    if (!scratch)
-        return error_set(err, "out of memory reading model.merges");
-    char *a = scratch, *b = scratch + scratch_cap, *joined = scratch + 2 * scratch_cap;
-    MergeList list = {0};
-    const char *p = json_skip_ws(s.p + 1, s.end);
-    int rc = 0;
-    while (rc == 0 && p < s.end && *p != ']') {
-        size_t a_len = 0, b_len = 0;
-        const char *q;
-        if (*p == '[') { /* ["a", "b"] */
-            q = json_string_read(json_skip_ws(p + 1, s.end), s.end, a, scratch_cap, &a_len);
-            q = q ? json_skip_ws(q, s.end) : NULL;
-            q = q && *q == ',' ? json_string_read(json_skip_ws(q + 1, s.end), s.end, b, scratch_cap, &b_len)
-                               : NULL;
-            q = q ? json_skip_ws(q, s.end) : NULL;
-            q = q && *q == ']' ? q + 1 : NULL;
-        } else { /* legacy "a b" */
-            size_t len;
-            q = json_string_read(p, s.end, a, scratch_cap, &len);
-            const char *sp = q ? memchr(a, ' ', len) : NULL;
-            if (sp) {
-                a_len = (size_t)(sp - a);
-                b_len = len - a_len - 1;
-                memcpy(b, sp + 1, b_len);
-            } else {
-                q = NULL;
-            }
-        }
-        if (!q) {
-            rc = error_set(err, "model.merges[%zu] is not a pair of piece strings", list.n);
-            break;
-        }
-        rc = add_merge(t, &list, a, a_len, b, b_len, joined, err);
-        p = json_skip_ws(q, s.end);
-        if (p < s.end && *p == ',')
-            p = json_skip_ws(p + 1, s.end);
-        else if (p >= s.end || *p != ']')
-            rc = error_set(err, "model.merges: expected ',' or ']' after entry %zu", list.n);
-    }
-    free(scratch);
-    if (rc == 0)
-        rc = index_merges(t, &list, err);
-    free(list.items);
-    return rc;
-}
 
 /* ---- small fields */
 
@@ -560,7 +314,7 @@ static int read_added_tokens(Tokenizer *t, const cJSON *list, size_t *arena_len,
         total += content ? strlen(content) : 0;
     }
     AddedTrie *a = &t->added;
-    a->edge_mask = pow2_at_least(2 * total) - 1;
+    a->edge_mask = tok_pow2_at_least(2 * total) - 1;
     a->edge_keys = calloc((size_t)a->edge_mask + 1, sizeof *a->edge_keys);
     a->edge_child = calloc((size_t)a->edge_mask + 1, sizeof *a->edge_child);
     a->node_token = malloc(total * sizeof *a->node_token);
@@ -723,11 +477,11 @@ static int load_parts(Tokenizer *t, const char *json, size_t json_len, Parts *pa
     VocabEntry *entries = NULL;
     size_t n_entries = 0;
     int32_t max_id = -1;
-    if (read_vocab(t, parts->vocab, &arena_len, &entries, &n_entries, &max_id, err))
+    if (tok_read_vocab(t, parts->vocab.p, parts->vocab.end, &arena_len, &entries, &n_entries, &max_id, err))
         return -1;
     cJSON_ArrayForEach(tok, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(tok, "id");
-        if (cJSON_IsNumber(id) && id->valuedouble > max_id && id->valuedouble < MAX_IDS)
+        if (cJSON_IsNumber(id) && id->valuedouble > max_id && id->valuedouble < TOK_MAX_IDS)
             max_id = (int32_t)id->valuedouble;
     }
     t->n_ids = max_id + 1;
@@ -740,9 +494,10 @@ static int load_parts(Tokenizer *t, const char *json, size_t json_len, Parts *pa
         return error_set(err, "out of memory");
     }
     memset(t->piece_off, 0xFF, (size_t)t->n_ids * sizeof *t->piece_off);
-    int rc = build_vocab_index(t, entries, n_entries, err);
+    int rc = tok_index_vocab(t, entries, n_entries, err);
     free(entries);
-    if (rc || read_merges(t, parts->merges, err) || read_added_tokens(t, added, &arena_len, err))
+    if (rc || tok_read_merges(t, parts->merges.p, parts->merges.end, err) ||
+        read_added_tokens(t, added, &arena_len, err))
         return -1;
     mark_byte_pieces(t);
     return build_char_table(t, err) || check_normalizer(t, parts->top[4], err) ||

@@ -66,6 +66,23 @@ def median(xs):
     return statistics.median(xs)
 
 
+def timed(fn):
+    """Wall and CPU (all threads of this process) milliseconds of fn()."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return (time.perf_counter() - w) * 1e3, (time.process_time() - c) * 1e3, out
+
+
+def row(name, c_wall, c_cpu, hf_wall, hf_cpu, unit_mb=None):
+    """Medians; with unit_mb, as throughput (MB/s) instead of milliseconds."""
+    cw, cc, hw, hc = (median(x) for x in (c_wall, c_cpu, hf_wall, hf_cpu))
+    if unit_mb:
+        fmt = lambda ms: f"{unit_mb / ms * 1e3:.2f} MB/s"  # noqa: E731
+    else:
+        fmt = lambda ms: f"{ms:.0f} ms"  # noqa: E731
+    return (name, fmt(cw), fmt(cc), fmt(hw), fmt(hc), hw / cw, hc / cc)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -74,15 +91,15 @@ def main():
 
     path = tokenizer_json()
     rows = []
-    c_load, hf_load = [], []
+    c_wall, c_cpu, hf_wall, hf_cpu = [], [], [], []
     for _ in range(args.repeat):  # interleaved, so both see the same machine load
         stats, _ = c_run(path, b"", [])
-        c_load.append(stats["load_ms"])
-        t0 = time.perf_counter()
-        hf = Tokenizer.from_file(path)
-        hf_load.append((time.perf_counter() - t0) * 1e3)
-    rows.append(("load tokenizer.json", f"{median(c_load):.0f} ms", f"{median(hf_load):.0f} ms",
-                 median(hf_load) / median(c_load)))
+        c_wall.append(stats["load_ms"])
+        c_cpu.append(stats["load_cpu_ms"])
+        w, c, hf = timed(lambda: Tokenizer.from_file(path))
+        hf_wall.append(w)
+        hf_cpu.append(c)
+    rows.append(row("load tokenizer.json", c_wall, c_cpu, hf_wall, hf_cpu))
 
     for name, text in (("English reports", english_mb()), ("multilingual corpus", multilingual_mb())):
         data = text.encode()
@@ -90,33 +107,31 @@ def main():
         want = hf.encode(text, add_special_tokens=False).ids
         if json.loads(out) != want:
             sys.exit(f"ids differ on {name}: the benchmark would compare different work")
-        c_ms, hf_ms = [], []
-        for _ in range(args.repeat):
-            c_ms.append(c_run(path, data, [])[0]["work_ms"])
-            t0 = time.perf_counter()
-            hf.encode(text, add_special_tokens=False)
-            hf_ms.append((time.perf_counter() - t0) * 1e3)
-        mb = len(data) / MB
-        rows.append((f"encode 1 MB, one text: {name} ({len(want)} ids)", f"{mb / median(c_ms) * 1e3:.1f} MB/s",
-                     f"{mb / median(hf_ms) * 1e3:.1f} MB/s", median(hf_ms) / median(c_ms)))
-
-        lines = [line for line in text.split("\n")]
+        lines = text.split("\n")
         jsonl = "".join(json.dumps(line) + "\n" for line in lines).encode()
-        c_ms, hf_ms = [], []
-        for _ in range(args.repeat):
-            c_ms.append(c_run(path, jsonl, ["--jsonl"])[0]["work_ms"])
-            t0 = time.perf_counter()
-            for line in lines:
-                hf.encode(line, add_special_tokens=False)
-            hf_ms.append((time.perf_counter() - t0) * 1e3)
-        rows.append((f"encode 1 MB as {len(lines)} lines: {name}", f"{mb / median(c_ms) * 1e3:.1f} MB/s",
-                     f"{mb / median(hf_ms) * 1e3:.1f} MB/s", median(hf_ms) / median(c_ms)))
+        mb = len(data) / MB
+        for label, c_input, c_args, hf_fn in (
+                (f"encode 1 MB as one text: {name} ({len(want)} ids)", data, [],
+                 lambda: hf.encode(text, add_special_tokens=False)),
+                (f"encode 1 MB as {len(lines)} lines: {name}", jsonl, ["--jsonl"],
+                 lambda: [hf.encode(line, add_special_tokens=False) for line in lines])):
+            c_wall, c_cpu, hf_wall, hf_cpu = [], [], [], []
+            for _ in range(args.repeat):
+                stats = c_run(path, c_input, c_args)[0]
+                c_wall.append(stats["work_ms"])
+                c_cpu.append(stats["work_cpu_ms"])
+                w, c, _ = timed(hf_fn)
+                hf_wall.append(w)
+                hf_cpu.append(c)
+            rows.append(row(label, c_wall, c_cpu, hf_wall, hf_cpu, unit_mb=mb))
 
-    print(f"Medians of {args.repeat} runs; {os.cpu_count()} CPUs; tokenizers {__import__('tokenizers').__version__}\n")
-    print("| measure | tokenizer/ (C) | HF tokenizers | C speed-up |")
-    print("|---|---|---|---|")
+    print(f"Medians of {args.repeat} runs, interleaved; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}; tokenizers {__import__('tokenizers').__version__} (one thread: one text "
+          "per call). CPU time counts every thread of the process.\n")
+    print("| measure | C wall | C CPU | HF wall | HF CPU | C speed-up (wall) | C speed-up (CPU) |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f}x |")
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]:.2f}x | {r[6]:.2f}x |")
 
 
 if __name__ == "__main__":
