@@ -24,7 +24,13 @@ static int pick_slices(const uint8_t *const *slices, const size_t *sizes, int n_
     *idx = malloc(sizeof(int) * (size_t)(m < n_slices ? m : n_slices));
     if (!*idx)
         return error_set(err, "out of memory");
-    return sample_slices_evenly(n_slices, m, *idx);
+    int k = sample_slices_evenly(n_slices, m, *idx);
+    if (k < 0) {
+        free(*idx);
+        *idx = NULL;
+        return error_set(err, "cannot sample %d slices down to %d", n_slices, m);
+    }
+    return k;
 }
 
 static size_t tensor_floats(const PreprocessOptions *opt) {
