@@ -181,7 +181,9 @@ for pair in "max-queue:$max_queue" "min-instances:$min_instances" "max-instances
     "cpu:$cpu" "timeout:$timeout" "startup-timeout:$startup_timeout"; do
     is_uint "${pair#*:}" || die "--${pair%%:*} must be a whole number, not '${pair#*:}'"
 done
-[ "$max_queue" -le 999 ] || die "--max-queue must be at most 999 (Cloud Run concurrency is at most 1000)"
+if [ "$max_queue" -lt 1 ] || [ "$max_queue" -gt 999 ]; then
+    die "--max-queue must be 1..999 (the server needs a queue; Cloud Run concurrency is at most 1000)"
+fi
 [ "$max_instances" -ge 1 ] || die "--max-instances must be at least 1"
 [ "$min_instances" -le "$max_instances" ] ||
     die "--min-instances ($min_instances) is above --max-instances ($max_instances)"

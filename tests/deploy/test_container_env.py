@@ -190,6 +190,36 @@ else:
             report("container_start_port_health_sigterm", [], skip=FAKE_WHY)
 
 
+# ---- 2a. the extremes of deploy.sh's options give env values serve accepts
+def deploy_env_for(*args):
+    r = subprocess.run(["bash", os.path.join(ROOT, "deploy.sh"), "--dry-run", "--tag", "t", *args, "proj-123"],
+                       capture_output=True, text=True)
+    m = re.search(r"--set-env-vars=(\S+)", r.stdout)
+    return dict(kv.split("=", 1) for kv in m.group(1).strip("'").split(",")) if m else None
+
+
+if serve_missing:
+    report("serve_accepts_deploy_sh_extremes", [], skip=serve_missing)
+else:
+    p = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = synth_model(tmp, p)
+        for args in (("--max-queue", "1", "--timeout", "20"), ("--max-queue", "999", "--timeout", "3600")):
+            env = deploy_env_for(*args)
+            if env is None:
+                p.append(f"deploy.sh {' '.join(args)} printed no --set-env-vars")
+                continue
+            q = []
+            try:
+                # The numbers deploy.sh chose; the CPU backend and the test model as elsewhere.
+                env.update(MEDGEMMA_BACKEND="cpu", MEDGEMMA_MODEL_DIR=model)
+                run_serve(tmp, container_env(tmp, **env), q, wait_s=30)
+            except FakeBackend:
+                q = []
+            p += [f"deploy.sh {' '.join(args)}: {x}" for x in q]
+    report("serve_accepts_deploy_sh_extremes", p)
+
+
 # ---- 2b. deploy.sh sets MEDGEMMA_BACKEND=cuda: without a usable GPU the instance must not
 # report healthy (a silent CPU fallback would serve a 4B model at CPU speed), and must say why.
 if serve_missing:

@@ -161,7 +161,7 @@ else
     fail no_project_is_a_clear_error "rc=$rc err=$err"
 fi
 
-for bad in "--max-queue abc" "--cpu 2" "--memory 8Gi" "--memory 64Gi" "--startup-timeout 4000" \
+for bad in "--max-queue abc" "--max-queue 0" "--max-queue 1000" "--cpu 2" "--memory 8Gi" "--memory 64Gi" "--startup-timeout 4000" \
     "--timeout 10" "--timeout 3601" "--min-instances 3 --max-instances 2" "--max-instances 0" \
     "--weights gcs" "--weights s3" "--build none" "--bucket-path a,b --weights gcs --bucket x" \
     "--timeout=60"; do
