@@ -83,12 +83,21 @@ test-asan: models
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  BUILD=build-asan MEDGEMMA_ASAN=1 bash tests/run.sh
 
-FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. -pthread -fsanitize=fuzzer,address,undefined
+# Fuzz targets: the library compiled once with clang's fuzzer instrumentation +
+# ASan/UBSan, then one binary per tests/fuzz/fuzz_*.c.
+FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. -pthread \
+  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_SRC := $(filter-out http/%,$(CORE_SRC))
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=build-fuzz/obj/%.o)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
-	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) $^ -lcjson -lspng -lturbojpeg -lcurl -lssl -lcrypto -lz -lm -o $@
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+build-fuzz/libfuzzcore.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzzcore.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build-fuzz/libfuzzcore.a \
+	  -lcjson -lspng -lturbojpeg -lcurl -lssl -lcrypto -lz -lm -o $@
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 format:
