@@ -27,22 +27,6 @@ typedef struct {
     int n_rows, in_dim, out_dim;
 } MatmulJob;
 
-/* panel[i][c] = w[c, k0 + i] for c < n_cols, 0 past them (rows read as n_cols
- * sequential streams, the panel written in order). */
-static void pack_panel(float *panel, int panel_cols, const bf16 *w, size_t ldw, int n_cols, int kc) {
-    const bf16 *rows[MAX_PANEL_COLS];
-    for (int c = 0; c < n_cols; c++)
-        rows[c] = w + (size_t)c * ldw;
-    for (int i = 0; i < kc; i++) {
-        float *dst = panel + (size_t)i * panel_cols;
-        int c = 0;
-        for (; c < n_cols; c++)
-            dst[c] = bf16_to_f32(rows[c][i]);
-        for (; c < panel_cols; c++)
-            dst[c] = 0.0f;
-    }
-}
-
 /* Output columns of panels [start, end). */
 static void matmul_panels(void *ctx, int start, int end) {
     const MatmulJob *j = ctx;
@@ -55,7 +39,7 @@ static void matmul_panels(void *ctx, int start, int end) {
             int o = p * pc, n_cols = j->out_dim - o < pc ? j->out_dim - o : pc;
             for (int k0 = 0; k0 < j->in_dim; k0 += K_CHUNK) {
                 int kc = j->in_dim - k0 < K_CHUNK ? j->in_dim - k0 : K_CHUNK;
-                pack_panel(panel, pc, j->w + (size_t)o * j->in_dim + k0, (size_t)j->in_dim, n_cols, kc);
+                ops->pack_panel(panel, j->w + (size_t)o * j->in_dim + k0, (size_t)j->in_dim, n_cols, kc);
                 for (int t = t0; t < t1; t += GEMM_ROWS) {
                     int rows = t1 - t < GEMM_ROWS ? t1 - t : GEMM_ROWS;
                     ops->gemm_panel(j->y + (size_t)t * j->out_dim + o, j->out_dim,

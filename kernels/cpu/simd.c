@@ -58,8 +58,25 @@ static void gemm_panel_scalar(float *y, int ldy, const float *x, int ldx, const 
         }
 }
 
+/* panel[i][c] = w[c * ldw + i] (rows read as n_cols streams, panel written in order). */
+static void pack_panel_generic(float *panel, int panel_cols, const bf16 *w, size_t ldw, int n_cols, int k) {
+    for (int i = 0; i < k; i++) {
+        float *dst = panel + (size_t)i * panel_cols;
+        int c = 0;
+        for (; c < n_cols; c++)
+            dst[c] = bf16_to_f32(w[(size_t)c * ldw + i]);
+        for (; c < panel_cols; c++)
+            dst[c] = 0.0f;
+    }
+}
+
+static void pack_panel8(float *panel, const bf16 *w, size_t ldw, int n_cols, int k) {
+    pack_panel_generic(panel, 8, w, ldw, n_cols, k);
+}
+
 static const SimdOps ops_scalar = {"scalar",         dot_bf16_scalar,     dot_f32_scalar,    axpy_f32_scalar,
-                                   scale_f32_scalar, tile4x4_bf16_scalar, gemm_panel_scalar, 8};
+                                   scale_f32_scalar, tile4x4_bf16_scalar, gemm_panel_scalar, 8,
+                                   pack_panel8};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -206,8 +223,13 @@ AVX2 static void gemm_panel_avx2(float *y, int ldy, const float *x, int ldx, con
     }
 }
 
+static void pack_panel16(float *panel, const bf16 *w, size_t ldw, int n_cols, int k) {
+    pack_panel_generic(panel, 16, w, ldw, n_cols, k);
+}
+
 static const SimdOps ops_avx2 = {"avx2",         dot_bf16_avx2,     dot_f32_avx2,    axpy_f32_avx2,
-                                 scale_f32_avx2, tile4x4_bf16_avx2, gemm_panel_avx2, 16};
+                                 scale_f32_avx2, tile4x4_bf16_avx2, gemm_panel_avx2, 16,
+                                 pack_panel16};
 
 /* ---- AVX-512 (16 lanes) */
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
@@ -415,8 +437,41 @@ AVX512 static void gemm_panel_avx512(float *y, int ldy, const float *x, int ldx,
     }
 }
 
-static const SimdOps ops_avx512 = {"avx512",         dot_bf16_avx512,     dot_f32_avx512,    axpy_f32_avx512,
-                                   scale_f32_avx512, tile4x4_bf16_avx512, gemm_panel_avx512, 32};
+/* 32-column panel: one 32-bit gather takes w[c][i..i+1] of 16 rows; its low
+ * halves are column i, its high halves column i + 1. */
+AVX512 static void pack_panel32_avx512(float *panel, const bf16 *w, size_t ldw, int n_cols, int k) {
+    if (ldw * 2 * 31 > 0x7fffffffu) {
+        pack_panel_generic(panel, 32, w, ldw, n_cols, k);
+        return;
+    }
+    __m512i offsets =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)(ldw * 2)));
+    __mmask16 m0 = n_cols >= 16 ? 0xffff : (__mmask16)((1u << n_cols) - 1);
+    __mmask16 m1 = n_cols >= 32 ? 0xffff : n_cols <= 16 ? 0 : (__mmask16)((1u << (n_cols - 16)) - 1);
+    const char *base0 = (const char *)w, *base1 = (const char *)(w + 16 * ldw);
+    __m512i hi_mask = _mm512_set1_epi32((int)0xffff0000u);
+    int i = 0;
+    for (; i + 2 <= k; i += 2) {
+        __m512i g0 =
+            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m0, offsets, base0 + 2 * (size_t)i, 1);
+        __m512i g1 =
+            m1 ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m1, offsets, base1 + 2 * (size_t)i, 1)
+               : _mm512_setzero_si512();
+        float *d = panel + (size_t)i * 32;
+        _mm512_storeu_ps(d, _mm512_castsi512_ps(_mm512_slli_epi32(g0, 16)));
+        _mm512_storeu_ps(d + 16, _mm512_castsi512_ps(_mm512_slli_epi32(g1, 16)));
+        _mm512_storeu_ps(d + 32, _mm512_castsi512_ps(_mm512_and_si512(g0, hi_mask)));
+        _mm512_storeu_ps(d + 48, _mm512_castsi512_ps(_mm512_and_si512(g1, hi_mask)));
+    }
+    if (i < k)
+        pack_panel_generic(panel + (size_t)i * 32, 32, w + i, ldw, n_cols, k - i);
+}
+
+static const SimdOps ops_avx512 = {
+    "avx512",           dot_bf16_avx512,     dot_f32_avx512,    axpy_f32_avx512,
+    scale_f32_avx512,   tile4x4_bf16_avx512, gemm_panel_avx512, 32,
+    pack_panel32_avx512};
 
 static int have_avx2(void) {
     __builtin_cpu_init();

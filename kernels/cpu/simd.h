@@ -27,6 +27,9 @@ typedef struct {
     void (*gemm_panel)(float *y, int ldy, const float *x, int ldx, const float *panel, int rows, int k,
                        int n_cols, int accumulate);
     int panel_cols;
+    /* Packs a panel: panel[i][c] = w[c * ldw + i] widened to fp32 for c < n_cols,
+     * 0 for n_cols <= c < panel_cols; i < k. */
+    void (*pack_panel)(float *panel, const bf16 *w, size_t ldw, int n_cols, int k);
 } SimdOps;
 
 /* Token rows per gemm_panel call. */
