@@ -108,6 +108,7 @@ def main():
     finally:
         shutil.rmtree(tmp)
     out = {"source": "transformers apply_chat_template + Gemma3Processor, by tests/tokenizer/make_chat_fixture.py",
+           "transformers_version": __import__("transformers").__version__, "chat_template": tok.chat_template,
            "cases": cases, "processor_cases": processor_cases}
     path = os.path.join(REPO, "tests/fixtures/chat_template_cases.json")
     with open(path, "w") as f:

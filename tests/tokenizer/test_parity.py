@@ -55,7 +55,11 @@ def short(s):
 
 
 def main():
-    from tokenizers import Tokenizer
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as e:
+        print(f"FAIL tokenizer_parity: the reference package `tokenizers` is missing ({e}); run make deps")
+        return 1
 
     if not os.access(TOOL, os.X_OK):
         print(f"FAIL tokenizer_parity: {TOOL} is missing; run make first")
