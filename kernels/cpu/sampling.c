@@ -32,7 +32,8 @@ int argmax(const float *x, int n) {
 /* Partitions idx[0..n) so that the k entries with the largest values come
  * first (quickselect, median of three; ties broken by index for determinism). */
 static int before(const float *v, int32_t a, int32_t b) {
-    return v[a] > v[b] || (v[a] == v[b] && a < b);
+    float va = v[a], vb = v[b];
+    return va > vb || (va == vb && a < b);
 }
 
 static void swap_idx(int32_t *idx, int a, int b) {
