@@ -39,8 +39,11 @@ int chat_render(const ChatMessage *messages, int n, int add_generation_prompt, c
 /* Gemma3Processor: every "<start_of_image>" in prompt_text becomes
  * "\n\n<start_of_image>" + image_tokens_per_image x "<image_soft_token>" +
  * "<end_of_image>\n\n", then the whole text is encoded without adding a <bos>
- * (the rendered template already starts with one, and transformers' processor
- * does not add another). *n_images = the number of images expanded. */
+ * (the rendered template already starts with one, and transformers'
+ * processor.apply_chat_template does not add another). *n_images = the number
+ * of images expanded: the caller compares it with the images it has, as
+ * transformers raises on a mismatch (a user's text can contain the marker; as
+ * in transformers, special-token strings in text are matched as tokens). */
 int prompt_tokenize(const Tokenizer *t, const char *prompt_text, int image_tokens_per_image, int32_t **ids,
                     size_t *n_ids, int *n_images, Error *err);
 

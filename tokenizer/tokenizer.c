@@ -146,6 +146,8 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int add_b
                      size_t *n_ids, Error *err) {
     *ids = NULL;
     *n_ids = 0;
+    if (len > TOK_MAX_TEXT_BYTES)
+        return error_set(err, "text of %zu bytes is over the %d MiB limit", len, TOK_MAX_TEXT_BYTES >> 20);
     size_t bad = tok_utf8_check((const unsigned char *)text, len);
     if (bad < len)
         return error_set(err, "text is not valid UTF-8 at byte offset %zu", bad);

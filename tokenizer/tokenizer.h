@@ -26,7 +26,8 @@ int tokenizer_load_buffer(Tokenizer **out, const char *json, size_t len, const c
 void tokenizer_free(Tokenizer *t);
 
 /* Encodes len bytes of text (need not be NUL-terminated; invalid UTF-8 is an
- * error naming the byte offset). Special/added tokens written in the text are
+ * error naming the byte offset; at most 1 GiB; working memory is about 28
+ * bytes per byte of the longest stretch between added tokens). Special/added tokens written in the text are
  * matched as HF does. add_bos: apply the post-processor (prepend <bos>), as
  * HF's encode(add_special_tokens=True). *ids is malloc'd (non-NULL even when
  * *n_ids is 0). */

@@ -72,6 +72,7 @@ struct Tokenizer {
 
 /* ---- vocab_load.c: model.vocab and model.merges */
 #define TOK_MAX_IDS (1 << 24)
+#define TOK_MAX_TEXT_BYTES (1 << 30) /* BPE positions are 32-bit */
 uint64_t tok_hash_bytes(const char *s, size_t n);
 uint32_t tok_pow2_at_least(size_t n);
 /* model.vocab's entries as read, before the id count is known. */
