@@ -20,6 +20,7 @@
 #include "engine/cuda/gemm.h"
 #include "engine/cuda/upload.h"
 #include "kernels/cuda/kernels_cuda.h"
+#include "util/log.h"
 
 #define MAX_DEVICE_ALLOCS 64
 #define DECODE_MAX_SPLITS 64
@@ -232,7 +233,16 @@ static int linear(CudaState *st, bf16 *y, const bf16 *x, const bf16 *w, const bf
         return 0;
     }
     GemmShape s = {T, in, out, GEMM_W_OUT_IN, bias != NULL, 0};
-    return gemm_run(st->gemm, &s, y, x, w, bias, st->stream, err);
+    int rc = gemm_run(st->gemm, &s, y, x, w, bias, st->stream, err);
+    if (rc != GEMM_NO_PLAN)
+        return rc;
+    /* cuBLASLt has no plan for this shape: correct but slow, and said once */
+    static int warned;
+    if (!warned++)
+        log_msg(LOG_WARNING, "cuda backend: %s; using the GEMV per row for such shapes", err->message);
+    for (int t = 0; t < T; t++)
+        CUDA_TRY(cuda_gemv(y + (size_t)t * out, x + (size_t)t * in, w, bias, in, out, st->stream));
+    return 0;
 }
 
 /* Copies T rows of a bf16 device matrix [T, dim] into host floats. */
@@ -609,7 +619,10 @@ static int alloc_vision(CudaState *st, Error *err) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (shapes[i].layout == GEMM_W_OUT_IN && (shapes[i].in_dim % 8 || shapes[i].out_dim % 8))
             continue; /* linear() takes the GEMV path for these */
-        if (gemm_prepare(st->gemm, &shapes[i], err))
+        int rc = gemm_prepare(st->gemm, &shapes[i], err);
+        if (rc == GEMM_NO_PLAN && shapes[i].layout == GEMM_W_OUT_IN)
+            continue; /* linear() falls back to the GEMV for it (and says so) */
+        if (rc != 0)
             return error_prefix(err, "cuda backend: vision GEMM plan");
     }
     return 0;

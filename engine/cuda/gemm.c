@@ -143,7 +143,7 @@ static int plan_get(Gemm *g, const GemmShape *s, GemmPlan **out, Error *err) {
     }
     if (plan_build(g, p, s, err) != 0) {
         plan_free(p);
-        return -1;
+        return GEMM_NO_PLAN;
     }
     if (p == &g->plans[g->n_plans])
         g->n_plans++;
@@ -161,8 +161,9 @@ int gemm_run(Gemm *gemm, const GemmShape *shape, void *y, const bf16 *x, const b
     if (shape->n_rows <= 0)
         return 0;
     GemmPlan *p;
-    if (plan_get(gemm, shape, &p, err) != 0)
-        return -1;
+    int rc = plan_get(gemm, shape, &p, err);
+    if (rc != 0)
+        return rc;
     if (shape->has_bias)
         CUBLAS_TRY(
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));

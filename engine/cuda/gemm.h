@@ -40,6 +40,10 @@ typedef struct {
 int gemm_create(Gemm **out, size_t workspace_bytes, Error *err);
 void gemm_destroy(Gemm *gemm);
 
+/* Returned (with err filled) when no plan could be built for a shape: cuBLASLt has
+ * no algorithm for it, or rejected a descriptor. Other failures return -1. */
+#define GEMM_NO_PLAN (-2)
+
 /* Builds the plan for a shape now (at load); fails when cuBLASLt has no algorithm. */
 int gemm_prepare(Gemm *gemm, const GemmShape *shape, Error *err);
 

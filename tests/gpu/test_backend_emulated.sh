@@ -29,6 +29,11 @@ fi
 echo "ok emulated_build"
 rc=0
 "$OUT_DIR/gpu_tests_emu" --seed 1 golden >"$OUT_DIR/golden.log" 2>&1 || rc=1
+# again with cuBLASLt finding no algorithm for the nn.Linear GEMMs: the backend's GEMV fallback
+FAKE_LT_NO_ALGO=1 "$OUT_DIR/gpu_tests_emu" --seed 1 golden >"$OUT_DIR/golden_no_algo.log" 2>&1 || rc=1
+sed 's/^ok golden_/ok no_algo_golden_/; s/^FAIL golden_/FAIL no_algo_golden_/' "$OUT_DIR/golden_no_algo.log" >>"$OUT_DIR/golden.log"
+grep -q 'using the GEMV per row' "$OUT_DIR/golden_no_algo.log" ||
+    echo "FAIL no_algo_fallback_logged: the backend did not say it fell back to the GEMV" >>"$OUT_DIR/golden.log"
 if [ -n "${MEDGEMMA_ASAN:-}" ]; then # the goldens exercise the host code; the kernel stand-ins are slow under ASan
     echo "skip emulated_kernel_tests: not under ASan (minutes of stand-in kernels; the goldens cover the host code)"
     : >"$OUT_DIR/kernels.log"

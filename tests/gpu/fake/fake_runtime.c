@@ -308,7 +308,11 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
                                               cublasLtMatmulPreference_t p, int requested,
                                               cublasLtMatmulHeuristicResult_t *results, int *found) {
     /* shapes must chain: op(A) m x k, op(B) k x n, D m x n */
-    if (op_cols(a, d->op_a) != op_rows(b, d->op_b) || op_rows(a, d->op_a) != dl->rows ||
+    /* FAKE_LT_NO_ALGO=1: no algorithm for the "TN" (nn.Linear) shapes, to exercise the backend's GEMV
+     * fallback */
+    const char *no_algo = getenv("FAKE_LT_NO_ALGO");
+    if ((no_algo && *no_algo == '1' && d->op_a == CUBLAS_OP_T) ||
+        op_cols(a, d->op_a) != op_rows(b, d->op_b) || op_rows(a, d->op_a) != dl->rows ||
         op_cols(b, d->op_b) != dl->cols) {
         *found = 0;
         return CUBLAS_STATUS_SUCCESS;
