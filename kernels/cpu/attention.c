@@ -53,26 +53,133 @@ typedef struct {
     float scale;
 } PrefillJob;
 
-/* Items are (query t, head h) pairs, t-major. */
+/* The keys query t may see: one interval [*lo, *hi] (see kernels.h). */
+static void key_range(const PrefillJob *j, int t, int *lo, int *hi) {
+    *lo = 0;
+    *hi = j->n_tokens - 1;
+    if (!j->causal)
+        return;
+    /* keys [0, t], extended to the end of t's image run, then cut by the window */
+    *hi = t;
+    if (j->image_block && j->image_block[t] >= 0) {
+        int b = j->image_block[t];
+        while (*hi + 1 < j->n_tokens && j->image_block[*hi + 1] == b)
+            (*hi)++;
+    }
+    if (j->window > 0 && t - j->window + 1 > 0)
+        *lo = t - j->window + 1;
+}
+
+/* Blocked prefill: QUERY_BLOCK queries of one head against KEY_BLOCK keys at a
+ * time, both products on the GEMM micro-kernel (scores = Q K^T with K^T packed
+ * as a panel; out += P V with V packed), the softmax carried across key blocks
+ * per row as in attend(). */
+#define QUERY_BLOCK 24 /* a multiple of GEMM_ROWS */
+#define KEY_BLOCK 64   /* a multiple of every panel width (8, 16, 32) */
+#define BLOCKED_MAX_HEAD_DIM 256
+
+static void prefill_block(const PrefillJob *j, int h, int t0, const SimdOps *ops) {
+    size_t q_ld = (size_t)j->n_heads * j->head_dim, kv_ld = (size_t)j->n_kv_heads * j->head_dim;
+    int Dh = j->head_dim, pc = ops->panel_cols;
+    int kvh = h / (j->n_heads / j->n_kv_heads);
+    int rows = j->n_tokens - t0 < QUERY_BLOCK ? j->n_tokens - t0 : QUERY_BLOCK;
+    const float *q = j->q + (size_t)t0 * q_ld + (size_t)h * Dh;
+    const float *k = j->k + (size_t)kvh * Dh, *v = j->v + (size_t)kvh * Dh;
+    float *o = j->out + (size_t)t0 * q_ld + (size_t)h * Dh;
+    int lo[QUERY_BLOCK], hi[QUERY_BLOCK], u_lo = j->n_tokens, u_hi = -1;
+    float m[QUERY_BLOCK], l[QUERY_BLOCK];
+    float s[QUERY_BLOCK * KEY_BLOCK];
+    float panel[BLOCKED_MAX_HEAD_DIM * 32];
+    for (int r = 0; r < rows; r++) {
+        key_range(j, t0 + r, &lo[r], &hi[r]);
+        if (lo[r] < u_lo)
+            u_lo = lo[r];
+        if (hi[r] > u_hi)
+            u_hi = hi[r];
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        for (int d = 0; d < Dh; d++)
+            o[(size_t)r * q_ld + d] = 0.0f;
+    }
+    for (int c0 = u_lo; c0 <= u_hi; c0 += KEY_BLOCK) {
+        int nk = u_hi - c0 + 1 < KEY_BLOCK ? u_hi - c0 + 1 : KEY_BLOCK;
+        /* scores s[r][jj] = q_r . k_(c0 + jj), K^T packed pc keys at a time */
+        for (int p0 = 0; p0 < nk; p0 += pc) {
+            int n = nk - p0 < pc ? nk - p0 : pc;
+            for (int d = 0; d < Dh; d++) {
+                float *dst = panel + (size_t)d * pc;
+                int c = 0;
+                for (; c < n; c++)
+                    dst[c] = k[(size_t)(c0 + p0 + c) * kv_ld + d];
+                for (; c < pc; c++)
+                    dst[c] = 0.0f;
+            }
+            for (int r = 0; r < rows; r += GEMM_ROWS)
+                ops->gemm_panel(s + (size_t)r * KEY_BLOCK + p0, KEY_BLOCK, q + (size_t)r * q_ld, (int)q_ld,
+                                panel, rows - r < GEMM_ROWS ? rows - r : GEMM_ROWS, Dh, n, 0);
+        }
+        /* masked, scaled scores -> probabilities; rescale what each row holds */
+        for (int r = 0; r < rows; r++) {
+            float *sr = s + (size_t)r * KEY_BLOCK, cm = -INFINITY;
+            for (int jj = 0; jj < nk; jj++) {
+                int key = c0 + jj;
+                sr[jj] = key >= lo[r] && key <= hi[r] ? sr[jj] * j->scale : -INFINITY;
+                if (sr[jj] > cm)
+                    cm = sr[jj];
+            }
+            if (cm > m[r]) {
+                if (m[r] != -INFINITY) {
+                    float f = expf(m[r] - cm);
+                    l[r] *= f;
+                    ops->scale_f32(o + (size_t)r * q_ld, f, Dh);
+                }
+                m[r] = cm;
+            }
+            for (int jj = 0; jj < nk; jj++) {
+                float pj = sr[jj] == -INFINITY ? 0.0f : expf(sr[jj] - m[r]);
+                sr[jj] = pj;
+                l[r] += pj;
+            }
+        }
+        /* o += P V, V packed pc output columns at a time */
+        for (int d0 = 0; d0 < Dh; d0 += pc) {
+            int n = Dh - d0 < pc ? Dh - d0 : pc;
+            for (int jj = 0; jj < nk; jj++) {
+                const float *src = v + (size_t)(c0 + jj) * kv_ld + d0;
+                float *dst = panel + (size_t)jj * pc;
+                int c = 0;
+                for (; c < n; c++)
+                    dst[c] = src[c];
+                for (; c < pc; c++)
+                    dst[c] = 0.0f;
+            }
+            for (int r = 0; r < rows; r += GEMM_ROWS)
+                ops->gemm_panel(o + (size_t)r * q_ld + d0, (int)q_ld, s + (size_t)r * KEY_BLOCK, KEY_BLOCK,
+                                panel, rows - r < GEMM_ROWS ? rows - r : GEMM_ROWS, nk, n, 1);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        ops->scale_f32(o + (size_t)r * q_ld, 1.0f / l[r], Dh);
+}
+
+/* Items are (head, query block) pairs, head-major. */
+static void prefill_blocks(void *ctx, int start, int end) {
+    const PrefillJob *j = ctx;
+    const SimdOps *ops = simd_ops();
+    int n_blocks = (j->n_tokens + QUERY_BLOCK - 1) / QUERY_BLOCK;
+    for (int item = start; item < end; item++)
+        prefill_block(j, item / n_blocks, (item % n_blocks) * QUERY_BLOCK, ops);
+}
+
+/* Row by row (head dims past BLOCKED_MAX_HEAD_DIM): items are (query t, head h) pairs. */
 static void prefill_range(void *ctx, int start, int end) {
     const PrefillJob *j = ctx;
     const SimdOps *ops = simd_ops();
     size_t q_ld = (size_t)j->n_heads * j->head_dim, kv_ld = (size_t)j->n_kv_heads * j->head_dim;
     int group = j->n_heads / j->n_kv_heads;
     for (int item = start; item < end; item++) {
-        int t = item / j->n_heads, h = item % j->n_heads;
-        int lo = 0, hi = j->n_tokens - 1;
-        if (j->causal) {
-            /* keys [0, t], extended to the end of t's image run, then cut by the window */
-            hi = t;
-            if (j->image_block && j->image_block[t] >= 0) {
-                int b = j->image_block[t];
-                while (hi + 1 < j->n_tokens && j->image_block[hi + 1] == b)
-                    hi++;
-            }
-            if (j->window > 0 && t - j->window + 1 > 0)
-                lo = t - j->window + 1;
-        }
+        int t = item / j->n_heads, h = item % j->n_heads, lo, hi;
+        key_range(j, t, &lo, &hi);
         int kvh = h / group;
         attend(j->out + (size_t)t * q_ld + (size_t)h * j->head_dim,
                j->q + (size_t)t * q_ld + (size_t)h * j->head_dim, j->k + (size_t)kvh * j->head_dim,
@@ -85,7 +192,12 @@ void attention_prefill(float *out, const float *q, const float *k, const float *
                        float scale) {
     PrefillJob job = {out,     q,          k,        v,      image_block, n_tokens,
                       n_heads, n_kv_heads, head_dim, causal, window,      scale};
-    parallel_for(n_tokens * n_heads, 2, prefill_range, &job);
+    if (head_dim <= BLOCKED_MAX_HEAD_DIM && simd_ops()->panel_cols <= 32) {
+        int n_blocks = (n_tokens + QUERY_BLOCK - 1) / QUERY_BLOCK;
+        parallel_for(n_heads * n_blocks, 1, prefill_blocks, &job);
+    } else {
+        parallel_for(n_tokens * n_heads, 2, prefill_range, &job);
+    }
 }
 
 typedef struct {
