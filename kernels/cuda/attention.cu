@@ -283,9 +283,9 @@ static cudaError_t launch_flash_prefill(bf16_t *out, const bf16_t *q, int ld_q, 
 
 /* Grid (n_splits, KVH), 128 threads. The block reduces slots [start, end) of
  * its split for the G query heads sharing KV head kvh: warp w takes every
- * 4th slot, lane l holds dims 8l..8l+7 (16-byte loads). Writes per (split, head)
- * the unnormalized accumulator, the running max and the sum:
- * scratch[(split * H + h) * (head_dim + 2) + {0..head_dim-1, head_dim (m), head_dim+1 (l)}]. */
+ * 4th slot (U of them per step, loads first), lane l holds dims 8l..8l+7 (16-byte loads). Writes per (split,
+ * head) the unnormalized accumulator, the running max and the sum: scratch[(split * H + h) * (head_dim + 2) +
+ * {0..head_dim-1, head_dim (m), head_dim+1 (l)}]. */
 template <int G>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_split_kernel(float *scratch, const bf16_t *q, const bf16_t *k_cache, const bf16_t *v_cache,
@@ -320,31 +320,44 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         l[gi] = 0.0f;
     }
 
-    for (int s = start + warp; s < end; s += DEC_WARPS) {
-        size_t off = (size_t)s * kv_dim + (size_t)kvh * head_dim + lane * 8;
-        uint4 kr = make_uint4(0, 0, 0, 0), vr = make_uint4(0, 0, 0, 0);
-        if (active) {
-            kr = *reinterpret_cast<const uint4 *>(k_cache + off);
-            vr = *reinterpret_cast<const uint4 *>(v_cache + off);
+    /* U slots per warp per step: their K and V loads are issued together (memory-level
+     * parallelism), then folded into the running softmax one by one. */
+    constexpr int U = G >= 8 ? 2 : 4;
+    for (int s0 = start + warp; s0 < end; s0 += DEC_WARPS * U) {
+        uint4 kr[U], vr[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int s = s0 + u * DEC_WARPS;
+            kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+            if (active && s < end) {
+                size_t off = (size_t)s * kv_dim + (size_t)kvh * head_dim + lane * 8;
+                kr[u] = *reinterpret_cast<const uint4 *>(k_cache + off);
+                vr[u] = *reinterpret_cast<const uint4 *>(v_cache + off);
+            }
         }
-        float kf[8], vf[8];
-        bf16x8_to_f32(*reinterpret_cast<const bf16x8 *>(&kr), kf);
-        bf16x8_to_f32(*reinterpret_cast<const bf16x8 *>(&vr), vf);
 #pragma unroll
-        for (int gi = 0; gi < G; gi++) {
-            float d = 0.0f;
+        for (int u = 0; u < U; u++) {
+            if (s0 + u * DEC_WARPS >= end) /* the same for the whole warp */
+                break;
+            float kf[8], vf[8];
+            bf16x8_to_f32(*reinterpret_cast<const bf16x8 *>(&kr[u]), kf);
+            bf16x8_to_f32(*reinterpret_cast<const bf16x8 *>(&vr[u]), vf);
 #pragma unroll
-            for (int i = 0; i < 8; i++)
-                d = fmaf(qf[gi][i], kf[i], d);
-            d = warp_sum(d);
-            float m_new = fmaxf(m[gi], d);
-            float c = exp2f(m[gi] - m_new);
-            float p = exp2f(d - m_new);
-            l[gi] = l[gi] * c + p;
+            for (int gi = 0; gi < G; gi++) {
+                float d = 0.0f;
 #pragma unroll
-            for (int i = 0; i < 8; i++)
-                acc[gi][i] = acc[gi][i] * c + p * vf[i];
-            m[gi] = m_new;
+                for (int i = 0; i < 8; i++)
+                    d = fmaf(qf[gi][i], kf[i], d);
+                d = warp_sum(d);
+                float m_new = fmaxf(m[gi], d);
+                float c = exp2f(m[gi] - m_new);
+                float p = exp2f(d - m_new);
+                l[gi] = l[gi] * c + p;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    acc[gi][i] = acc[gi][i] * c + p * vf[i];
+                m[gi] = m_new;
+            }
         }
     }
 
