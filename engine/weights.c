@@ -236,7 +236,8 @@ int weights_load(ModelWeights *w, const ModelConfig *config, const Checkpoint *c
         size_t len = strlen(detected->vision);
         if (!checkpoint_find(ckpt, probe) && len > sizeof level - 1) {
             static char flat_prefix[128];
-            snprintf(flat_prefix, sizeof flat_prefix, "%.*s", (int)(len - (sizeof level - 1)), detected->vision);
+            snprintf(flat_prefix, sizeof flat_prefix, "%.*s", (int)(len - (sizeof level - 1)),
+                     detected->vision);
             snprintf(probe, sizeof probe, "%sembeddings.patch_embedding.weight", flat_prefix);
             if (checkpoint_find(ckpt, probe)) {
                 flat = *detected;
