@@ -14,10 +14,21 @@ typedef struct {
     int32_t prev, next; /* -1 at the ends */
 } Symbol;
 
+/* A small direct-mapped cache of pair -> merge lookups: text repeats the same
+ * pairs, and the cache (64 KiB) stays in L2 while the merge table (16 MiB)
+ * does not. */
+#define PAIR_CACHE_SIZE 4096
+typedef struct {
+    uint64_t key;  /* as MergeSlot.key; 0 = empty */
+    uint32_t rank; /* UINT32_MAX: the pair has no merge */
+    int32_t new_id;
+} PairCacheEntry;
+
 struct BpeWork {
     Symbol *sym;
     uint64_t *heap;
     size_t cap, heap_len;
+    PairCacheEntry cache[PAIR_CACHE_SIZE];
 };
 
 BpeWork *bpe_work_new(void) {
@@ -30,6 +41,22 @@ void bpe_work_free(BpeWork *w) {
     free(w->sym);
     free(w->heap);
     free(w);
+}
+
+/* The merge of (left, right): 1 with its rank and new id, or 0. */
+static int pair_merge(const Tokenizer *t, BpeWork *w, int32_t left, int32_t right, uint32_t *rank,
+                      int32_t *new_id) {
+    uint64_t key = ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
+    PairCacheEntry *c = &w->cache[(key * 0x9E3779B97F4A7C15ull) >> 52];
+    if (c->key != key) {
+        const MergeSlot *m = tok_merge_find(t, left, right);
+        c->key = key;
+        c->rank = m ? m->rank : UINT32_MAX;
+        c->new_id = m ? m->new_id : -1;
+    }
+    *rank = c->rank;
+    *new_id = c->new_id;
+    return c->rank != UINT32_MAX;
 }
 
 static int reserve(BpeWork *w, size_t n) {
@@ -84,12 +111,10 @@ static uint64_t heap_pop(BpeWork *w) {
  * The heap starts with at most n - 1 entries and each merge pops one and
  * pushes at most two, over at most n - 1 merges: 2n entries at most. */
 static void queue_pair(const Tokenizer *t, BpeWork *w, int32_t pos) {
-    int32_t next = w->sym[pos].next;
-    if (next < 0)
-        return;
-    const MergeSlot *m = tok_merge_find(t, w->sym[pos].id, w->sym[next].id);
-    if (m)
-        heap_push(w, (uint64_t)m->rank << 32 | (uint32_t)pos);
+    int32_t next = w->sym[pos].next, new_id;
+    uint32_t rank;
+    if (next >= 0 && pair_merge(t, w, w->sym[pos].id, w->sym[next].id, &rank, &new_id))
+        heap_push(w, (uint64_t)rank << 32 | (uint32_t)pos);
 }
 
 static int append_id(int32_t **ids, size_t *n_ids, size_t *cap, int32_t id) {
@@ -103,6 +128,39 @@ static int append_id(int32_t **ids, size_t *n_ids, size_t *cap, int32_t id) {
     }
     (*ids)[(*n_ids)++] = id;
     return 0;
+}
+
+/* Removes the right neighbour of symbol pos, which becomes new_id. */
+static void merge_at(BpeWork *w, int32_t pos, int32_t new_id) {
+    Symbol *left = &w->sym[pos], *right = &w->sym[left->next];
+    left->id = new_id;
+    left->next = right->next;
+    if (right->next >= 0)
+        w->sym[right->next].prev = pos;
+    right->id = -1;
+}
+
+/* Applies merges, lowest rank first (leftmost on ties), until none is left. */
+static void merge_with_heap(const Tokenizer *t, BpeWork *w, int32_t n_sym) {
+    w->heap_len = 0;
+    for (int32_t k = 0; k + 1 < n_sym; k++)
+        queue_pair(t, w, k);
+    while (w->heap_len) {
+        uint64_t top = heap_pop(w);
+        int32_t pos = (int32_t)(uint32_t)top;
+        Symbol *left = &w->sym[pos];
+        if (left->id < 0 || left->next < 0)
+            continue; /* removed, or now last */
+        uint32_t rank;
+        int32_t new_id;
+        if (!pair_merge(t, w, left->id, w->sym[left->next].id, &rank, &new_id) ||
+            rank != (uint32_t)(top >> 32))
+            continue; /* stale: the pair changed since it was queued */
+        merge_at(w, pos, new_id);
+        if (left->prev >= 0)
+            queue_pair(t, w, left->prev);
+        queue_pair(t, w, pos);
+    }
 }
 
 int bpe_encode_word(const Tokenizer *t, BpeWork *w, const char *word, size_t n, int32_t **ids, size_t *n_ids,
@@ -136,28 +194,7 @@ int bpe_encode_word(const Tokenizer *t, BpeWork *w, const char *word, size_t n, 
         w->sym[k].prev = k - 1;
         w->sym[k].next = k + 1 < n_sym ? k + 1 : -1;
     }
-    w->heap_len = 0;
-    for (int32_t k = 0; k + 1 < n_sym; k++)
-        queue_pair(t, w, k);
-    while (w->heap_len) {
-        uint64_t top = heap_pop(w);
-        int32_t pos = (int32_t)(uint32_t)top;
-        Symbol *left = &w->sym[pos];
-        if (left->id < 0 || left->next < 0)
-            continue; /* removed, or now last */
-        const MergeSlot *m = tok_merge_find(t, left->id, w->sym[left->next].id);
-        if (!m || m->rank != (uint32_t)(top >> 32))
-            continue; /* stale: the pair changed since it was queued */
-        Symbol *right = &w->sym[left->next];
-        left->id = m->new_id;
-        left->next = right->next;
-        if (right->next >= 0)
-            w->sym[right->next].prev = pos;
-        right->id = -1;
-        if (left->prev >= 0)
-            queue_pair(t, w, left->prev);
-        queue_pair(t, w, pos);
-    }
+    merge_with_heap(t, w, n_sym);
     for (int32_t k = 0; k >= 0 && k < n_sym; k = w->sym[k].next)
         if (append_id(ids, n_ids, cap, w->sym[k].id))
             return -1;
