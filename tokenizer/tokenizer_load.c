@@ -1,11 +1,12 @@
 /* Loading tokenizer.json into a Tokenizer (tokenizer_internal.h).
  *
  * The 33 MB file is dominated by model.vocab (262144 pieces) and
- * model.merges (514906 pairs); those two are read by a purpose-built scanner
- * straight into flat arrays and open-addressing hash tables (one pass, no
- * per-entry allocation). Every other field is small and parsed with cJSON,
- * then checked against what this implementation supports: anything else is
- * rejected with a message naming the field, never tokenized differently. */
+ * model.merges (514906 pairs): this file only finds them, and vocab_load.c
+ * reads them with a purpose-built scanner into flat arrays and hash tables.
+ * Every other field is small and parsed with cJSON, then checked against
+ * what this implementation supports: anything else is rejected with a
+ * message naming the field, never tokenized differently. Then come the
+ * added-token trie and the tables derived for encoding and decoding. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ typedef struct {
 
 /* The parts of the file the loader looks at. */
 typedef struct {
+    const char *json; /* the whole file, for line numbers */
     Span vocab, merges;
     cJSON *top[8]; /* indexed like top_keys */
     cJSON *model_fields;
@@ -121,6 +123,12 @@ static int walk_object(const char **pp, const char *end, MemberFn member, Parts 
 static int model_member(const char *key, const char **p, const char *end, Parts *parts, Error *err) {
     if (!strcmp(key, "vocab") || !strcmp(key, "merges")) {
         Span *s = key[0] == 'v' ? &parts->vocab : &parts->merges;
+        char open = key[0] == 'v' ? '{' : '[';
+        if (s->p)
+            return error_set(err, "model.%s appears twice", key);
+        if (*p >= end || **p != open)
+            return error_set(err, "model.%s is not a JSON %s (line %zu)", key,
+                             open == '{' ? "object" : "array", line_of(parts->json, *p));
         s->p = *p;
         s->end = skip_container(*p, end);
         if (!s->end)
@@ -131,6 +139,8 @@ static int model_member(const char *key, const char **p, const char *end, Parts 
     for (int i = 0; i < 8; i++) {
         if (strcmp(key, model_keys[i]) != 0)
             continue;
+        if (cJSON_GetObjectItemCaseSensitive(parts->model_fields, key))
+            return error_set(err, "model.%s appears twice", key);
         cJSON *v = parse_value(p, end);
         if (!v)
             return error_set(err, "model.%s is not valid JSON", key);
@@ -141,10 +151,8 @@ static int model_member(const char *key, const char **p, const char *end, Parts 
 }
 
 static int top_member(const char *key, const char **p, const char *end, Parts *parts, Error *err) {
-    if (!strcmp(key, "model")) {
-        const char *base = *p;
-        return walk_object(p, end, model_member, parts, "model", base, err);
-    }
+    if (!strcmp(key, "model"))
+        return walk_object(p, end, model_member, parts, "model", parts->json, err);
     for (int i = 0; i < 8; i++) {
         if (strcmp(key, top_keys[i]) != 0)
             continue;
@@ -446,6 +454,7 @@ static char *read_file(const char *path, size_t *len, Error *err) {
 
 static int load_parts(Tokenizer *t, const char *json, size_t json_len, Parts *parts, Error *err) {
     const char *p = json, *end = json + json_len;
+    parts->json = json;
     if (walk_object(&p, end, top_member, parts, "tokenizer.json", json, err))
         return -1;
     if (json_skip_ws(p, end) != end)
