@@ -12,6 +12,7 @@
 #include "engine/backend.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "util/log.h"
 
 #define DEFAULT_MAX_CONTEXT 32768
 
@@ -90,8 +91,19 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
     };
     if (e->backend->create(&e->state, c, &e->model.weights, &bo, err) != 0) {
         e->state = NULL;
-        engine_close(e);
-        return -1;
+        /* auto: a GPU that cannot take the model leaves the CPU */
+        if (options->backend != BACKEND_AUTO || e->backend == backend_cpu_get()) {
+            engine_close(e);
+            return -1;
+        }
+        log_msg(LOG_WARNING, "the %s backend failed (%s); using the CPU", e->backend->name,
+                err ? err->message : "no details");
+        e->backend = backend_cpu_get();
+        if (e->backend->create(&e->state, c, &e->model.weights, &bo, err) != 0) {
+            e->state = NULL;
+            engine_close(e);
+            return -1;
+        }
     }
     *out = e;
     return 0;
