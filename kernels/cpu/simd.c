@@ -70,13 +70,33 @@ static void pack_panel_generic(float *panel, int panel_cols, const bf16 *w, size
     }
 }
 
+#define GELU_BETA 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_KAPPA 0.044715f
+
+static void gelu_scalar(float *out, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        float x = gate[i], u = GELU_BETA * (x + GELU_KAPPA * x * x * x);
+        float g = x / (1.0f + expf(-2.0f * u));
+        out[i] = up ? g * up[i] : g;
+    }
+}
+
 static void pack_panel8(float *panel, const bf16 *w, size_t ldw, int n_cols, int k) {
     pack_panel_generic(panel, 8, w, ldw, n_cols, k);
 }
 
-static const SimdOps ops_scalar = {"scalar",         dot_bf16_scalar,     dot_f32_scalar,    axpy_f32_scalar,
-                                   scale_f32_scalar, tile4x4_bf16_scalar, gemm_panel_scalar, 8,
-                                   pack_panel8};
+static const SimdOps ops_scalar = {
+    .name = "scalar",
+    .dot_bf16 = dot_bf16_scalar,
+    .dot_f32 = dot_f32_scalar,
+    .axpy_f32 = axpy_f32_scalar,
+    .scale_f32 = scale_f32_scalar,
+    .tile4x4_bf16 = tile4x4_bf16_scalar,
+    .gemm_panel = gemm_panel_scalar,
+    .panel_cols = 8,
+    .pack_panel = pack_panel8,
+    .gelu = gelu_scalar,
+};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -227,9 +247,18 @@ static void pack_panel16(float *panel, const bf16 *w, size_t ldw, int n_cols, in
     pack_panel_generic(panel, 16, w, ldw, n_cols, k);
 }
 
-static const SimdOps ops_avx2 = {"avx2",         dot_bf16_avx2,     dot_f32_avx2,    axpy_f32_avx2,
-                                 scale_f32_avx2, tile4x4_bf16_avx2, gemm_panel_avx2, 16,
-                                 pack_panel16};
+static const SimdOps ops_avx2 = {
+    .name = "avx2",
+    .dot_bf16 = dot_bf16_avx2,
+    .dot_f32 = dot_f32_avx2,
+    .axpy_f32 = axpy_f32_avx2,
+    .scale_f32 = scale_f32_avx2,
+    .tile4x4_bf16 = tile4x4_bf16_avx2,
+    .gemm_panel = gemm_panel_avx2,
+    .panel_cols = 16,
+    .pack_panel = pack_panel16,
+    .gelu = gelu_scalar,
+};
 
 /* ---- AVX-512 (16 lanes) */
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
@@ -468,10 +497,51 @@ AVX512 static void pack_panel32_avx512(float *panel, const bf16 *w, size_t ldw, 
         pack_panel_generic(panel + (size_t)i * 32, 32, w + i, ldw, n_cols, k - i);
 }
 
+/* exp(x) for 16 lanes: Cephes' expf (x = n ln2 + r, degree-6 polynomial in r,
+ * times 2^n); about 1 ulp over the clamped range [-87.3, 88.3]. */
+AVX512 static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+AVX512 static void gelu_avx512(float *out, const float *gate, const float *up, int n) {
+    const __m512 beta = _mm512_set1_ps(GELU_BETA), kappa = _mm512_set1_ps(GELU_KAPPA);
+    const __m512 one = _mm512_set1_ps(1.0f), minus2 = _mm512_set1_ps(-2.0f);
+    int i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(m, gate + i);
+        __m512 u = _mm512_mul_ps(beta, _mm512_fmadd_ps(_mm512_mul_ps(kappa, x), _mm512_mul_ps(x, x), x));
+        __m512 g = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_mul_ps(minus2, u))));
+        if (up)
+            g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(m, up + i));
+        _mm512_mask_storeu_ps(out + i, m, g);
+    }
+}
+
 static const SimdOps ops_avx512 = {
-    "avx512",           dot_bf16_avx512,     dot_f32_avx512,    axpy_f32_avx512,
-    scale_f32_avx512,   tile4x4_bf16_avx512, gemm_panel_avx512, 32,
-    pack_panel32_avx512};
+    .name = "avx512",
+    .dot_bf16 = dot_bf16_avx512,
+    .dot_f32 = dot_f32_avx512,
+    .axpy_f32 = axpy_f32_avx512,
+    .scale_f32 = scale_f32_avx512,
+    .tile4x4_bf16 = tile4x4_bf16_avx512,
+    .gemm_panel = gemm_panel_avx512,
+    .panel_cols = 32,
+    .pack_panel = pack_panel32_avx512,
+    .gelu = gelu_avx512,
+};
 
 static int have_avx2(void) {
     __builtin_cpu_init();

@@ -30,6 +30,9 @@ typedef struct {
     /* Packs a panel: panel[i][c] = w[c * ldw + i] widened to fp32 for c < n_cols,
      * 0 for n_cols <= c < panel_cols; i < k. */
     void (*pack_panel)(float *panel, const bf16 *w, size_t ldw, int n_cols, int k);
+    /* out[i] = gelu_tanh(gate[i]) * (up ? up[i] : 1), computed as
+     * x / (1 + exp(-2u)) with u = sqrt(2/pi) (x + 0.044715 x^3) (= 0.5 x (1 + tanh u)). */
+    void (*gelu)(float *out, const float *gate, const float *up, int n);
 } SimdOps;
 
 /* Token rows per gemm_panel call. */
