@@ -4,6 +4,7 @@
 #include "kernels/cpu/simd.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -566,10 +567,9 @@ const SimdOps *simd_ops_named(const char *name) {
     return NULL;
 }
 
-const SimdOps *simd_ops(void) {
-    static const SimdOps *chosen;
-    if (chosen)
-        return chosen;
+static const SimdOps *chosen_ops;
+
+static void choose_ops(void) {
     const char *forced = getenv("MEDGEMMA_SIMD");
     const SimdOps *ops = forced ? simd_ops_named(forced) : NULL;
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -578,8 +578,11 @@ const SimdOps *simd_ops(void) {
     if (!ops && have_avx2())
         ops = &ops_avx2;
 #endif
-    if (!ops)
-        ops = &ops_scalar;
-    chosen = ops;
-    return chosen;
+    chosen_ops = ops ? ops : &ops_scalar;
+}
+
+const SimdOps *simd_ops(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, choose_ops);
+    return chosen_ops;
 }
