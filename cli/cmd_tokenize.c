@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,7 +18,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: medgemma tokenize --tokenizer FILE [--no-bos] [--jsonl | --decode [--skip-special]]\n"
                "Reads stdin and writes token ids of the Gemma 3 tokenizer (byte-exact with Hugging Face\n"
                "tokenizers).\n"
-               "  --tokenizer FILE  tokenizer.json, or tokenizer.json.xz (unpacked to a temporary file)\n"
+               "  --tokenizer FILE  tokenizer.json, tokenizer.json.xz (unpacked to a temporary file), or a\n"
+               "                    model directory holding tokenizer.json\n"
                "  --no-bos          do not prepend <bos> (HF add_special_tokens=False)\n"
                "  --jsonl           each stdin line is a JSON string; each stdout line its ids\n"
                "  --decode          each stdin line is a JSON array of ids; each stdout line the decoded\n"
@@ -62,11 +64,19 @@ static char *unpack_xz(const char *path) {
     return name;
 }
 
+/* path: a tokenizer.json, a tokenizer.json.xz, or a model directory. */
 static int load(const char *path, Tokenizer **t) {
     Error err;
+    char in_dir[4096];
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(in_dir, sizeof in_dir, "%s/tokenizer.json", path);
+        path = in_dir;
+    }
     size_t n = strlen(path);
-    char *tmp = n > 3 && !strcmp(path + n - 3, ".xz") ? unpack_xz(path) : NULL;
-    if (n > 3 && !strcmp(path + n - 3, ".xz") && !tmp)
+    int xz = n > 3 && !strcmp(path + n - 3, ".xz");
+    char *tmp = xz ? unpack_xz(path) : NULL;
+    if (xz && !tmp)
         return -1;
     int rc = tokenizer_load(t, tmp ? tmp : path, &err);
     if (tmp) {

@@ -121,6 +121,9 @@ def main():
                        text.encode())
     want = hf.encode(text).ids
     report("whole_stdin_from_xz_path", [] if rc == 0 and json.loads(out) == want else [f"rc {rc} {err[:200]}"])
+    rc, out, err = run(["--tokenizer", os.path.dirname(path), "--no-bos"], text.encode())
+    want = hf.encode(text, add_special_tokens=False).ids
+    report("whole_stdin_from_model_dir", [] if rc == 0 and json.loads(out) == want else [f"rc {rc} {err[:200]}"])
 
     # Errors: a clear message and exit status 1, never a crash.
     cases = [
