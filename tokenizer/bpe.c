@@ -15,9 +15,10 @@ typedef struct {
 } Symbol;
 
 /* A small direct-mapped cache of pair -> merge lookups: text repeats the same
- * pairs, and the cache (64 KiB) stays in L2 while the merge table (16 MiB)
- * does not. */
-#define PAIR_CACHE_SIZE 4096
+ * pairs, and the cache (at most 64 KiB) stays in L2 while the merge table
+ * (16 MiB) does not. Sized to the text so short encodes stay cheap. */
+#define PAIR_CACHE_MAX 4096
+#define PAIR_CACHE_MIN 64
 typedef struct {
     uint64_t key;  /* as MergeSlot.key; 0 = empty */
     uint32_t rank; /* UINT32_MAX: the pair has no merge */
@@ -28,11 +29,25 @@ struct BpeWork {
     Symbol *sym;
     uint64_t *heap;
     size_t cap, heap_len;
-    PairCacheEntry cache[PAIR_CACHE_SIZE];
+    PairCacheEntry *cache;
+    int cache_shift; /* 64 - log2(entries): the hash's top bits index the cache */
 };
 
-BpeWork *bpe_work_new(void) {
-    return calloc(1, sizeof(BpeWork));
+BpeWork *bpe_work_new(size_t text_bytes) {
+    BpeWork *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    size_t entries = PAIR_CACHE_MIN;
+    int bits = 6;
+    while (entries < PAIR_CACHE_MAX && entries < text_bytes / 4)
+        entries *= 2, bits++;
+    w->cache = calloc(entries, sizeof *w->cache);
+    w->cache_shift = 64 - bits;
+    if (!w->cache) {
+        free(w);
+        return NULL;
+    }
+    return w;
 }
 
 void bpe_work_free(BpeWork *w) {
@@ -40,6 +55,7 @@ void bpe_work_free(BpeWork *w) {
         return;
     free(w->sym);
     free(w->heap);
+    free(w->cache);
     free(w);
 }
 
@@ -47,7 +63,7 @@ void bpe_work_free(BpeWork *w) {
 static int pair_merge(const Tokenizer *t, BpeWork *w, int32_t left, int32_t right, uint32_t *rank,
                       int32_t *new_id) {
     uint64_t key = ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
-    PairCacheEntry *c = &w->cache[(key * 0x9E3779B97F4A7C15ull) >> 52];
+    PairCacheEntry *c = &w->cache[(key * 0x9E3779B97F4A7C15ull) >> w->cache_shift];
     if (c->key != key) {
         const MergeSlot *m = tok_merge_find(t, left, right);
         c->key = key;

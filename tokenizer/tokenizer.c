@@ -152,7 +152,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int add_b
     if (bad < len)
         return error_set(err, "text is not valid UTF-8 at byte offset %zu", bad);
     EncodeState st = {0};
-    st.bpe = bpe_work_new();
+    st.bpe = bpe_work_new(len);
     int rc = st.bpe ? 0 : -1;
     if (rc == 0 && add_bos && t->bos_id >= 0)
         rc = push_id(&st, t->bos_id);

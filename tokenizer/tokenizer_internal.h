@@ -109,7 +109,7 @@ int32_t tok_added_match(const AddedTrie *a, const char *text, size_t n, size_t *
 /* BPE of one pre-tokenized word (UTF-8, already normalized): appends its ids
  * to *ids (growing *cap). Returns 0 or -1 on out of memory. */
 typedef struct BpeWork BpeWork;
-BpeWork *bpe_work_new(void);
+BpeWork *bpe_work_new(size_t text_bytes); /* sizes its caches to the text */
 void bpe_work_free(BpeWork *w);
 int bpe_encode_word(const Tokenizer *t, BpeWork *w, const char *word, size_t n, int32_t **ids, size_t *n_ids,
                     size_t *cap);
