@@ -6,6 +6,7 @@
  * in order of i whatever the blocking and thread count. */
 #include <stddef.h>
 
+#include "kernels/cpu/matmul_amx.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/threadpool.h"
 #include "kernels/kernels.h"
@@ -76,6 +77,8 @@ void matmul(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_row
         parallel_for(out_dim, 64, matmul_rows, &job);
         return;
     }
+    if (n_rows >= AMX_MIN_ROWS && amx_available() && matmul_amx(y, x, w, bias, n_rows, in_dim, out_dim) == 0)
+        return;
     int pc = simd_ops()->panel_cols;
     parallel_for((out_dim + pc - 1) / pc, 1, matmul_panels, &job);
 }

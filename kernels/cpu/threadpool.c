@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "kernels/cpu/matmul_amx.h"
 #include "kernels/kernels.h"
 
 #define MAX_THREADS 256
@@ -101,6 +102,7 @@ static void pool_start(void) {
 }
 
 void kernels_shutdown(void) {
+    matmul_amx_release();
     if (pool.n_threads == 0)
         return;
     pthread_mutex_lock(&pool.lock);

@@ -4,6 +4,7 @@
  * test_kernels_sampling.c. */
 #include <stdlib.h>
 
+#include "kernels/cpu/matmul_amx.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
 #include "tests/unit/kernel_ref.h"
@@ -43,6 +44,27 @@ TEST(kernels_matmul_shapes) {
     check_matmul(7, 100, 30, 1, 2);   /* tokens not a multiple of 4 */
     check_matmul(70, 257, 67, 0, 2);  /* crosses the token block, odd in/out */
     check_matmul(9, 16, 4, 0, 1);
+}
+
+TEST(kernels_matmul_amx_split_matches_fp32) {
+    if (!amx_available())
+        test_skip(
+            "no AMX-BF16 on this processor (or MEDGEMMA_NO_AMX set): the AMX GEMM path is not exercised");
+    check_matmul(32, 64, 32, 0, 1);   /* exactly one tile block */
+    check_matmul(45, 301, 50, 1, 2);  /* ragged everything, odd input count */
+    check_matmul(97, 1152, 70, 1, 2); /* SigLIP width */
+    /* activations with a wide dynamic range: the three bf16 terms keep fp32 accuracy */
+    int T = 33, in = 96, out = 40;
+    float *x = ref_rand_f32((size_t)T * in, 1.0f, 77);
+    for (int i = 0; i < T * in; i++)
+        x[i] *= (i % 3 == 0) ? 1e4f : (i % 3 == 1) ? 1e-4f : 1.0f;
+    bf16 *w = ref_rand_bf16((size_t)out * in, 1.0f, 78);
+    float *y = malloc((size_t)T * out * sizeof *y);
+    matmul(y, x, w, NULL, T, in, out);
+    double *r = ref_matmul(x, w, NULL, T, in, out);
+    double e = ref_rel_err(y, r, (size_t)T * out);
+    CHECK_MSG(e < 1e-6, "wide-range activations: rel err %g", e);
+    free(x), free(w), free(y), free(r);
 }
 
 TEST(kernels_matmul_threads_bitwise_equal) {
