@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU speed of the engine on the Gemma 3 270M, side by side with transformers
-# (torch CPU, same threads, same prompt) in one run; writes a markdown table to
-# bench/results/YYYY-MM-DD-cpu-270m.md and prints it.
+# (torch CPU, same threads, same prompt) in one run; appends a markdown table to
+# bench/results/YYYY-MM-DD-cpu-270m.md (one section per run) and prints it.
 #   bench/cpu/run.sh [--prompt N] [--decode M] [--threads T] [--runs R]
 # Needs the converted model (`make models`) and, for the baseline, torch +
 # transformers (skipped with a note when missing).
@@ -43,8 +43,10 @@ ours = dict(runs[0], prefill_tok_s=max(r["prefill_tok_s"] for r in runs),
 rows = [ours] + [r for r in rows if r["engine"] != "medgemma-cpu"]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-lines = [f"# CPU engine vs transformers: Gemma 3 270M (converted GGUF, bf16 weights)", "",
-         f"Machine: {cpu}, {sys.argv[5]} threads (shared with other jobs: expect noise). Commit {commit}.",
+import datetime, os
+stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+lines = ([] if os.path.exists(sys.argv[2]) else ["# CPU engine vs transformers: Gemma 3 270M (converted GGUF, bf16 weights)", ""]) + [f"## Run of {stamp}", "",
+         f"Machine: {cpu}, {sys.argv[5]} threads (shared with other jobs: expect noise; load average {os.getloadavg()[0]:.1f} at the end). Commit {commit}.",
          f"Prompt {sys.argv[3]} tokens, {sys.argv[4]} greedy tokens decoded; best of the runs (ours: runs before and",
          "after the baseline). transformers-float32 computes what we compute (fp32 math on the bf16 weights);",
          "transformers-bfloat16 rounds activations to bf16 (AMX on this CPU), which our fp32 parity rules out.", "",
@@ -54,7 +56,7 @@ for r in rows:
     rp = ours["prefill_tok_s"] / r["prefill_tok_s"] if r["prefill_tok_s"] else 0
     rd = ours["decode_tok_s"] / r["decode_tok_s"] if r["decode_tok_s"] else 0
     lines.append(f"| {r['engine']} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} | {rp:.2f} | {rd:.2f} |")
-open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+open(sys.argv[2], "a").write("\n".join(lines) + "\n\n")
 print("\n".join(lines))
 PY
 rm -f "$out"
