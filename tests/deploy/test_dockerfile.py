@@ -18,6 +18,10 @@ import tempfile
 
 ROOT = os.environ.get("REPO_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+# make runs here as the Dockerfile runs it: nothing inherited from an outer
+# `make test-asan` (its MAKEFLAGS carry BUILD=build-asan, NO_CUDA=1, SAN=...).
+MAKE_ENV = {k: v for k, v in os.environ.items()
+            if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "BUILD", "SAN", "OPT", "NO_CUDA")}
 failed = False
 
 
@@ -158,7 +162,7 @@ else:
     if missing:
         report("make_builds_sm89_only", p, skip=None if p else f"{', '.join(missing)} not in the tree yet")
     else:
-        dry = subprocess.run(["sh", "-c", cmd.replace("make ", "make -n -B ", 1)], cwd=ROOT, capture_output=True, text=True)
+        dry = subprocess.run(["sh", "-c", cmd.replace("make ", "make -n -B ", 1)], cwd=ROOT, capture_output=True, text=True, env=MAKE_ENV)
         if dry.returncode != 0:
             p.append(f"make -n failed: {dry.stderr.strip()[-300:]}")
         lines = dry.stdout.splitlines()
@@ -207,6 +211,8 @@ else:
         where = dict(re.findall(r"^\s*(\S+) => (\S+)", ldd, re.M))
         for lib in needed:
             stem = lib.split(".so")[0]
+            if stem in ("libasan", "libubsan"):  # sanitizer runtimes of a test build, never in the image
+                continue
             if stem == "libcuda":
                 p.append(f"{b} links libcuda directly: the driver library is not there at build time")
             elif re.fullmatch(r"lib(cublas|cublasLt|cudart|cufft|curand|cusparse|cusolver|nvrtc|nvJitLink|nvToolsExt)", stem):
@@ -277,7 +283,8 @@ def context_build():
             shutil.copy2(os.path.join(ROOT, f), os.path.join(tmp, f))
         # The Dockerfile's targets, on the CPU (no CUDA 12.2 toolkit here) and unoptimised for speed.
         targets = [w for w in cmd.split() if w.startswith("build/")]
-        r = subprocess.run(["make", "-j2", "NO_CUDA=1", "OPT=-O0"] + targets, cwd=tmp, capture_output=True, text=True)
+        r = subprocess.run(["make", "-j2", "NO_CUDA=1", "OPT=-O0"] + targets, cwd=tmp, capture_output=True, text=True,
+                           env=MAKE_ENV)
         if r.returncode != 0:
             errs = [ln for ln in (r.stdout + r.stderr).splitlines() if "rror" in ln or "No rule" in ln]
             p.append("make in the build context failed: " + " | ".join(errs[:3])[-400:])
