@@ -1,9 +1,11 @@
 /* Prefill GEMM on AMX tiles with activations split into three bf16 terms (see
  * matmul_amx.h). Tiles: C 0..3 (32 tokens x 32 outputs as 2 x 2 tiles of
  * 16 x 16 fp32), A 4..5 (16 tokens x 32 inputs, bf16), B 6..7 (32 inputs x 16
- * outputs in AMX's pair layout). Scratch: the split activations of the whole
- * prompt and one packed weight panel per thread, grown on demand (prompts
- * only; decode never comes here). */
+ * outputs in AMX's pair layout). Scratch, grown on demand (prompts only;
+ * decode never comes here): the split activations of the whole prompt and the
+ * weights repacked into pair layout. Each thread packs then multiplies its own
+ * panels of 32 outputs, walking the prompt in groups of tokens whose split
+ * activations fit in L2 while its packed panels stream by. */
 #include "kernels/cpu/matmul_amx.h"
 
 #include <pthread.h>
@@ -79,7 +81,7 @@ typedef struct {
     int n_rows, in_dim, out_dim, rows_pad, in_pad;
     uint16_t *split;
     uint32_t *panels;
-    int panel_pairs; /* per thread */
+    size_t panel_pairs; /* per panel of 32 outputs */
 } AmxJob;
 
 /* x rows [start, end) -> three bf16 terms; padding (rows past n_rows, inputs
@@ -116,32 +118,35 @@ AMX static void split_rows(void *ctx, int start, int end) {
 }
 
 /* Packs outputs [o, o + 32) into two B-tile columns: pairs[half][kp][n] =
- * (w[o + 16 half + n, 2 kp], w[o + 16 half + n, 2 kp + 1]); zero past the edges. */
-static void pack_pairs(uint32_t *pairs, const AmxJob *j, int o) {
-    int kp_n = j->in_pad / 2;
-    for (int half = 0; half < 2; half++)
-        for (int n = 0; n < 16; n++) {
-            int row = o + half * 16 + n;
-            uint32_t *dst = pairs + (size_t)half * kp_n * 16 + n;
-            if (row >= j->out_dim) {
-                for (int kp = 0; kp < kp_n; kp++)
-                    dst[(size_t)kp * 16] = 0;
-                continue;
-            }
-            const bf16 *wr = j->w + (size_t)row * j->in_dim;
-            int kp = 0;
-            for (; 2 * kp + 1 < j->in_dim; kp++) {
-                uint32_t v;
-                memcpy(&v, wr + 2 * kp, 4);
-                dst[(size_t)kp * 16] = v;
-            }
-            if (2 * kp < j->in_dim) { /* odd input count: the last pair is half padding */
-                dst[(size_t)kp * 16] = wr[2 * kp];
-                kp++;
-            }
-            for (; kp < kp_n; kp++)
-                dst[(size_t)kp * 16] = 0;
-        }
+ * (w[o + 16 half + n, 2 kp], w[o + 16 half + n, 2 kp + 1]); zero past the
+ * edges. One 32-bit gather fetches a pair from each of 16 rows. */
+AMX static void pack_pairs(uint32_t *pairs, const AmxJob *j, int o) {
+    int kp_n = j->in_pad / 2, full_pairs = j->in_dim / 2;
+    __m512i offsets =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32(j->in_dim * 2));
+    for (int half = 0; half < 2; half++) {
+        int row0 = o + half * 16, valid = j->out_dim - row0;
+        __mmask16 m = valid >= 16 ? 0xffff : valid <= 0 ? 0 : (__mmask16)((1u << valid) - 1);
+        uint32_t *dst = pairs + (size_t)half * kp_n * 16;
+        const char *base = (const char *)(j->w + (size_t)(row0 < j->out_dim ? row0 : 0) * j->in_dim);
+        int kp = 0;
+        for (; kp < full_pairs; kp++)
+            _mm512_storeu_si512(
+                dst + (size_t)kp * 16,
+                m ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, offsets, base + 4 * (size_t)kp, 1)
+                  : _mm512_setzero_si512());
+        for (; kp < kp_n; kp++) /* an odd last input (half a pair), then zero padding */
+            for (int n = 0; n < 16; n++)
+                dst[(size_t)kp * 16 + n] =
+                    (2 * kp < j->in_dim && n < valid) ? j->w[(size_t)(row0 + n) * j->in_dim + 2 * kp] : 0;
+    }
+}
+
+/* Tokens per group: their three split terms (6 bytes per input) fill about 1 MiB. */
+static int group_rows(int in_pad) {
+    int g = (1 << 20) / (6 * in_pad) / 32 * 32;
+    return g < 32 ? 32 : g > 256 ? 256 : g;
 }
 
 /* Output panels of 32 columns [start, end). */
@@ -155,45 +160,46 @@ AMX static void amx_panels(void *ctx, int start, int end) {
         cfg.colsb[t] = 64;
     }
     _tile_loadconfig(&cfg);
-    /* which part of parallel_for's split this is (parts = min(panels, threads), part k
-     * starting at floor(panels * k / parts)): the slice of the panel scratch it owns */
-    int panels = (j->out_dim + 31) / 32, parts = panels < kernels_threads() ? panels : kernels_threads();
-    int self = (int)(((long long)start * parts + panels - 1) / panels);
-    uint32_t *pairs = j->panels + (size_t)self * j->panel_pairs;
     size_t plane = (size_t)j->rows_pad * j->in_pad;
     size_t a_stride = (size_t)j->in_pad * 2, kp_n = (size_t)j->in_pad / 2;
+    for (int p = start; p < end; p++)
+        pack_pairs(j->panels + (size_t)p * j->panel_pairs, j, p * 32);
     float c[32][32];
-    for (int p = start; p < end; p++) {
-        int o = p * 32;
-        pack_pairs(pairs, j, o);
-        for (int t0 = 0; t0 < j->n_rows; t0 += 32) {
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (int k0 = 0; k0 < j->in_pad; k0 += 32) {
-                _tile_loadd(6, pairs + (size_t)(k0 / 2) * 16, 64);
-                _tile_loadd(7, pairs + kp_n * 16 + (size_t)(k0 / 2) * 16, 64);
-                for (int term = 0; term < 3; term++) {
-                    const uint16_t *a = j->split + term * plane + (size_t)t0 * j->in_pad + k0;
-                    _tile_loadd(4, a, a_stride);
-                    _tile_loadd(5, a + 16 * (size_t)j->in_pad, a_stride);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_dpbf16ps(3, 5, 7);
+    int group = group_rows(j->in_pad);
+    for (int g0 = 0; g0 < j->n_rows; g0 += group) {
+        int g1 = g0 + group < j->n_rows ? g0 + group : j->n_rows;
+        for (int p = start; p < end; p++) {
+            int o = p * 32;
+            const uint32_t *pairs = j->panels + (size_t)p * j->panel_pairs;
+            for (int t0 = g0; t0 < g1; t0 += 32) {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int k0 = 0; k0 < j->in_pad; k0 += 32) {
+                    _tile_loadd(6, pairs + (size_t)(k0 / 2) * 16, 64);
+                    _tile_loadd(7, pairs + kp_n * 16 + (size_t)(k0 / 2) * 16, 64);
+                    for (int term = 0; term < 3; term++) {
+                        const uint16_t *a = j->split + term * plane + (size_t)t0 * j->in_pad + k0;
+                        _tile_loadd(4, a, a_stride);
+                        _tile_loadd(5, a + 16 * (size_t)j->in_pad, a_stride);
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_dpbf16ps(1, 4, 7);
+                        _tile_dpbf16ps(2, 5, 6);
+                        _tile_dpbf16ps(3, 5, 7);
+                    }
                 }
-            }
-            _tile_stored(0, &c[0][0], 128);
-            _tile_stored(1, &c[0][16], 128);
-            _tile_stored(2, &c[16][0], 128);
-            _tile_stored(3, &c[16][16], 128);
-            int rows = j->n_rows - t0 < 32 ? j->n_rows - t0 : 32,
-                cols = j->out_dim - o < 32 ? j->out_dim - o : 32;
-            for (int r = 0; r < rows; r++) {
-                float *yr = j->y + (size_t)(t0 + r) * j->out_dim + o;
-                for (int cc = 0; cc < cols; cc++)
-                    yr[cc] = j->bias ? c[r][cc] + bf16_to_f32(j->bias[o + cc]) : c[r][cc];
+                _tile_stored(0, &c[0][0], 128);
+                _tile_stored(1, &c[0][16], 128);
+                _tile_stored(2, &c[16][0], 128);
+                _tile_stored(3, &c[16][16], 128);
+                int rows = j->n_rows - t0 < 32 ? j->n_rows - t0 : 32;
+                int cols = j->out_dim - o < 32 ? j->out_dim - o : 32;
+                for (int r = 0; r < rows; r++) {
+                    float *yr = j->y + (size_t)(t0 + r) * j->out_dim + o;
+                    for (int cc = 0; cc < cols; cc++)
+                        yr[cc] = j->bias ? c[r][cc] + bf16_to_f32(j->bias[o + cc]) : c[r][cc];
+                }
             }
         }
     }
@@ -204,9 +210,9 @@ int matmul_amx(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_
                int out_dim) {
     int rows_pad = (n_rows + 31) / 32 * 32, in_pad = (in_dim + 31) / 32 * 32;
     size_t split_need = (size_t)3 * rows_pad * in_pad;
-    int threads = kernels_threads();
-    size_t pairs_per_thread = (size_t)in_pad / 2 * 16 * 2;
-    size_t panel_need = pairs_per_thread * (size_t)(threads + 1);
+    size_t pairs_per_panel = (size_t)in_pad / 2 * 16 * 2;
+    int n_panels = (out_dim + 31) / 32;
+    size_t panel_need = pairs_per_panel * (size_t)n_panels;
     if (split_need > split_cap) {
         free(split_buf);
         split_buf = aligned_alloc(64, split_need * 2);
@@ -220,9 +226,9 @@ int matmul_amx(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_
     if (!split_buf || !panel_buf)
         return -1;
     AmxJob job = {y,       x,        w,      bias,      n_rows,    in_dim,
-                  out_dim, rows_pad, in_pad, split_buf, panel_buf, (int)pairs_per_thread};
+                  out_dim, rows_pad, in_pad, split_buf, panel_buf, pairs_per_panel};
     parallel_for(rows_pad, 8, split_rows, &job);
-    parallel_for((out_dim + 31) / 32, 1, amx_panels, &job);
+    parallel_for(n_panels, 1, amx_panels, &job);
     return 0;
 }
 
