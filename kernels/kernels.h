@@ -9,11 +9,14 @@
  *  - activations are fp32, row-major; a "row" is one token (or one patch);
  *  - weights are bf16 (util/bf16.h), read as given: [out, in] like nn.Linear
  *    unless the name says otherwise;
- *  - accumulation is fp32; nothing allocates; outputs may not alias inputs
- *    unless the comment says "in place";
+ *  - accumulation is fp32; outputs may not alias inputs unless the comment
+ *    says "in place"; nothing allocates, except the CPU GEMM's AMX scratch,
+ *    grown once on the first long prompt (never on the decode path);
  *  - the CPU twins split their outer loop over the kernels' thread pool
  *    (kernels_set_threads) where that pays; results do not depend on the
- *    thread count.
+ *    thread count. The CPU twins pick AVX-512 / AVX2 / plain C and AMX at run
+ *    time; env MEDGEMMA_SIMD=avx512|avx2|scalar and MEDGEMMA_NO_AMX=1 force a
+ *    path (tests, comparisons).
  *
  * Shapes below use: T tokens (rows), D hidden size, H query heads, KVH key/value
  * heads (query head h reads KV head h / (H / KVH)), Dh head dim, V vocab. */
