@@ -74,7 +74,7 @@ static void key_range(const PrefillJob *j, int t, int *lo, int *hi) {
  * time, both products on the GEMM micro-kernel (scores = Q K^T with K^T packed
  * as a panel; out += P V with V packed), the softmax carried across key blocks
  * per row as in attend(). */
-#define QUERY_BLOCK 24 /* a multiple of GEMM_ROWS */
+#define QUERY_BLOCK 96 /* a multiple of GEMM_ROWS */
 #define KEY_BLOCK 64   /* a multiple of every panel width (8, 16, 32) */
 #define BLOCKED_MAX_HEAD_DIM 256
 
