@@ -5,7 +5,8 @@
  * forward(); per layer, with the residual stream x:
  *   h = attn(rmsnorm_in(x));     x += rmsnorm_post_attn(h)
  *   h = mlp(rmsnorm_pre_ff(x));  x += rmsnorm_post_ff(h)
- * Every buffer is sized in create(); prefill and decode allocate nothing. */
+ * Every buffer is sized in create(); decode allocates nothing, and prefill
+ * only the AMX GEMM's scratch inside kernels/cpu (grown once, see kernels.h). */
 #include "engine/backend.h"
 
 #include <math.h>
