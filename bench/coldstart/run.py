@@ -315,6 +315,7 @@ def main():
     for d in args.model:
         if not os.path.isdir(os.path.expanduser(d)):
             sys.exit("coldstart: --model %s is not a directory" % d)
+    load_start = [round(x, 2) for x in os.getloadavg()]
     tool = build_phases_tool(args) if args.phases and args.backend == "cpu" else None
     results = [bench_model(args, d, tool) for d in args.model]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -322,7 +323,8 @@ def main():
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": commit or None,
         "host": {"cpu": platform.processor() or platform.machine(), "n_cpus": os.cpu_count(),
-                 "load_avg": [round(x, 2) for x in os.getloadavg()]},
+                 "load_avg_start": load_start, "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+                 "mem_total_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)},
         "results": results,
     }
     print(markdown(results))
