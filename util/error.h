@@ -19,6 +19,13 @@ int error_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Prepends "prefix: " to an already set message; returns -1. */
 int error_prefix(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+#ifdef __clang_analyzer__
+/* clang-tidy's analyzer cannot see into error.c: these tell it that both
+ * return -1, so it does not follow "succeeded" paths after a failure. */
+#define error_set(...) (error_set(__VA_ARGS__), -1)
+#define error_prefix(...) (error_prefix(__VA_ARGS__), -1)
+#endif
+
 /* Aborts with file and line for broken invariants, never for bad input. */
 #define PANIC_IF(cond, msg)                                                                                  \
     do {                                                                                                     \
