@@ -32,9 +32,12 @@ int kv_cache_init(KvCache *cache, const TextConfig *config, int max_context, Err
 }
 
 void kv_cache_free(KvCache *cache) {
-    for (int l = 0; cache->k && l < cache->n_layers; l++) {
-        free(cache->k[l]);
-        free(cache->v[l]);
+    /* Either array may be NULL here when kv_cache_init ran out of memory. */
+    for (int l = 0; l < cache->n_layers; l++) {
+        if (cache->k)
+            free(cache->k[l]);
+        if (cache->v)
+            free(cache->v[l]);
     }
     free(cache->k);
     free(cache->v);

@@ -344,9 +344,13 @@ static int open_sharded(Checkpoint *ckpt, const char *model_dir, const char *ind
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-    if (!cJSON_IsObject(map)) {
+    if (!map || !cJSON_IsObject(map)) {
         cJSON_Delete(root);
         return error_set(err, "%s: not JSON with a \"weight_map\" object", index_path);
+    }
+    if (!map->child) {
+        cJSON_Delete(root);
+        return error_set(err, "%s: \"weight_map\" lists no tensors", index_path);
     }
     int rc = 0;
     /* Open each distinct shard once, in order of first mention. */

@@ -420,7 +420,9 @@ static int write_shards(const Preset *p, const SynthOptions *o, TensorList *l, E
             snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
         snprintf(path, sizeof path, "%s/%s", o->out_dir, file);
         TensorSpec *specs = calloc((size_t)l->n, sizeof *specs);
-        SynthTensor **members = calloc((size_t)l->n, sizeof *members);
+        SynthTensor **members =
+            calloc((size_t)l->n, sizeof *members); // NOLINT(bugprone-sizeof-expression): an array of pointers
+        PANIC_IF(!specs || !members, "out of memory");
         size_t n = 0;
         for (int i = 0; i < l->n; i++) {
             if (l->items[i].shard != s)

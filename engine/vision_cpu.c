@@ -43,8 +43,9 @@ int vision_cpu_create(VisionCpu **out, const ModelConfig *config, const ModelWei
     v->mlp = malloc(rows * (size_t)vc->intermediate_size * sizeof(float));
     v->pooled = malloc((size_t)config->mm_tokens_per_image * d * sizeof(float));
     if (!v->x || !v->xn || !v->q || !v->k || !v->v || !v->att || !v->mlp || !v->pooled) {
+        int n_patches = v->n_patches; /* v is freed below */
         vision_cpu_destroy(v);
-        return error_set(err, "vision: out of memory for %d patches", v->n_patches);
+        return error_set(err, "vision: out of memory for %d patches", n_patches);
     }
     *out = v;
     return 0;

@@ -196,6 +196,21 @@ TEST(safetensors_missing_shard_and_missing_tensor) {
     CHECK_STR_CONTAINS(err.message, "/nonexistent/dir");
 }
 
+TEST(safetensors_rejects_empty_weight_map) {
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/empty_index", test_tmpdir());
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"metadata\":{},\"weight_map\":{}}", f);
+    fclose(f);
+    Checkpoint *ck = NULL;
+    Error err;
+    CHECK(checkpoint_open(&ck, dir, &err) == -1);
+    CHECK(ck == NULL);
+    CHECK_STR_CONTAINS(err.message, "\"weight_map\" lists no tensors");
+}
+
 TEST(safetensors_header_builder_round_trips) {
     TensorSpec specs[2] = {{"x", DTYPE_F32, 2, {2, 3}}, {"y", DTYPE_BF16, 1, {5}}};
     char *header = NULL;
