@@ -41,7 +41,7 @@ int cmd_synth_model(int argc, char **argv) {
             o.seed = strtoull(optarg, NULL, 10);
             break;
         case 'l':
-            if (strcmp(optarg, "old") && strcmp(optarg, "new")) {
+            if (strcmp(optarg, "old") != 0 && strcmp(optarg, "new") != 0) {
                 fprintf(stderr, "synth-model: --layout must be old or new\n");
                 return 2;
             }

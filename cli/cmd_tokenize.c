@@ -35,7 +35,9 @@ static void usage(FILE *f) {
 /* Unpacks path.xz with the xz program into a temporary file; returns its
  * malloc'd name (the caller unlinks it), or NULL. */
 static char *unpack_xz(const char *path) {
-    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *dir = getenv("TMPDIR");
+    if (!dir)
+        dir = "/tmp";
     size_t n = strlen(dir) + 40;
     char *name = malloc(n);
     if (!name)

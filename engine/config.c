@@ -120,7 +120,7 @@ static int parse_text(TextConfig *t, const cJSON *obj, const char *where, Error 
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(obj, "hidden_activation");
     if (act && !cJSON_IsNull(act) &&
         (!cJSON_IsString(act) ||
-         (strcmp(act->valuestring, "gelu_pytorch_tanh") && strcmp(act->valuestring, "gelu_tanh"))))
+         (strcmp(act->valuestring, "gelu_pytorch_tanh") != 0 && strcmp(act->valuestring, "gelu_tanh") != 0)))
         return error_set(err, "config.json: %shidden_activation must be \"gelu_pytorch_tanh\"", where);
     int bidirectional = 0;
     if (read_bool(obj, "use_bidirectional_attention", &bidirectional, where, err))
@@ -215,7 +215,7 @@ static int parse_vision(VisionConfig *v, const cJSON *obj, Error *err) {
         return error_set(err, "config.json: vision_config.image_size %d is not a multiple of patch_size %d",
                          v->image_size, v->patch_size);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(obj, "hidden_act");
-    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu_pytorch_tanh")))
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu_pytorch_tanh") != 0))
         return error_set(err, "config.json: vision_config.hidden_act must be \"gelu_pytorch_tanh\"");
     return 0;
 }

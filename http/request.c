@@ -488,7 +488,7 @@ static int parse_chat(const cJSON *root, const RequestLimits *lim, JobInput *in,
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (rf && !cJSON_IsNull(rf)) {
         const cJSON *type = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
-        if (!cJSON_IsString(type))
+        if (!type || !cJSON_IsString(type))
             return fail(e, "'response_format' must be {\"type\": \"text\"} or {\"type\": \"json_object\"}");
         if (!strcmp(type->valuestring, "json_object"))
             in->json_mode = 1;

@@ -9,6 +9,7 @@
 
 #include "http/reply_json.h"
 #include "http/server_state.h"
+#include "util/error.h"
 #include "util/log.h"
 
 static const char *reason_phrase(int status) {
@@ -177,9 +178,7 @@ static void sse_append(h2o_mem_pool_t *pool, h2o_iovec_t *buf, const char *json)
     char *p = h2o_mem_alloc_pool(pool, buf->len + n + 9);
     if (buf->len)
         memcpy(p, buf->base, buf->len);
-    memcpy(p + buf->len, "data: ", 6);
-    memcpy(p + buf->len + 6, json, n);
-    memcpy(p + buf->len + 6 + n, "\n\n", 2);
+    snprintf(p + buf->len, n + 9, "data: %s\n\n", json);
     buf->base = p;
     buf->len += n + 8;
 }
@@ -381,6 +380,7 @@ void respond_on_job_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
     while (!h2o_linklist_is_empty(messages)) {
         h2o_multithread_message_t *msg =
             H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        PANIC_IF(!msg->link.next || !msg->link.prev, "job message is not on the message list");
         h2o_linklist_unlink(&msg->link);
         Job *job = H2O_STRUCT_FROM_MEMBER(Job, msg, msg);
         pthread_mutex_lock(&s->queue.mutex);

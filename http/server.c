@@ -64,6 +64,7 @@ static int open_listener(Server *s) {
     freeaddrinfo(res);
     fcntl(fd, F_SETFL, O_NONBLOCK);
     struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof addr);
     socklen_t alen = sizeof addr;
     int bound_port = s->opt.port;
     if (getsockname(fd, (struct sockaddr *)&addr, &alen) == 0)

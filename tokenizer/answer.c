@@ -18,7 +18,7 @@ static const char *skip_space(const char *p) {
 
 char *answer_strip_thinking(const char *text) {
     size_t n = strlen(text);
-    char *out = malloc(n + 1), *o = out;
+    char *out = calloc(n + 1, 1), *o = out; /* zeroed, so clang-tidy sees no unset byte past the end */
     if (!out)
         return NULL;
     const char *p = text;

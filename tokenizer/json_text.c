@@ -169,7 +169,9 @@ int json_string_write(JsonBuf *b, const char *s, size_t n) {
         else if (c == '\r')
             esc[1] = 'r';
         else if (c < 0x20) {
-            memcpy(esc, "\\u00", 4);
+            esc[1] = 'u'; /* \u00XX */
+            esc[2] = '0';
+            esc[3] = '0';
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 15];
             esc_len = 6;

@@ -267,8 +267,8 @@ static int check_decoder(Tokenizer *t, const cJSON *d, Error *err) {
     const char *t0 = str_field(rep, "type"), *t1 = str_field(cJSON_GetArrayItem(list, 1), "type"),
                *t2 = str_field(cJSON_GetArrayItem(list, 2), "type");
     const char *pat = string_pattern(rep), *content = str_field(rep, "content");
-    if (!t0 || !t1 || !t2 || strcmp(t0, "Replace") || strcmp(t1, "ByteFallback") || strcmp(t2, "Fuse") ||
-        !pat || !pat[0] || !content)
+    if (!t0 || !t1 || !t2 || strcmp(t0, "Replace") != 0 || strcmp(t1, "ByteFallback") != 0 ||
+        strcmp(t2, "Fuse") != 0 || !pat || !pat[0] || !content)
         return error_set(err, "%s", msg);
     return dup_str(&t->dec_from, &t->dec_from_len, pat, err) ||
            dup_str(&t->dec_to, &t->dec_to_len, content, err);
