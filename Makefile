@@ -107,6 +107,9 @@ lint:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 	  --suppress=missingIncludeSystem -I. -DH2O_USE_LIBUV=0 $(CORE_SRC) $(CLI_SRC) weights-fetch/main.c
+	@echo "clang-tidy (checks in .clang-tidy)"
+	@echo $(CORE_SRC) $(CLI_SRC) weights-fetch/main.c | xargs -n 1 -P $$(nproc) sh -c \
+	  'clang-tidy --quiet --warnings-as-errors="*" "$$@" -- -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. 2>/dev/null' _
 
 clean:
 	rm -rf build build-asan build-fuzz
