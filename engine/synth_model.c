@@ -80,6 +80,23 @@ static void add(TensorList *l, const char *name, int n_dims, int64_t d0, int64_t
 
 #define NORM_SCALE 0.1f
 
+/* One tensor of a layer: its key below "<prefix><group>.<layer>.", at most 2 dims. */
+typedef struct {
+    const char *key;
+    int n_dims;
+    int64_t d0, d1;
+    float scale;
+} LayerTensor;
+
+static void add_layer(TensorList *l, const char *prefix, const char *group, int layer,
+                      const LayerTensor *items, size_t n_items) {
+    char name[160];
+    for (size_t k = 0; k < n_items; k++) {
+        snprintf(name, sizeof name, "%s%s.%d.%s", prefix, group, layer, items[k].key);
+        add(l, name, items[k].n_dims, items[k].d0, items[k].d1, 0, 0, items[k].scale);
+    }
+}
+
 static void list_tensors(const Preset *p, int old_layout, TensorList *l) {
     char n[160];
     const char *tp = !p->has_vision ? "model."
@@ -93,12 +110,7 @@ static void list_tensors(const Preset *p, int old_layout, TensorList *l) {
     snprintf(n, sizeof n, "%sembed_tokens.weight", tp);
     add(l, n, 2, p->vocab, H, 0, 0, 0.05f);
     for (int i = 0; i < p->text_layers; i++) {
-        struct {
-            const char *key;
-            int n_dims;
-            int64_t d0, d1;
-            float scale;
-        } items[] = {
+        const LayerTensor items[] = {
             {"input_layernorm.weight", 1, H, 0, NORM_SCALE},
             {"mlp.down_proj.weight", 2, H, I, si},
             {"mlp.gate_proj.weight", 2, I, H, sh},
@@ -113,10 +125,7 @@ static void list_tensors(const Preset *p, int old_layout, TensorList *l) {
             {"self_attn.q_proj.weight", 2, Q, H, sh},
             {"self_attn.v_proj.weight", 2, KV, H, sh},
         };
-        for (size_t k = 0; k < sizeof items / sizeof items[0]; k++) {
-            snprintf(n, sizeof n, "%slayers.%d.%s", tp, i, items[k].key);
-            add(l, n, items[k].n_dims, items[k].d0, items[k].d1, 0, 0, items[k].scale);
-        }
+        add_layer(l, tp, "layers", i, items, sizeof items / sizeof items[0]);
     }
     snprintf(n, sizeof n, "%snorm.weight", tp);
     add(l, n, 1, H, 0, 0, 0, NORM_SCALE);
@@ -136,12 +145,7 @@ static void list_tensors(const Preset *p, int old_layout, TensorList *l) {
     snprintf(n, sizeof n, "%sembeddings.position_embedding.weight", vp);
     add(l, n, 2, grid * grid, VH, 0, 0, 0.02f);
     for (int i = 0; i < p->vis_layers; i++) {
-        struct {
-            const char *key;
-            int n_dims;
-            int64_t d0, d1;
-            float scale;
-        } items[] = {
+        const LayerTensor items[] = {
             {"layer_norm1.bias", 1, VH, 0, 0.02f},
             {"layer_norm1.weight", 1, VH, 0, 1.0f},
             {"layer_norm2.bias", 1, VH, 0, 0.02f},
@@ -159,10 +163,7 @@ static void list_tensors(const Preset *p, int old_layout, TensorList *l) {
             {"self_attn.v_proj.bias", 1, VH, 0, 0.02f},
             {"self_attn.v_proj.weight", 2, VH, VH, svh},
         };
-        for (size_t k = 0; k < sizeof items / sizeof items[0]; k++) {
-            snprintf(n, sizeof n, "%sencoder.layers.%d.%s", vp, i, items[k].key);
-            add(l, n, items[k].n_dims, items[k].d0, items[k].d1, 0, 0, items[k].scale);
-        }
+        add_layer(l, vp, "encoder.layers", i, items, sizeof items / sizeof items[0]);
     }
     snprintf(n, sizeof n, "%spost_layernorm.bias", vp);
     add(l, n, 1, VH, 0, 0, 0, 0.02f);
