@@ -16,8 +16,10 @@ LDFLAGS += -pthread $(SAN)
 LDLIBS += -lh2o-evloop -lssl -lcrypto -lz -lcjson -lspng -lturbojpeg -lcurl -lm -ldl
 
 # Modules. Every .c of these folders is part of the core library that the
-# programs and the tests link; folders that need CUDA are added by cuda.mk.
+# programs and the tests link; folders that need CUDA are added by cuda.mk
+# (engine/cuda/device_plan.c is plain C: the CLI and unit tests use it in every build).
 CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c http/*.c) \
+  engine/cuda/device_plan.c \
   $(filter-out weights-fetch/main.c,$(wildcard weights-fetch/*.c))
 CLI_SRC := $(wildcard cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
