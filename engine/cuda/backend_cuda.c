@@ -710,13 +710,16 @@ static int allocate_device_memory(CudaState *st, const ModelWeights *w, int cc_m
     device_plan_summary(&st->plan, summary, sizeof summary);
     size_t free_bytes = 0, total_bytes = 0;
     CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
-    if (st->plan.total + DEVICE_HEADROOM > free_bytes)
+    if (st->plan.total + DEVICE_HEADROOM > free_bytes) {
+        char free_text[32], total_text[32];
         return error_set(
             err,
-            "cuda backend: the model needs %s, plus %zu MiB for the driver; %s has %.2f GiB free "
-            "of %.2f (a smaller --max-context shrinks the KV cache and the activations)",
-            summary, DEVICE_HEADROOM >> 20, st->device_name, free_bytes / 1073741824.0,
-            total_bytes / 1073741824.0);
+            "cuda backend: the model needs %s, plus %zu MiB for the driver; %s has %s free of %s "
+            "(a smaller --max-context shrinks the KV cache and the activations)",
+            summary, DEVICE_HEADROOM >> 20, st->device_name,
+            device_plan_bytes(free_bytes, free_text, sizeof free_text),
+            device_plan_bytes(total_bytes, total_text, sizeof total_text));
+    }
     cudaError_t e = cudaMalloc(&st->device, st->plan.total);
     if (e != cudaSuccess) {
         st->device = NULL;

@@ -195,8 +195,7 @@ static double gib(size_t bytes) {
     return bytes / 1073741824.0;
 }
 
-/* "8.60 GiB", or "12.3 MiB" below 1 GiB. */
-static const char *human(size_t bytes, char *buf, size_t n) {
+const char *device_plan_bytes(size_t bytes, char *buf, size_t n) {
     if (bytes >= ((size_t)1 << 30))
         snprintf(buf, n, "%.2f GiB", gib(bytes));
     else
@@ -210,10 +209,11 @@ void device_plan_summary(const DevicePlan *plan, char *out, size_t out_size) {
     snprintf(out, out_size,
              "%s in one allocation: weights %s, KV cache %s (%d positions), text activations %s (%d prefill "
              "rows), vision %s, cuBLASLt workspace %s",
-             human(plan->total, a, sizeof a), human(g[PLAN_WEIGHTS], b, sizeof b),
-             human(g[PLAN_KV_CACHE], c, sizeof c), plan->options.max_context,
-             human(g[PLAN_TEXT_ACTIVATIONS], d, sizeof d), plan->options.max_prefill,
-             human(g[PLAN_VISION_ACTIVATIONS], e, sizeof e), human(g[PLAN_GEMM_WORKSPACE], f, sizeof f));
+             device_plan_bytes(plan->total, a, sizeof a), device_plan_bytes(g[PLAN_WEIGHTS], b, sizeof b),
+             device_plan_bytes(g[PLAN_KV_CACHE], c, sizeof c), plan->options.max_context,
+             device_plan_bytes(g[PLAN_TEXT_ACTIVATIONS], d, sizeof d), plan->options.max_prefill,
+             device_plan_bytes(g[PLAN_VISION_ACTIVATIONS], e, sizeof e),
+             device_plan_bytes(g[PLAN_GEMM_WORKSPACE], f, sizeof f));
 }
 
 void device_plan_print(const DevicePlan *plan, FILE *f, int all_regions) {

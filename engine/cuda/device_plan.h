@@ -148,6 +148,9 @@ void *device_plan_slice(const DevicePlan *plan, void *base, DeviceRegionId regio
 
 const char *device_plan_group_name(DevicePlanGroup group);
 
+/* "8.01 GiB", or "12.3 MiB" below 1 GiB, into buf; returns buf. */
+const char *device_plan_bytes(size_t bytes, char *buf, size_t n);
+
 /* One line: the total and each group's bytes (for the log). */
 void device_plan_summary(const DevicePlan *plan, char *out, size_t out_size);
 
