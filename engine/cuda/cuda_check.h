@@ -35,4 +35,10 @@ int cublas_check_failed(Error *err, cublasStatus_t s, const char *file, int line
  * call (cudaSuccess: none); clears it. */
 cudaError_t cuda_check_take_failure(void);
 
+#ifdef __clang_analyzer__
+/* As error.h: tell the analyzer that both return -1. */
+#define cuda_check_failed(...) (cuda_check_failed(__VA_ARGS__), -1)
+#define cublas_check_failed(...) (cublas_check_failed(__VA_ARGS__), -1)
+#endif
+
 #endif

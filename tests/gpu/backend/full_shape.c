@@ -151,8 +151,10 @@ static int run(const char *backend, const char *model_dir, const char *out_path,
     float *logits = malloc((size_t)(steps + 1) * V * sizeof *logits);
     int32_t *ids = malloc((size_t)max_prefill * sizeof *ids),
             *block = malloc((size_t)max_prefill * sizeof *block);
-    for (size_t i = 0; i < n_pix; i++) /* a smooth pattern in [-1, 1], like a normalized image */
-        pixels[i] = sinf((float)(i % 896) * 0.031f) * cosf((float)(i / 896) * 0.017f);
+    for (size_t i = 0; i < n_pix; i++) { /* a smooth pattern in [-1, 1], like a normalized image */
+        size_t row = i / 896, col = i % 896;
+        pixels[i] = sinf((float)col * 0.031f) * cosf((float)row * 0.017f);
+    }
     int n = make_prompt(&cfg, ids, block, max_prefill);
     int rc = be->encode_image(state, pixels, feats, &err);
     double t3 = now_s();
@@ -164,17 +166,21 @@ static int run(const char *backend, const char *model_dir, const char *out_path,
     double t5 = now_s();
     if (rc != 0) {
         printf("FAIL full_shape_%s_run: %s\n", backend, err.message);
+        free(pixels), free(feats), free(logits), free(ids), free(block);
         return 1;
     }
     printf("ok full_shape_%s_run image %.1f s, prefill of %d tokens %.1f s, %d decode steps %.1f s\n",
            backend, t3 - t2, n, t4 - t3, steps, t5 - t4);
     FILE *f = fopen(out_path, "wb");
     Header h = {MAGIC, (uint32_t)V, (uint32_t)D, (uint32_t)T_img, (uint32_t)steps, (uint32_t)n};
-    if (!f || fwrite(&h, sizeof h, 1, f) != 1 ||
-        fwrite(feats, sizeof *feats, (size_t)T_img * D, f) != (size_t)T_img * D ||
-        fwrite(logits, sizeof *logits, (size_t)(steps + 1) * V, f) != (size_t)(steps + 1) * V ||
-        fclose(f) != 0) {
+    int written = f && fwrite(&h, sizeof h, 1, f) == 1 &&
+                  fwrite(feats, sizeof *feats, (size_t)T_img * D, f) == (size_t)T_img * D &&
+                  fwrite(logits, sizeof *logits, (size_t)(steps + 1) * V, f) == (size_t)(steps + 1) * V;
+    if (f && fclose(f) != 0)
+        written = 0;
+    if (!written) {
         printf("FAIL full_shape_%s_write: cannot write %s\n", backend, out_path);
+        free(pixels), free(feats), free(logits), free(ids), free(block);
         return 1;
     }
     printf("# %s: load %.1f s, total %.1f s, peak RSS %ld MiB (now anonymous %ld MiB, file-backed %ld MiB)\n",
@@ -281,7 +287,7 @@ int main(int argc, char **argv) {
         else
             return usage();
     }
-    if (!backend || !model || !out || (strcmp(backend, "cpu") && strcmp(backend, "cuda")) ||
+    if (!backend || !model || !out || (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0) ||
         max_prefill < 300 || steps < 0 || steps > 64)
         return usage();
     return run(backend, model, out, max_prefill, steps);
