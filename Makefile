@@ -39,8 +39,9 @@ ifeq ($(NO_CUDA),)
 include kernels/cuda/cuda.mk
 endif
 endif
-# The CUDA backend's host code on a fake device (no nvcc needed): tests/gpu/fake/fake.mk.
-include tests/gpu/fake/fake.mk
+# The CUDA backend's host code on a fake device (no nvcc needed): tests/gpu/fake/fake.mk
+# (absent from the image build's context, which has no tests/).
+-include tests/gpu/fake/fake.mk
 
 .PHONY: all deps test test-asan fuzz format lint clean models run
 all: $(PROGRAMS) $(CUDA_PROGRAMS)
