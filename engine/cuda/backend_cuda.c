@@ -321,6 +321,11 @@ static int request_failed(CudaState *st, Error *err) {
     cudaError_t probe = cudaDeviceSynchronize();
     if (is_sticky(e) || probe != cudaSuccess) {
         st->lost = is_sticky(e) ? e : probe;
+        if (!is_sticky(e) && err) { /* e.g. cuBLASLt's "execution failed": say what the device says */
+            char failed[sizeof err->message];
+            snprintf(failed, sizeof failed, "%s", err->message);
+            error_set(err, "%s; then the device: %s", failed, cudaGetErrorString(probe));
+        }
         return ENGINE_ERR_DEVICE_LOST;
     }
     (void)cudaGetLastError(); /* a launch's error stays "last" until read: the next launch must not see it */

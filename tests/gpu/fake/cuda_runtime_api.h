@@ -81,12 +81,14 @@ cudaError_t cudaEventCreate(cudaEvent_t *e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 
-/* fake_runtime.c: runs fn(args) now, or records a copy of args when the stream
- * is being captured (replayed by cudaGraphLaunch). A copy, not a kernel. */
+/* fake_runtime.c: a kernel launch: runs fn(args) now, or records a copy of
+ * args when the stream is being captured (replayed by cudaGraphLaunch).
+ * Counted, and faulted when a fault is armed (below): as in real CUDA, a
+ * failed launch is reported by the next cudaGetLastError(), a sticky fault
+ * by every later call. */
 void fake_submit(void (*fn)(void *args), const void *args, size_t args_bytes);
-/* A kernel launch: like fake_submit, and returns what a launch returns in real
- * CUDA (cudaGetLastError() after <<<>>>): an injected launch failure, or the
- * sticky error of an earlier one. */
+/* fake_submit, then what a launcher returns in real CUDA (cudaGetLastError()
+ * after <<<>>>). */
 cudaError_t fake_launch(void (*fn)(void *args), const void *args, size_t args_bytes);
 /* Launches recorded in the decode graph and replays done (tests). */
 int fake_graph_replays(void);

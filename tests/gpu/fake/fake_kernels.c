@@ -1,6 +1,6 @@
 /* Plain-C stand-ins for kernels/cuda/kernels_cuda.h in the emulated build
  * (tests/gpu/test_backend_emulated.sh): the same math and the same bf16
- * rounding points as the .cu kernels, run on the host through fake_submit so a
+ * rounding points as the .cu kernels, run on the host through fake_launch so a
  * captured decode graph replays them. They test the backend's host code, not
  * the kernels (tests/gpu/gpu_tests does that on a GPU). */
 #include <math.h>

@@ -42,6 +42,7 @@ static struct {
     int device_count;
     size_t memory;      /* device bytes */
     cudaError_t sticky; /* once set, every call returns it */
+    cudaError_t last;   /* a failed launch's error, until cudaGetLastError() reads it */
     long launches, mallocs;
     long fail_launch_at, fail_malloc_at; /* counts at which to fail; 0 = none */
     cudaError_t fail_launch_error, fail_malloc_error;
@@ -116,7 +117,7 @@ void fake_set_device_count(int n) {
 }
 void fake_reset(void) {
     init();
-    dev.sticky = cudaSuccess;
+    dev.sticky = dev.last = cudaSuccess;
     dev.fail_launch_at = dev.fail_malloc_at = 0;
 }
 void fake_device_allocations(int *count, size_t *bytes) {
@@ -154,10 +155,11 @@ static cudaError_t fault_from_file(void) {
 
 /* Runs one kernel now: counted, and faulted when a fault is armed for it. A
  * sticky fault stops this kernel and every later call; the launch itself
- * reports success, as an asynchronous launch does. */
-static cudaError_t execute_kernel(void (*fn)(void *args), void *args) {
+ * succeeds, as an asynchronous launch does. Another fault fails the launch:
+ * the kernel does not run and cudaGetLastError() reports it. */
+static void execute_kernel(void (*fn)(void *args), void *args) {
     if (dev.sticky != cudaSuccess)
-        return dev.sticky;
+        return;
     dev.launches++;
     cudaError_t e = cudaSuccess;
     if (dev.fail_launch_at && dev.launches == dev.fail_launch_at) {
@@ -166,15 +168,12 @@ static cudaError_t execute_kernel(void (*fn)(void *args), void *args) {
     } else {
         e = fault_from_file();
     }
-    if (e == cudaSuccess) {
+    if (e == cudaSuccess)
         fn(args);
-        return cudaSuccess;
-    }
-    if (fake_error_is_sticky(e)) {
+    else if (fake_error_is_sticky(e))
         dev.sticky = e;
-        return cudaSuccess;
-    }
-    return e;
+    else
+        dev.last = e;
 }
 
 const char *cudaGetErrorString(cudaError_t e) {
@@ -197,7 +196,9 @@ const char *cudaGetErrorString(cudaError_t e) {
 }
 cudaError_t cudaGetLastError(void) {
     STICKY_CHECK();
-    return cudaSuccess;
+    cudaError_t e = dev.last;
+    dev.last = cudaSuccess;
+    return e;
 }
 cudaError_t cudaGetDeviceCount(int *n) {
     init();
@@ -290,19 +291,16 @@ static void record(void (*fn)(void *args), const void *args, size_t args_bytes, 
 }
 
 void fake_submit(void (*fn)(void *args), const void *args, size_t args_bytes) {
+    init();
     if (recording)
-        record(fn, args, args_bytes, 0);
+        record(fn, args, args_bytes, 1);
     else
-        fn((void *)args);
+        execute_kernel(fn, (void *)args);
 }
 
 cudaError_t fake_launch(void (*fn)(void *args), const void *args, size_t args_bytes) {
-    STICKY_CHECK();
-    if (recording) {
-        record(fn, args, args_bytes, 1);
-        return cudaSuccess;
-    }
-    return execute_kernel(fn, (void *)args);
+    fake_submit(fn, args, args_bytes);
+    return cudaGetLastError();
 }
 
 typedef struct {
@@ -323,7 +321,10 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
                             cudaStream_t s) {
     STICKY_CHECK();
     CopyArgs c = {dst, src, bytes};
-    fake_submit(run_copy, &c, sizeof c);
+    if (recording)
+        record(run_copy, &c, sizeof c, 0);
+    else
+        run_copy(&c);
     return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
@@ -393,9 +394,11 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
             exec->ops[i].fn(exec->ops[i].args);
             continue;
         }
-        cudaError_t e = execute_kernel(exec->ops[i].fn, exec->ops[i].args);
-        if (e != cudaSuccess || dev.sticky != cudaSuccess)
-            return e;
+        execute_kernel(exec->ops[i].fn, exec->ops[i].args);
+        if (dev.sticky != cudaSuccess)
+            return cudaSuccess;
+        if (dev.last != cudaSuccess)
+            return cudaGetLastError();
     }
     return cudaSuccess;
 }
