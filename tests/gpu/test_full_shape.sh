@@ -74,5 +74,7 @@ for backend in cuda cpu; do
         tail -5 "$OUT/$backend.log"
     fi
 done
+# CPU time of the runs (user, system): the wall time on a quiet machine is about user / cores
+echo "# CPU time of both runs (user system): $(times | tail -1)"
 [ "$rc" -eq 0 ] || exit 1
 "$BUILD/full_shape" compare "$OUT/cuda.bin" "$OUT/cpu.bin"
