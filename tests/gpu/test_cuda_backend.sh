@@ -5,7 +5,7 @@
 # errors, sticky and transient request-time errors, the engine's backend
 # choice). The server on the same fake device is tests/gpu/test_fake_gpu_server.py.
 set -u
-cd "${REPO_ROOT:-$(dirname "$0")/../..}"
+cd "${REPO_ROOT:-$(dirname "$0")/../..}" || exit 1
 BUILD="${BUILD:-build}"
 if [ ! -x "$BUILD/cuda_backend_tests" ]; then
     echo "FAIL cuda_backend_tests_built: $BUILD/cuda_backend_tests is missing; run make"

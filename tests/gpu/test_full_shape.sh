@@ -15,7 +15,7 @@
 # MEDGEMMA_FULL_SHAPE=0 skips (loudly); under ASan it is skipped (the 34-layer
 # test of test_cuda_backend.sh covers the same host code there).
 set -u
-cd "${REPO_ROOT:-$(dirname "$0")/../..}"
+cd "${REPO_ROOT:-$(dirname "$0")/../..}" || exit 1
 BUILD="${BUILD:-build}"
 CACHE="${MEDGEMMA_CACHE:-$HOME/.cache/medgemma-engine}"
 MODEL="$CACHE/synth-4b"
