@@ -75,6 +75,7 @@ for backend in cuda cpu; do
     fi
 done
 # CPU time of the runs (user, system): the wall time on a quiet machine is about user / cores
-echo "# CPU time of both runs (user system): $(times | tail -1)"
+times >"$OUT/times" # (a builtin: in $(...) it would time the subshell)
+echo "# CPU time of both runs (user system): $(tail -1 "$OUT/times")"
 [ "$rc" -eq 0 ] || exit 1
 "$BUILD/full_shape" compare "$OUT/cuda.bin" "$OUT/cpu.bin"
