@@ -17,7 +17,7 @@ LDLIBS += -lh2o-evloop -lssl -lcrypto -lz -lcjson -lspng -lturbojpeg -lcurl -lm 
 
 # Modules. Every .c of these folders is part of the core library that the
 # programs and the tests link; folders that need CUDA are added by cuda.mk.
-CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c http/*.c) \
+CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c http/*.c grammar/*.c) \
   $(filter-out weights-fetch/main.c,$(wildcard weights-fetch/*.c))
 CLI_SRC := $(wildcard cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -28,7 +28,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
 PROGRAMS := $(BUILD)/medgemma $(BUILD)/unit_tests $(if $(wildcard weights-fetch/main.c),$(BUILD)/weights-fetch)
-PROGRAMS += $(BUILD)/image-tool
+PROGRAMS += $(BUILD)/image-tool $(BUILD)/grammar-tool
 
 # CUDA backend (adds CUDA_OBJ, CUDA_LDLIBS, CUDA_PROGRAMS, -DMEDGEMMA_CUDA).
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -60,6 +60,10 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libmedgemma.a
 
 # image/'s command-line driver for its parity test and benchmark (tests/image/).
 $(BUILD)/image-tool: $(BUILD)/obj/tests/image/image_tool.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+# grammar/'s driver for its parity and validity tests and its benchmark (tests/grammar/).
+$(BUILD)/grammar-tool: $(BUILD)/obj/tests/grammar/grammar_tool.o $(BUILD)/libmedgemma.a
 	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
 
 deps:
