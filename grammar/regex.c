@@ -391,14 +391,18 @@ static Frag parse_repeat(Nfa *n) {
             c = parse_atom(n);
             n->pos = atom_end;
         }
+        /* a fresh end state per copy: a skip edge must never land on a state
+         * with a loop edge out of it (Thompson's construction pitfall) */
+        uint32_t next = nstate(n);
         nedge(n, cur, c.start, -1, -1);
+        nedge(n, c.end, next, -1, -1);
         if (hi < 0 && i == n_copies - 1) {
             nedge(n, c.end, c.start, -1, -1); /* the last copy loops */
             if (lo == 0)
-                nedge(n, cur, c.end, -1, -1);
+                nedge(n, cur, next, -1, -1);
         } else if (i >= lo)
-            nedge(n, cur, c.end, -1, -1); /* optional copy: skip it (its end leads on) */
-        cur = c.end;
+            nedge(n, cur, next, -1, -1); /* an optional copy */
+        cur = next;
     }
     if (hi == 0) { /* {0} / {0,0}: matches the empty string */
         Frag e = {copies_start.start, nstate(n)};

@@ -656,7 +656,8 @@ static int emit_object(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to, 
         if (!props || !cJSON_GetObjectItemCaseSensitive(props, r->valuestring))
             return fail(c, "required property '%.60s' is not in 'properties'", r->valuestring);
     }
-    int open_map = addl && !cJSON_IsFalse(addl);
+    /* no "properties" and no "additionalProperties": any object (as xgrammar's strict mode) */
+    int open_map = addl ? !cJSON_IsFalse(addl) : !props;
     if (open_map && props && props->child)
         return fail(c, "'additionalProperties' other than false together with 'properties' is not supported");
     if (addl && !cJSON_IsBool(addl) && !cJSON_IsObject(addl))
@@ -671,7 +672,7 @@ static int emit_object(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to, 
         emit_string(c, NULL, comma, key_done);
         au_byte(a, key_done, ':', ':', colon);
         size_t old = path_push(c, ".additionalProperties");
-        int rc = cJSON_IsTrue(addl) ? emit_any(c, colon, done) : compile_value(c, addl, colon, done, depth + 1);
+        int rc = !addl || cJSON_IsTrue(addl) ? emit_any(c, colon, done) : compile_value(c, addl, colon, done, depth + 1);
         path_pop(c, old);
         if (rc != 0)
             return -1;

@@ -267,7 +267,9 @@ static int cmd_parity(const char *tok_path, const char *fixture_path, int bench)
         }
         int case_failed = 0, case_steps = 0;
         const cJSON *walk;
+        int walk_i = -1;
         cJSON_ArrayForEach(walk, cJSON_GetObjectItem(c, "walks")) {
+            walk_i++;
             GrammarMatcher *m = grammar_matcher_new(g);
             const cJSON *step;
             int k = 0;
@@ -281,7 +283,8 @@ static int cmd_parity(const char *tok_path, const char *fixture_path, int bench)
                 uint32_t want_count = (uint32_t)cJSON_GetArrayItem(step, 1)->valuedouble;
                 uint64_t want_sum = strtoull(cJSON_GetArrayItem(step, 2)->valuestring, NULL, 16);
                 if (!bench && (d.count != want_count || d.sum != want_sum) && case_failed < 3) {
-                    printf("FAIL parity_%s: step %d: %u allowed, xgrammar %u\n", name, k, d.count, want_count);
+                    printf("FAIL parity_%s: walk %d step %d: %u allowed, xgrammar %u\n", name, walk_i, k, d.count,
+                           want_count);
                     case_failed++;
                 }
                 int32_t tok = (int32_t)cJSON_GetArrayItem(step, 0)->valuedouble;
@@ -289,7 +292,8 @@ static int cmd_parity(const char *tok_path, const char *fixture_path, int bench)
                     break;
                 if (grammar_matcher_accept(m, tok) != 0) {
                     if (!bench)
-                        printf("FAIL parity_%s: step %d: token %d (xgrammar's pick) rejected\n", name, k, tok);
+                        printf("FAIL parity_%s: walk %d step %d: token %d (xgrammar's pick) rejected\n", name, walk_i, k,
+                               tok);
                     case_failed++;
                     break;
                 }
@@ -323,6 +327,41 @@ static int cmd_parity(const char *tok_path, const char *fixture_path, int bench)
     return failed ? 1 : 0;
 }
 
+/* Prints the allowed ids after accepting ids[0..n) (debugging a parity step). */
+static int cmd_mask(const char *tok_path, const char *schema_path, char **ids, int n) {
+    Tokenizer *t;
+    GrammarVocab *v;
+    if (load(tok_path, &t, &v) != 0)
+        return 2;
+    size_t len;
+    char *schema = read_file(schema_path, &len);
+    Grammar *g;
+    Error err;
+    if (!schema || grammar_compile_schema(&g, v, schema, len, NULL, &err) != 0) {
+        fprintf(stderr, "grammar-tool: %s\n", schema ? err.message : "cannot read the schema");
+        return 2;
+    }
+    GrammarMatcher *m = grammar_matcher_new(g);
+    for (int i = 0; i < n; i++)
+        if (grammar_matcher_accept(m, atoi(ids[i])) != 0) {
+            printf("rejected %s at %d\n", ids[i], i);
+            return 1;
+        }
+    int words = grammar_mask_words(v);
+    uint32_t *mask = malloc((size_t)words * 4);
+    grammar_matcher_fill_mask(m, mask);
+    for (int w = 0; w < words; w++)
+        for (uint32_t bits = mask[w]; bits; bits &= bits - 1)
+            printf("%d\n", w * 32 + __builtin_ctz(bits));
+    free(mask);
+    grammar_matcher_free(m);
+    grammar_free(g);
+    free(schema);
+    grammar_vocab_free(v);
+    tokenizer_free(t);
+    return 0;
+}
+
 int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -335,6 +374,8 @@ int main(int argc, char **argv) {
         return cmd_walk(argv[2], argv[3], strtoull(argv[4], NULL, 10), atoi(argv[5]));
     if (argc == 4 && !strcmp(argv[1], "parity"))
         return cmd_parity(argv[2], argv[3], 0);
+    if (argc >= 4 && !strcmp(argv[1], "mask"))
+        return cmd_mask(argv[2], argv[3], argv + 4, argc - 4);
     if (argc == 4 && !strcmp(argv[1], "bench"))
         return cmd_parity(argv[2], argv[3], 1);
     fprintf(stderr, "usage: grammar-tool compile|walk|parity|bench ... (see tests/grammar/grammar_tool.c)\n");
