@@ -50,8 +50,8 @@ void grammar_limits_default(GrammarLimits *limits);
 #define GRAMMAR_THINK_OPEN 100  /* <unused94> */
 #define GRAMMAR_THINK_CLOSE 101 /* <unused95> */
 
-/* n_rows: the model's logits rows (262208 for MedGemma; at least the
- * tokenizer's ids). end_token: the id allowed when the value is complete
+/* n_rows: the model's logits rows (262208 for MedGemma, 262144 for the
+ * Gemma 3 270M; tokenizer ids past them are never allowed). end_token: the id allowed when the value is complete
  * (<end_of_turn>, 106). */
 int grammar_vocab_new(GrammarVocab **out, const Tokenizer *tokenizer, int n_rows, int32_t end_token,
                       Error *err);
@@ -79,6 +79,8 @@ void grammar_stats(const Grammar *grammar, GrammarStats *stats);
 
 GrammarMatcher *grammar_matcher_new(const Grammar *grammar); /* NULL on out of memory */
 void grammar_matcher_free(GrammarMatcher *m);
+/* Logits rows the matcher's masks cover (the vocab's n_rows). */
+int grammar_matcher_rows(const GrammarMatcher *m);
 /* Fills mask (grammar_mask_words words): bit i set when id i may come next. */
 void grammar_matcher_fill_mask(GrammarMatcher *m, uint32_t *mask);
 /* Advances by one token; returns 0, or -1 when the token is not allowed

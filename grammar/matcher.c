@@ -44,6 +44,10 @@ void grammar_matcher_free(GrammarMatcher *m) {
     free(m);
 }
 
+int grammar_matcher_rows(const GrammarMatcher *m) {
+    return m->g->vocab->n_bits;
+}
+
 int grammar_matcher_is_complete(const GrammarMatcher *m) {
     return m->complete && !m->finished;
 }

@@ -112,6 +112,8 @@ int grammar_mask_words(const GrammarVocab *v) {
 /* Token bytes of every id into v->bytes; control flags. */
 static int read_tokens(GrammarVocab *v, const Tokenizer *t, Error *err) {
     int n_ids = tokenizer_vocab_size(t);
+    if (n_ids > v->n_bits)
+        n_ids = v->n_bits; /* ids past the logits rows are never generated */
     size_t cap = (size_t)n_ids * 8 + 1024, len = 0;
     v->bytes = malloc(cap);
     if (!v->bytes)
@@ -225,8 +227,10 @@ int grammar_vocab_new(GrammarVocab **out, const Tokenizer *t, int n_rows, int32_
     *out = NULL;
     double t0 = now_ms();
     int n_ids = tokenizer_vocab_size(t);
-    if (n_rows < n_ids)
-        n_rows = n_ids;
+    if (n_rows <= 0)
+        return error_set(err, "bad logits row count %d", n_rows);
+    if (n_ids > n_rows)
+        n_ids = n_rows; /* ids past the logits rows are never generated */
     if (end_token < 0 || end_token >= n_rows)
         return error_set(err, "end token %d is outside the vocabulary", end_token);
     GrammarVocab *v = calloc(1, sizeof *v);

@@ -96,7 +96,10 @@ char *json_analyze(const Answer *a) {
     cJSON *root = cJSON_CreateObject();
     char why[160] = "";
     cJSON *result = NULL;
-    answer_extract_json(a->text, &result, why, sizeof why);
+    if (a->constrained && strcmp(a->finish, "length") == 0)
+        snprintf(why, sizeof why, "the value is incomplete: max_tokens ended the answer before the JSON value was complete");
+    else
+        answer_extract_json(a->text, &result, why, sizeof why);
     cJSON_AddItemToObject(root, "result", result ? result : cJSON_CreateNull());
     add_text(root, "text", a->text, strlen(a->text));
     cJSON_AddNumberToObject(root, "inference_time_ms", a->inference_ms);
