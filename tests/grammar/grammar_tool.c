@@ -11,6 +11,12 @@
  *       compares every step's allowed set; prints "ok"/"FAIL" lines
  *   grammar-tool bench TOKENIZER_JSON FIXTURE_JSON
  *       per-token mask time over the fixture's walks: median and p99 (us)
+ *   grammar-tool generate MODEL_DIR JOBS_JSON
+ *       loads the model once and runs each job {"schema", "prompt",
+ *       "temperature", "seed", "max_tokens"} through engine_generate with the
+ *       schema as constraint (CPU backend); prints one JSON line per job:
+ *       {"job", "text" (thinking trace removed), "finish", "complete",
+ *        "tokens", "decode_ms", "mask_us_median"} or {"job", "error"}
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +25,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "engine/engine.h"
 #include "grammar/grammar.h"
+#include "tokenizer/answer.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/json_text.h"
 #include "tokenizer/tokenizer.h"
 
@@ -362,6 +371,120 @@ static int cmd_mask(const char *tok_path, const char *schema_path, char **ids, i
     return 0;
 }
 
+typedef struct {
+    TokenStream *stream;
+    JsonBuf text;
+    int failed;
+} GenOut;
+
+static int gen_on_token(void *user, int32_t id) {
+    GenOut *o = user;
+    char *bytes;
+    size_t n;
+    Error err;
+    if (token_stream_push(o->stream, id, &bytes, &n, &err) != 0 || json_buf_append(&o->text, bytes, n) != 0) {
+        o->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_generate(const char *model_dir, const char *jobs_path) {
+    Error err;
+    Engine *engine = NULL;
+    EngineOptions eo = {model_dir, BACKEND_CPU, 0, 4096};
+    if (engine_open(&engine, &eo, &err) != 0) {
+        fprintf(stderr, "grammar-tool: %s\n", err.message);
+        return 2;
+    }
+    EngineInfo info;
+    engine_info(engine, &info);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
+    Tokenizer *t;
+    GrammarVocab *v;
+    if (tokenizer_load(&t, path, &err) != 0 ||
+        grammar_vocab_new(&v, t, info.vocab_size, tokenizer_token_id(t, "<end_of_turn>"), &err) != 0) {
+        fprintf(stderr, "grammar-tool: %s\n", err.message);
+        return 2;
+    }
+    size_t len;
+    char *text = read_file(jobs_path, &len);
+    cJSON *jobs = text ? cJSON_Parse(text) : NULL;
+    if (!jobs) {
+        fprintf(stderr, "grammar-tool: cannot read %s\n", jobs_path);
+        return 2;
+    }
+    int i = 0;
+    const cJSON *job;
+    cJSON_ArrayForEach(job, jobs) {
+        char *schema = cJSON_PrintUnformatted(cJSON_GetObjectItem(job, "schema"));
+        const char *prompt = cJSON_GetObjectItem(job, "prompt")->valuestring;
+        Grammar *g = NULL;
+        GrammarMatcher *m = NULL;
+        char *prompt_text = NULL;
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        int n_img = 0;
+        ChatPart part = {CHAT_PART_TEXT, prompt};
+        ChatMessage msg = {"user", &part, 1};
+        GenOut out = {0};
+        out.stream = token_stream_new(t, 1);
+        if (grammar_compile_schema(&g, v, schema, strlen(schema), NULL, &err) != 0 || !(m = grammar_matcher_new(g)) ||
+            chat_render(&msg, 1, 1, &prompt_text, &err) != 0 ||
+            prompt_tokenize(t, prompt_text, 0, &ids, &n_ids, &n_img, &err) != 0) {
+            printf("{\"job\": %d, \"error\": \"%s\"}\n", i, err.message);
+        } else {
+            GenerateRequest rq = {
+                .tokens = ids,
+                .n_tokens = (int)n_ids,
+                .max_new_tokens = cJSON_GetObjectItem(job, "max_tokens")->valueint,
+                .temperature = (float)cJSON_GetObjectItem(job, "temperature")->valuedouble,
+                .top_p = 1.0f,
+                .seed = (uint64_t)cJSON_GetObjectItem(job, "seed")->valuedouble,
+                .on_token = gen_on_token,
+                .user = &out,
+                .constraint = m,
+            };
+            GenerateResult res;
+            if (engine_generate(engine, &rq, &res, &err) != 0) {
+                printf("{\"job\": %d, \"error\": \"%s\"}\n", i, err.message);
+            } else {
+                char *rest;
+                size_t n_rest;
+                if (token_stream_flush(out.stream, &rest, &n_rest) == 0)
+                    json_buf_append(&out.text, rest, n_rest);
+                json_buf_append(&out.text, "", 1);
+                char *visible = answer_strip_thinking(out.text.data);
+                JsonBuf q = {0};
+                json_string_write(&q, visible ? visible : "", visible ? strlen(visible) : 0);
+                printf("{\"job\": %d, \"text\": %.*s, \"finish\": \"%s\", \"complete\": %s, \"tokens\": %d, "
+                       "\"thinking_tokens\": %d, \"decode_ms\": %.1f}\n",
+                       i, (int)q.len, q.data, res.finish_reason == FINISH_STOP ? "stop" : "length",
+                       grammar_matcher_is_finished(m) ? "true" : "false", res.completion_tokens, res.thinking_tokens,
+                       res.decode_ms);
+                fflush(stdout);
+                free(q.data);
+                free(visible);
+            }
+        }
+        token_stream_free(out.stream);
+        free(out.text.data);
+        free(ids);
+        free(prompt_text);
+        grammar_matcher_free(m);
+        grammar_free(g);
+        free(schema);
+        i++;
+    }
+    cJSON_Delete(jobs);
+    free(text);
+    grammar_vocab_free(v);
+    tokenizer_free(t);
+    engine_close(engine);
+    return 0;
+}
+
 int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -374,6 +497,8 @@ int main(int argc, char **argv) {
         return cmd_walk(argv[2], argv[3], strtoull(argv[4], NULL, 10), atoi(argv[5]));
     if (argc == 4 && !strcmp(argv[1], "parity"))
         return cmd_parity(argv[2], argv[3], 0);
+    if (argc == 4 && !strcmp(argv[1], "generate"))
+        return cmd_generate(argv[2], argv[3]);
     if (argc >= 4 && !strcmp(argv[1], "mask"))
         return cmd_mask(argv[2], argv[3], argv + 4, argc - 4);
     if (argc == 4 && !strcmp(argv[1], "bench"))
