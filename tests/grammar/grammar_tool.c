@@ -418,7 +418,8 @@ static int cmd_generate(const char *model_dir, const char *jobs_path) {
     int i = 0;
     const cJSON *job;
     cJSON_ArrayForEach(job, jobs) {
-        char *schema = cJSON_PrintUnformatted(cJSON_GetObjectItem(job, "schema"));
+        const cJSON *js = cJSON_GetObjectItem(job, "schema");
+        char *schema = cJSON_IsNull(js) ? NULL : cJSON_PrintUnformatted(js); /* null: free text */
         const char *prompt = cJSON_GetObjectItem(job, "prompt")->valuestring;
         Grammar *g = NULL;
         GrammarMatcher *m = NULL;
@@ -430,7 +431,8 @@ static int cmd_generate(const char *model_dir, const char *jobs_path) {
         ChatMessage msg = {"user", &part, 1};
         GenOut out = {0};
         out.stream = token_stream_new(t, 1);
-        if (grammar_compile_schema(&g, v, schema, strlen(schema), NULL, &err) != 0 || !(m = grammar_matcher_new(g)) ||
+        if ((schema && (grammar_compile_schema(&g, v, schema, strlen(schema), NULL, &err) != 0 ||
+                        !(m = grammar_matcher_new(g)))) ||
             chat_render(&msg, 1, 1, &prompt_text, &err) != 0 ||
             prompt_tokenize(t, prompt_text, 0, &ids, &n_ids, &n_img, &err) != 0) {
             printf("{\"job\": %d, \"error\": \"%s\"}\n", i, err.message);
@@ -461,7 +463,7 @@ static int cmd_generate(const char *model_dir, const char *jobs_path) {
                 printf("{\"job\": %d, \"text\": %.*s, \"finish\": \"%s\", \"complete\": %s, \"tokens\": %d, "
                        "\"thinking_tokens\": %d, \"decode_ms\": %.1f}\n",
                        i, (int)q.len, q.data, res.finish_reason == FINISH_STOP ? "stop" : "length",
-                       grammar_matcher_is_finished(m) ? "true" : "false", res.completion_tokens, res.thinking_tokens,
+                       m && grammar_matcher_is_finished(m) ? "true" : "false", res.completion_tokens, res.thinking_tokens,
                        res.decode_ms);
                 fflush(stdout);
                 free(q.data);
