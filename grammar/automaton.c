@@ -13,6 +13,8 @@ void au_init(Automaton *a, uint32_t max_states) {
 void au_free(Automaton *a) {
     free(a->flags);
     free(a->plain_budget);
+    free(a->plain_close);
+    free(a->plain_need);
     free(a->build);
     free(a->off);
     free(a->edges);
@@ -34,7 +36,13 @@ uint32_t au_state(Automaton *a) {
         uint32_t *p = realloc(a->plain_budget, (size_t)cap * sizeof *p);
         if (p)
             a->plain_budget = p;
-        if (!f || !p) {
+        uint32_t *pc = realloc(a->plain_close, (size_t)cap * sizeof *pc);
+        if (pc)
+            a->plain_close = pc;
+        uint32_t *pn = realloc(a->plain_need, (size_t)cap * sizeof *pn);
+        if (pn)
+            a->plain_need = pn;
+        if (!f || !p || !pc || !pn) {
             a->overflow = 1;
             return 0;
         }
@@ -42,6 +50,8 @@ uint32_t au_state(Automaton *a) {
     }
     a->flags[a->n_states] = 0;
     a->plain_budget[a->n_states] = 0;
+    a->plain_close[a->n_states] = UINT32_MAX;
+    a->plain_need[a->n_states] = 0;
     return a->n_states++;
 }
 

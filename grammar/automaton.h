@@ -43,6 +43,10 @@ typedef struct {
     uint32_t n_states, cap_states, max_states;
     uint8_t *flags;         /* [n_states] AU_* */
     uint32_t *plain_budget; /* [n_states] 0 = none */
+    /* a string body's closing-quote state and how many more characters it
+     * needs before it may close: the body states of one string with equal
+     * (budget, need) up to a token's length classify quoted tokens alike */
+    uint32_t *plain_close, *plain_need;
     AuBuildEdge *build;
     size_t n_build, cap_build;
     int overflow; /* sticky: a state or memory limit was hit */

@@ -21,6 +21,7 @@ typedef struct {
     int32_t *accepted_ids;   /* [n_accepted] when accepted_bits is NULL */
     uint32_t n_uncertain;
     int32_t *uncertain_ids;
+    int shared; /* the lists belong to another state's cache */
 } StateCache;
 
 struct Grammar {

@@ -212,11 +212,9 @@ static int walk_state(const Grammar *g, Walk *w, uint32_t s) {
     return walk_trie(g, w, &v->all);
 }
 
-static int store_cache(Grammar *g, const Walk *w, StateCache *c) {
-    const GrammarVocab *v = g->vocab;
-    uint32_t words = (uint32_t)grammar_mask_words(v);
-    if (w->plain_budget > 0) {
-        uint32_t b = w->plain_budget;
+/* A string body's plain tokens of at most b characters. */
+static void store_plain(const GrammarVocab *v, uint32_t b, StateCache *c) {
+    {
         if (b >= VOCAB_NOT_PLAIN - 1)
             c->plain_bits = v->plain_bits[VOCAB_PLAIN_BITS + 1];
         else if (b <= VOCAB_PLAIN_BITS)
@@ -227,6 +225,13 @@ static int store_cache(Grammar *g, const Walk *w, StateCache *c) {
             c->plain_hi = v->plain_upto[b];
         }
     }
+}
+
+static int store_cache(Grammar *g, const Walk *w, StateCache *c) {
+    const GrammarVocab *v = g->vocab;
+    uint32_t words = (uint32_t)grammar_mask_words(v);
+    if (w->plain_budget > 0)
+        store_plain(v, w->plain_budget, c);
     c->n_accepted = (uint32_t)w->acc.n;
     if (c->n_accepted > words) {
         c->accepted_bits = calloc(words, sizeof *c->accepted_bits);
@@ -414,12 +419,46 @@ int grammar_build_cache(Grammar *g, double deadline_ms, Error *err) {
     if (!g->cache || !g->ready || !g->root_frame || mark_root_frame(g) != 0 || compute_follow(g) != 0)
         return error_set(err, "out of memory for the token-mask cache");
     Walk *w = walk_new(au);
-    if (!w)
+    /* string bodies that classify quoted tokens alike share one walk: same
+     * closing state, same budget and need up to the longest quoted token */
+    uint32_t memo_cap = 1024;
+    while (memo_cap < au->n_states)
+        memo_cap *= 2;
+    uint64_t *memo_key = calloc(memo_cap, sizeof *memo_key);
+    uint32_t *memo_state = calloc(memo_cap, sizeof *memo_state);
+    if (!w || !memo_key || !memo_state) {
+        walk_free(w);
+        free(memo_key);
+        free(memo_state);
         return error_set(err, "out of memory for the token-mask cache");
+    }
+    uint32_t q = g->vocab->quoted_max_len;
     int rc = 0;
     for (uint32_t s = 0; s < au->n_states && rc == 0; s++) {
         if (!has_byte_edges(au, s) || (au->flags[s] & AU_LAZY))
             continue; /* never the top of a live stack, or built on first use */
+        if (au->plain_budget[s] > 0 && au->plain_close[s] != UINT32_MAX) {
+            uint32_t b = au->plain_budget[s] < q ? au->plain_budget[s] : q;
+            uint32_t need = au->plain_need[s] < q ? au->plain_need[s] : q;
+            uint64_t key = ((uint64_t)au->plain_close[s] << 32 | (uint64_t)b << 16 | need) + 1;
+            uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 40) & (memo_cap - 1);
+            while (memo_key[slot] && memo_key[slot] != key)
+                slot = (slot + 1) & (memo_cap - 1);
+            if (memo_key[slot]) { /* share the owner's walk; the plain part is this state's own */
+                const StateCache *o = &g->cache[memo_state[slot]];
+                StateCache *c = &g->cache[s];
+                *c = *o;
+                c->shared = 1;
+                c->plain_bits = NULL;
+                c->plain_lo = c->plain_hi = 0;
+                store_plain(g->vocab, au->plain_budget[s], c);
+                atomic_store_explicit(&g->ready[s], 1, memory_order_release);
+                g->stats.n_cached_states++;
+                continue;
+            }
+            memo_key[slot] = key;
+            memo_state[slot] = s;
+        }
         if (walk_state(g, w, s) != 0 || store_cache(g, w, &g->cache[s]) != 0) {
             rc = error_set(err, "out of memory for the token-mask cache");
             break;
@@ -432,6 +471,8 @@ int grammar_build_cache(Grammar *g, double deadline_ms, Error *err) {
                            s, au->n_states);
     }
     walk_free(w);
+    free(memo_key);
+    free(memo_state);
     return rc;
 }
 
@@ -456,6 +497,8 @@ const StateCache *grammar_state_cache(const Grammar *cg, uint32_t s) {
 void grammar_free_cache(Grammar *g) {
     if (g->cache)
         for (uint32_t s = 0; s < g->au.n_states; s++) {
+            if (g->cache[s].shared)
+                continue;
             free(g->cache[s].accepted_bits);
             free(g->cache[s].accepted_ids);
             free(g->cache[s].uncertain_ids);

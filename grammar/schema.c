@@ -434,6 +434,8 @@ static int emit_string(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to) 
     uint32_t cur = body;
     for (int k = 0; k <= last; k++) {
         a->plain_budget[cur] = hi >= 0 ? (uint32_t)(hi - k) : AU_PLAIN_UNLIMITED;
+        a->plain_close[cur] = close;
+        a->plain_need[cur] = k < lo ? (uint32_t)(lo - k) : 0;
         if (k >= lo)
             au_eps(a, cur, close);
         if (k == last) {
@@ -591,6 +593,20 @@ static int get_count(Ctx *c, const cJSON *schema, const char *key, int max, int 
     return 0;
 }
 
+/* Is an item schema an object, an array, or something that may expand to one? */
+static int composite(const cJSON *s) {
+    if (!cJSON_IsObject(s))
+        return 0;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
+    if (cJSON_IsString(t))
+        return !strcmp(t->valuestring, "object") || !strcmp(t->valuestring, "array");
+    static const char *const keys[] = {"properties", "items", "$ref", "anyOf", "additionalProperties", "required"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (cJSON_GetObjectItemCaseSensitive(s, keys[i]))
+            return 1;
+    return cJSON_IsArray(t);
+}
+
 static int emit_array(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to, int depth) {
     Automaton *a = c->au;
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(schema, "items");
@@ -613,11 +629,19 @@ static int emit_array(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to, i
         au_byte(a, open, ']', ']', to);
     if (hi == 0)
         return check_budget(c);
-    /* item k (1-based) ends in state done[k]; copies are inlined. Unbounded:
-     * one more copy than minItems (at least two), the last one looping. */
+    /* item k (1-based) ends in state done[k]. Unbounded: one more copy than
+     * minItems (at least two), the last one looping. Scalar items are
+     * inlined per copy; objects and arrays are one rule, called per copy
+     * (their strings would otherwise be cached once per copy). */
     int copies = hi >= 0 ? hi : (lo > 1 ? lo : 1) + 1;
-    uint32_t prev = open;
+    uint32_t prev = open, item_rule = 0;
     size_t old = path_push(c, ".items");
+    if (copies > 1 && composite(items)) {
+        if (rule_for(c, items, &item_rule, depth) != 0) {
+            path_pop(c, old);
+            return -1;
+        }
+    }
     for (int k = 1; k <= copies; k++) {
         uint32_t start = prev;
         if (k > 1) {
@@ -625,8 +649,12 @@ static int emit_array(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to, i
             au_byte(a, prev, ',', ',', start);
         }
         uint32_t done = au_state(a);
-        int rc = items && !cJSON_IsTrue(items) ? compile_value(c, items, start, done, depth + 1)
-                                              : emit_any(c, start, done);
+        int rc = 0;
+        if (item_rule)
+            au_call(a, start, item_rule, done);
+        else
+            rc = items && !cJSON_IsTrue(items) ? compile_value(c, items, start, done, depth + 1)
+                                               : emit_any(c, start, done);
         if (rc != 0) {
             path_pop(c, old);
             return -1;

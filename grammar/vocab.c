@@ -278,8 +278,11 @@ int grammar_vocab_new(GrammarVocab **out, const Tokenizer *t, int n_rows, int32_
                 break;
             }
         v->all.ids[v->all.n_tokens++] = id;
-        if (memchr(b, '"', v->tok_len[id]) || memchr(b, '\\', v->tok_len[id]))
+        if (memchr(b, '"', v->tok_len[id]) || memchr(b, '\\', v->tok_len[id])) {
             v->quoted.ids[v->quoted.n_tokens++] = id;
+            if (v->tok_len[id] > v->quoted_max_len)
+                v->quoted_max_len = v->tok_len[id];
+        }
         v->plain_chars[id] = vocab_plain_count(b, v->tok_len[id]);
         per_count[v->plain_chars[id]]++;
     }

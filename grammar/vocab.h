@@ -56,6 +56,7 @@ struct GrammarVocab {
     int32_t *plain_ids;
     uint32_t plain_upto[256];
     VocabTrie quoted;
+    uint32_t quoted_max_len; /* bytes of the longest token in `quoted` */
     /* plain_bits[b]: the bitset of plain tokens of at most b characters, for
      * b <= VOCAB_PLAIN_BITS, and plain_bits[VOCAB_PLAIN_BITS + 1] of all. */
     uint32_t *plain_bits[VOCAB_PLAIN_BITS + 2];
