@@ -268,7 +268,8 @@ int cmd_generate(int argc, char **argv) {
             schema_path = optarg;
             break;
         case O_THINK:
-            bad = parse_long(optarg, -1, 1 << 20, &thinking_budget) ? "--thinking-budget (-1..1048576)" : NULL;
+            bad =
+                parse_long(optarg, -1, 1 << 20, &thinking_budget) ? "--thinking-budget (-1..1048576)" : NULL;
             break;
         case O_HELP:
             usage(stdout);
@@ -448,8 +449,9 @@ int cmd_generate(int argc, char **argv) {
     }
     show(&out, 1);
     if (json) {
-        Answer a = {out.visible, res.finish_reason == FINISH_STOP ? "stop" : "length", res.prompt_tokens,
-                    res.completion_tokens, now_ms() - t0, matcher != NULL};
+        Answer a = {out.visible,       res.finish_reason == FINISH_STOP ? "stop" : "length",
+                    res.prompt_tokens, res.completion_tokens,
+                    now_ms() - t0,     matcher != NULL};
         char *body = json_analyze(&a);
         if (!body) {
             fprintf(stderr, "generate: out of memory\n");

@@ -158,8 +158,8 @@ static int check_request(Engine *e, const GenerateRequest *r, Error *err) {
     if (r->n_images < 0 || (r->n_images > 0 && !r->images))
         return error_set(err, "bad image list");
     if (r->constraint && grammar_matcher_rows(r->constraint) != c->text.vocab_size)
-        return error_set(err, "the constraint's vocabulary has %d rows, the model %d", grammar_matcher_rows(r->constraint),
-                         c->text.vocab_size);
+        return error_set(err, "the constraint's vocabulary has %d rows, the model %d",
+                         grammar_matcher_rows(r->constraint), c->text.vocab_size);
     if (r->top_p < 0.0f || r->top_p != r->top_p || r->temperature != r->temperature)
         return error_set(err, "bad sampling parameters (top_p %g, temperature %g)", r->top_p, r->temperature);
     int n_soft = 0, block = -1, prev = 0;
@@ -267,11 +267,13 @@ int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result,
 
     Sampler sampler;
     sampler_init(&sampler, c->text.vocab_size, r->temperature, r->top_k, r->top_p, r->seed);
-    Constraint k = {r->constraint, 0, r->thinking_budget ? r->thinking_budget : GRAMMAR_DEFAULT_THINKING_BUDGET, 0};
+    Constraint k = {r->constraint, 0,
+                    r->thinking_budget ? r->thinking_budget : GRAMMAR_DEFAULT_THINKING_BUDGET, 0};
     result->finish_reason = FINISH_LENGTH;
     int pos = r->n_tokens;
     for (int step = 0; step < r->max_new_tokens; step++) {
-        int32_t token = k.m ? constrained_next(e, &k, &sampler, step, err) : sampler_next(&sampler, e->logits, e->scratch);
+        int32_t token = k.m ? constrained_next(e, &k, &sampler, step, err)
+                            : sampler_next(&sampler, e->logits, e->scratch);
         if (token < 0 || (k.m && constrained_accept(&k, token, err) != 0))
             return -1;
         result->thinking_tokens = k.trace_len;

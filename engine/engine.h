@@ -73,10 +73,10 @@ typedef struct {
     int prompt_tokens;
     int completion_tokens;
     FinishReason finish_reason;
-    double vision_ms;  /* vision tower + projector, all images */
-    double prefill_ms; /* prompt forward pass, vision excluded */
-    double ttft_ms;    /* request start to first token sampled */
-    double decode_ms;  /* all decode steps */
+    double vision_ms;    /* vision tower + projector, all images */
+    double prefill_ms;   /* prompt forward pass, vision excluded */
+    double ttft_ms;      /* request start to first token sampled */
+    double decode_ms;    /* all decode steps */
     int thinking_tokens; /* tokens of a thinking trace under a constraint (markers included) */
 } GenerateResult;
 

@@ -51,7 +51,8 @@ void grammar_limits_default(GrammarLimits *limits);
 #define GRAMMAR_THINK_CLOSE 101 /* <unused95> */
 
 /* n_rows: the model's logits rows (262208 for MedGemma, 262144 for the
- * Gemma 3 270M; tokenizer ids past them are never allowed). end_token: the id allowed when the value is complete
+ * Gemma 3 270M; tokenizer ids past them are never allowed). end_token: the id allowed when the value is
+ * complete
  * (<end_of_turn>, 106). */
 int grammar_vocab_new(GrammarVocab **out, const Tokenizer *tokenizer, int n_rows, int32_t end_token,
                       Error *err);
@@ -69,11 +70,11 @@ int grammar_compile_any_object(Grammar **out, const GrammarVocab *vocab, Error *
 void grammar_free(Grammar *grammar);
 
 typedef struct {
-    uint32_t n_states;         /* automaton states */
-    uint32_t n_cached_states;  /* states with a token cache */
-    uint64_t n_uncertain;      /* uncertain tokens over all states */
-    double build_ms;           /* schema -> automaton */
-    double cache_ms;           /* token-mask cache */
+    uint32_t n_states;        /* automaton states */
+    uint32_t n_cached_states; /* states with a token cache */
+    uint64_t n_uncertain;     /* uncertain tokens over all states */
+    double build_ms;          /* schema -> automaton */
+    double cache_ms;          /* token-mask cache */
 } GrammarStats;
 void grammar_stats(const Grammar *grammar, GrammarStats *stats);
 

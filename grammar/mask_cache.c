@@ -61,9 +61,9 @@ enum { REJECTED, ACCEPTED, UNCERTAIN };
 /* One walk's working memory, reused for every state. */
 typedef struct CacheWalk {
     StackPool pool;
-    StackSet level[256];  /* level[d]: stacks after d bytes */
-    uint8_t escaped[256];  /* some path popped the frame before depth d, and a caller could read on */
-    uint8_t ended_at[256]; /* some path popped the frame right after d bytes */
+    StackSet level[256];    /* level[d]: stacks after d bytes */
+    uint8_t escaped[256];   /* some path popped the frame before depth d, and a caller could read on */
+    uint8_t ended_at[256];  /* some path popped the frame right after d bytes */
     const uint32_t *follow; /* [8] bytes a caller of the walked state's rule may read after it returns */
     uint32_t pool_mark[256];
     StackSet sim[2];
@@ -178,7 +178,8 @@ static int walk_trie(const Grammar *g, Walk *w, const VocabTrie *t) {
                 if (esc || ended) /* (children whose byte no caller reads are rejected below) */
                     for (uint32_t c = k + 1; c < t->node_end[k]; c = t->node_end[c])
                         if (esc || follows(w, t->node_byte[c]))
-                            failed |= ids_add_range(&w->unc, t->ids, t->node_tok[c], t->node_tok[t->node_end[c]]);
+                            failed |=
+                                ids_add_range(&w->unc, t->ids, t->node_tok[c], t->node_tok[t->node_end[c]]);
                 k = t->node_end[k];
                 continue;
             }
@@ -332,7 +333,7 @@ static int compute_follow(Grammar *g) {
     g->rule_of = calloc(n + 1, sizeof *g->rule_of);
     uint32_t *start_rule = calloc(n + 1, sizeof *start_rule); /* rule + 1 of a call target */
     uint32_t *work = malloc((n + 1) * sizeof *work);
-    uint32_t (*first)[8] = calloc(n + 1, sizeof *first);
+    uint32_t(*first)[8] = calloc(n + 1, sizeof *first);
     if (!g->rule_of || !start_rule || !work || !first) {
         free(start_rule);
         free(work);
@@ -467,8 +468,9 @@ int grammar_build_cache(Grammar *g, double deadline_ms, Error *err) {
         g->stats.n_cached_states++;
         g->stats.n_uncertain += g->cache[s].n_uncertain;
         if ((s & 15) == 0 && grammar_now_ms() > deadline_ms)
-            rc = error_set(err, "the schema's compile took longer than the limit (token-mask cache at state %u of %u)",
-                           s, au->n_states);
+            rc = error_set(
+                err, "the schema's compile took longer than the limit (token-mask cache at state %u of %u)",
+                s, au->n_states);
     }
     walk_free(w);
     free(memo_key);

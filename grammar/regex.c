@@ -126,9 +126,11 @@ static Frag charset_frag(Nfa *n, CharSet *c, size_t at) {
     if (c->non_ascii)
         multibyte(n, f.start, f.end);
     if (!any)
-        fail(n, "the character set at offset %zu matches nothing the engine writes unescaped (\", \\ and control "
-                "characters are never generated)",
-             at);
+        fail(
+            n,
+            "the character set at offset %zu matches nothing the engine writes unescaped (\", \\ and control "
+            "characters are never generated)",
+            at);
     return f;
 }
 
@@ -215,8 +217,9 @@ static Frag parse_class(Nfa *n) {
                 return (Frag){0, 0};
             }
         } else if (ch >= 0x80) {
-            fail(n, "non-ASCII character in a [...] class at offset %zu (use ASCII ranges; '.' and [^...] match "
-                    "any non-ASCII character)",
+            fail(n,
+                 "non-ASCII character in a [...] class at offset %zu (use ASCII ranges; '.' and [^...] match "
+                 "any non-ASCII character)",
                  n->pos - 1);
             return (Frag){0, 0};
         }
@@ -254,7 +257,8 @@ static Frag parse_atom(Nfa *n) {
             if (n->pos + 1 < n->len && n->src[n->pos + 1] == ':')
                 n->pos += 2;
             else {
-                fail(n, "unsupported group '(?%c' at offset %zu (lookaround and named groups are not supported)",
+                fail(n,
+                     "unsupported group '(?%c' at offset %zu (lookaround and named groups are not supported)",
                      n->pos + 1 < n->len ? n->src[n->pos + 1] : '?', at);
                 return (Frag){0, 0};
             }
@@ -494,8 +498,8 @@ int regex_compile(Automaton *a, const char *pattern, size_t len, uint32_t from, 
     NfaIndex ix = {0};
     ix.off = calloc(ns + 1, sizeof *ix.off);
     ix.boff = calloc(ns + 1, sizeof *ix.boff);
-    ix.to = malloc((n.n_edges + 1) * sizeof *ix.to);
-    ix.bedge = malloc((n.n_edges + 1) * sizeof *ix.bedge);
+    ix.to = calloc(n.n_edges + 1, sizeof *ix.to);
+    ix.bedge = calloc(n.n_edges + 1, sizeof *ix.bedge);
     uint32_t *list = malloc(((size_t)ns + 1) * sizeof *list);
     uint8_t *seen = malloc(ns + 1);
     DState *dfa = calloc(MAX_DFA, sizeof *dfa);
@@ -592,7 +596,8 @@ int regex_compile(Automaton *a, const char *pattern, size_t len, uint32_t from, 
                 uint32_t slot = (uint32_t)(h >> 20) & (DFA_HASH - 1), target = n_dfa;
                 for (; table[slot]; slot = (slot + 1) & (DFA_HASH - 1)) {
                     uint32_t t = table[slot] - 1;
-                    if (dfa[t].n == m && memcmp(dfa[t].states, list, m * sizeof *list) == 0) {
+                    if (dfa[t].n == m && dfa[t].states &&
+                        memcmp(dfa[t].states, list, m * sizeof *list) == 0) {
                         target = t;
                         break;
                     }

@@ -24,6 +24,7 @@
 #define MAX_STRING_LENGTH_BOUND 2000
 #define MAX_ARRAY_BOUND 256
 #define MAX_PATH 400
+#define MAX_INLINE 256
 
 typedef struct {
     const cJSON *schema;
@@ -39,7 +40,7 @@ typedef struct {
     double deadline;
     char path[MAX_PATH];
     size_t path_len;
-    const cJSON *inline_stack[256]; /* $ref targets being expanded */
+    const cJSON *inline_stack[MAX_INLINE]; /* $ref targets being expanded */
     int n_inline;
     Rule rules[MAX_RULES];
     int n_rules;
@@ -74,7 +75,8 @@ static size_t path_push(Ctx *c, const char *fmt, ...) {
     int n = vsnprintf(c->path + c->path_len, sizeof c->path - c->path_len, fmt, ap);
     va_end(ap);
     if (n > 0)
-        c->path_len += (size_t)n < sizeof c->path - c->path_len ? (size_t)n : sizeof c->path - c->path_len - 1;
+        c->path_len +=
+            (size_t)n < sizeof c->path - c->path_len ? (size_t)n : sizeof c->path - c->path_len - 1;
     return old;
 }
 
@@ -381,8 +383,9 @@ static int emit_string(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to) 
         static const char *const formats[][2] = {
             {"date", "^(\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[1-2]\\d|3[01]))$"},
             {"time", "^([01]\\d|2[0-3]):[0-5]\\d:([0-5]\\d|60)(\\.\\d+)?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)$"},
-            {"date-time", "^(\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[1-2]\\d|3[01]))T([01]\\d|2[0-3]):[0-5]\\d:([0-5]\\d|60)"
-                          "(\\.\\d+)?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)$"},
+            {"date-time",
+             "^(\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[1-2]\\d|3[01]))T([01]\\d|2[0-3]):[0-5]\\d:([0-5]\\d|60)"
+             "(\\.\\d+)?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)$"},
             {"uuid", "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"},
         };
         if (!cJSON_IsString(format))
@@ -402,7 +405,8 @@ static int emit_string(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to) 
         regex = pattern->valuestring;
     }
     if (regex && (min_len || max_len))
-        return fail(c, "'minLength'/'maxLength' together with '%s' are not supported", pattern ? "pattern" : "format");
+        return fail(c, "'minLength'/'maxLength' together with '%s' are not supported",
+                    pattern ? "pattern" : "format");
     uint32_t body = au_state(a), close = au_state(a);
     au_byte(a, from, '"', '"', body);
     au_byte(a, close, '"', '"', to);
@@ -414,17 +418,21 @@ static int emit_string(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to) 
     }
     int lo = 0, hi = -1;
     if (min_len) {
-        if (!cJSON_IsNumber(min_len) || min_len->valuedouble < 0 || min_len->valuedouble != floor(min_len->valuedouble))
+        if (!cJSON_IsNumber(min_len) || min_len->valuedouble < 0 ||
+            min_len->valuedouble != floor(min_len->valuedouble))
             return fail(c, "'minLength' must be a non-negative integer");
         if (min_len->valuedouble > MAX_STRING_LENGTH_BOUND)
-            return fail(c, "'minLength' %g is over the supported %d", min_len->valuedouble, MAX_STRING_LENGTH_BOUND);
+            return fail(c, "'minLength' %g is over the supported %d", min_len->valuedouble,
+                        MAX_STRING_LENGTH_BOUND);
         lo = min_len->valueint;
     }
     if (max_len) {
-        if (!cJSON_IsNumber(max_len) || max_len->valuedouble < 0 || max_len->valuedouble != floor(max_len->valuedouble))
+        if (!cJSON_IsNumber(max_len) || max_len->valuedouble < 0 ||
+            max_len->valuedouble != floor(max_len->valuedouble))
             return fail(c, "'maxLength' must be a non-negative integer");
         if (max_len->valuedouble > MAX_STRING_LENGTH_BOUND)
-            return fail(c, "'maxLength' %g is over the supported %d", max_len->valuedouble, MAX_STRING_LENGTH_BOUND);
+            return fail(c, "'maxLength' %g is over the supported %d", max_len->valuedouble,
+                        MAX_STRING_LENGTH_BOUND);
         hi = max_len->valueint;
         if (hi < lo)
             return fail(c, "'maxLength' %d is below 'minLength' %d", hi, lo);
@@ -456,13 +464,29 @@ static int emit_string(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to) 
 
 static int compile_value(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to, int depth);
 
-static const char *const annotation_keys[] = {"title", "description", "$schema", "$id", "$comment", "examples",
-                                              "default", "deprecated", "readOnly", "writeOnly", "$defs",
-                                              "definitions", "$anchor", NULL};
-static const char *const value_keys[] = {"type", "properties", "required", "additionalProperties", "enum", "const",
-                                         "anyOf", "items", "minItems", "maxItems", "$ref", "pattern", "format",
-                                         "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                                         "minLength", "maxLength", NULL};
+static const char *const annotation_keys[] = {
+    "title",      "description", "$schema",   "$id",   "$comment",    "examples", "default",
+    "deprecated", "readOnly",    "writeOnly", "$defs", "definitions", "$anchor",  NULL};
+static const char *const value_keys[] = {"type",
+                                         "properties",
+                                         "required",
+                                         "additionalProperties",
+                                         "enum",
+                                         "const",
+                                         "anyOf",
+                                         "items",
+                                         "minItems",
+                                         "maxItems",
+                                         "$ref",
+                                         "pattern",
+                                         "format",
+                                         "minimum",
+                                         "maximum",
+                                         "exclusiveMinimum",
+                                         "exclusiveMaximum",
+                                         "minLength",
+                                         "maxLength",
+                                         NULL};
 
 static int in_list(const char *k, const char *const *list) {
     for (; *list; list++)
@@ -600,7 +624,8 @@ static int composite(const cJSON *s) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
     if (cJSON_IsString(t))
         return !strcmp(t->valuestring, "object") || !strcmp(t->valuestring, "array");
-    static const char *const keys[] = {"properties", "items", "$ref", "anyOf", "additionalProperties", "required"};
+    static const char *const keys[] = {"properties",           "items",   "$ref", "anyOf",
+                                       "additionalProperties", "required"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (cJSON_GetObjectItemCaseSensitive(s, keys[i]))
             return 1;
@@ -700,7 +725,8 @@ static int emit_object(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to, 
         emit_string(c, NULL, comma, key_done);
         au_byte(a, key_done, ':', ':', colon);
         size_t old = path_push(c, ".additionalProperties");
-        int rc = !addl || cJSON_IsTrue(addl) ? emit_any(c, colon, done) : compile_value(c, addl, colon, done, depth + 1);
+        int rc = !addl || cJSON_IsTrue(addl) ? emit_any(c, colon, done)
+                                             : compile_value(c, addl, colon, done, depth + 1);
         path_pop(c, old);
         if (rc != 0)
             return -1;
@@ -751,7 +777,8 @@ static int emit_object(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to, 
     return check_budget(c);
 }
 
-static const char *const type_names[] = {"null", "boolean", "object", "array", "number", "integer", "string", NULL};
+static const char *const type_names[] = {"null",   "boolean", "object", "array",
+                                         "number", "integer", "string", NULL};
 
 static int emit_type(Ctx *c, const cJSON *schema, const char *type, uint32_t from, uint32_t to, int depth) {
     if (!strcmp(type, "null")) {
@@ -773,7 +800,8 @@ static int emit_type(Ctx *c, const cJSON *schema, const char *type, uint32_t fro
         static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
         for (int i = 0; i < 4; i++)
             if (cJSON_GetObjectItemCaseSensitive(schema, bounds[i]))
-                return fail(c, "'%s' on a number is not supported (only on \"type\": \"integer\")", bounds[i]);
+                return fail(c, "'%s' on a number is not supported (only on \"type\": \"integer\")",
+                            bounds[i]);
         emit_number(c, from, to);
         return check_budget(c);
     }
@@ -849,7 +877,7 @@ static int compile_value(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to
             rc = rule_for(c, target, &start, depth);
             if (rc == 0)
                 au_call(c->au, from, start, to);
-        } else if (c->n_inline == (int)(sizeof c->inline_stack / sizeof *c->inline_stack)) {
+        } else if (c->n_inline == MAX_INLINE) {
             rc = fail(c, "'$ref' chain deeper than %d", c->n_inline);
         } else {
             c->inline_stack[c->n_inline++] = target;
@@ -866,8 +894,9 @@ static int compile_value(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to
             return fail(c, "'anyOf' has over %d branches", c->lim->max_enum);
         for (const cJSON *it = schema->child; it; it = it->next)
             if (strcmp(it->string, "anyOf") != 0 && !in_list(it->string, annotation_keys))
-                return fail(c, "'anyOf' with the sibling keyword '%.40s' is not supported (move it into each branch)",
-                            it->string);
+                return fail(
+                    c, "'anyOf' with the sibling keyword '%.40s' is not supported (move it into each branch)",
+                    it->string);
         int i = 0;
         for (const cJSON *b = any_of->child; b; b = b->next, i++) {
             size_t old = path_push(c, ".anyOf[%d]", i);
@@ -880,7 +909,9 @@ static int compile_value(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to
     }
     if (type && !cJSON_IsString(type) && !cJSON_IsArray(type))
         return fail(c, "'type' must be a string or an array of strings");
-    for (const cJSON *t = cJSON_IsArray(type) ? type->child : type; t; t = cJSON_IsArray(type) ? t->next : NULL) {
+    int type_list = type && cJSON_IsArray(type);
+    const cJSON *first_type = type ? (type_list ? type->child : type) : NULL;
+    for (const cJSON *t = first_type; t; t = type_list ? t->next : NULL) {
         if (!cJSON_IsString(t) || !in_list(t->valuestring, type_names))
             return fail(c, "unknown type '%.40s'", cJSON_IsString(t) ? t->valuestring : "(not a string)");
     }
@@ -892,7 +923,8 @@ static int compile_value(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to
         int n = en ? cJSON_GetArraySize(en) : 1;
         if (n > c->lim->max_enum)
             return fail(c, "'enum' has %d values, over the limit of %d", n, c->lim->max_enum);
-        const cJSON **vals = malloc((size_t)n * sizeof *vals);
+        const cJSON **vals =
+            calloc((size_t)n, sizeof *vals); // NOLINT(bugprone-sizeof-expression): an array of pointers
         if (!vals)
             return fail(c, "out of memory");
         int m = 0;
@@ -904,10 +936,10 @@ static int compile_value(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to
         free(vals);
         return rc;
     }
-    if (cJSON_IsArray(type)) {
-        if (!type->child)
+    if (type_list) {
+        if (!first_type)
             return fail(c, "'type' is an empty array");
-        for (const cJSON *t = type->child; t; t = t->next)
+        for (const cJSON *t = first_type; t; t = t->next)
             if (emit_type(c, schema, t->valuestring, from, to, depth) != 0)
                 return -1;
         return 0;
@@ -919,14 +951,17 @@ static int compile_value(Ctx *c, const cJSON *schema, uint32_t from, uint32_t to
         cJSON_GetObjectItemCaseSensitive(schema, "required") ||
         cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties"))
         return emit_object(c, schema, from, to, depth);
-    if (cJSON_GetObjectItemCaseSensitive(schema, "items") || cJSON_GetObjectItemCaseSensitive(schema, "minItems") ||
+    if (cJSON_GetObjectItemCaseSensitive(schema, "items") ||
+        cJSON_GetObjectItemCaseSensitive(schema, "minItems") ||
         cJSON_GetObjectItemCaseSensitive(schema, "maxItems"))
         return emit_array(c, schema, from, to, depth);
-    if (cJSON_GetObjectItemCaseSensitive(schema, "pattern") || cJSON_GetObjectItemCaseSensitive(schema, "format") ||
+    if (cJSON_GetObjectItemCaseSensitive(schema, "pattern") ||
+        cJSON_GetObjectItemCaseSensitive(schema, "format") ||
         cJSON_GetObjectItemCaseSensitive(schema, "minLength") ||
         cJSON_GetObjectItemCaseSensitive(schema, "maxLength"))
         return emit_string(c, schema, from, to);
-    if (cJSON_GetObjectItemCaseSensitive(schema, "minimum") || cJSON_GetObjectItemCaseSensitive(schema, "maximum") ||
+    if (cJSON_GetObjectItemCaseSensitive(schema, "minimum") ||
+        cJSON_GetObjectItemCaseSensitive(schema, "maximum") ||
         cJSON_GetObjectItemCaseSensitive(schema, "exclusiveMinimum") ||
         cJSON_GetObjectItemCaseSensitive(schema, "exclusiveMaximum"))
         return fail(c, "'minimum'/'maximum' without \"type\": \"integer\" are not supported");
@@ -1012,7 +1047,8 @@ static int compile_doc(Grammar **out, const GrammarVocab *vocab, const cJSON *do
             rc = error_set(err, "out of memory");
         for (int i = 0; rc == 0 && i < c->n_rules; i++)
             if (find_empty_cycle(c->au, c->rules[i].start, on_path, done))
-                rc = error_set(err, "a '$ref' recursion reads no input before recursing (it would never end)");
+                rc =
+                    error_set(err, "a '$ref' recursion reads no input before recursing (it would never end)");
         free(on_path);
         free(done);
     }
@@ -1043,7 +1079,8 @@ int grammar_compile_schema(Grammar **out, const GrammarVocab *vocab, const char 
         limits = &def;
     }
     if (len > limits->max_schema_bytes)
-        return error_set(err, "the schema is %zu bytes, over the limit of %zu", len, limits->max_schema_bytes);
+        return error_set(err, "the schema is %zu bytes, over the limit of %zu", len,
+                         limits->max_schema_bytes);
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(schema, len, &end, 0);
     if (!doc) {

@@ -36,7 +36,7 @@ void stack_pool_free(StackPool *p) {
 }
 
 static int grow(StackPool *p) {
-    if (p->cap >= STACK_MAX_NODES)
+    if (p->cap == 0 || p->cap >= STACK_MAX_NODES)
         return -1;
     uint32_t cap = p->cap * 2;
     StackNode *n = realloc(p->nodes, cap * sizeof *n);

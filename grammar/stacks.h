@@ -23,7 +23,7 @@
 #define STACK_DOC_END 0u
 #define STACK_CONTEXT 1u
 #define STACK_NONE UINT32_MAX
-#define STACK_MAX_DEPTH 256   /* frames; deeper stacks are dropped */
+#define STACK_MAX_DEPTH 256 /* frames; deeper stacks are dropped */
 #define STACK_MAX_NODES (1u << 24)
 
 typedef struct {
@@ -46,8 +46,8 @@ typedef struct {
     uint32_t stamp;
     int oom; /* sticky */
     /* closure results of the last step */
-    int complete; /* popped into STACK_DOC_END */
-    int ended;    /* popped into STACK_CONTEXT */
+    int complete;  /* popped into STACK_DOC_END */
+    int ended;     /* popped into STACK_CONTEXT */
     StackSet work; /* closure's work list */
 } StackPool;
 

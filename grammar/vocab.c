@@ -162,6 +162,8 @@ static int read_tokens(GrammarVocab *v, const Tokenizer *t, Error *err) {
 
 /* Builds the preorder trie over t->ids (t->n_tokens of them, sorted). */
 static int build_trie(const GrammarVocab *v, VocabTrie *t, Error *err) {
+    if (!v->bytes || !t->ids)
+        return error_set(err, "the token trie has no tokens to index");
     size_t cap = (size_t)t->n_tokens * 2 + 16;
     t->node_byte = malloc(cap);
     t->node_depth = malloc(cap);

@@ -70,11 +70,11 @@ typedef struct {
     uint64_t seed;
     char **stops;
     int n_stops;
-    int stream;        /* chat: server-sent events */
-    int json_mode;     /* response_format (chat, /analyze): JSON_MODE_* */
-    char *json_schema; /* JSON_MODE_SCHEMA: the schema's text (compact) */
+    int stream;          /* chat: server-sent events */
+    int json_mode;       /* response_format (chat, /analyze): JSON_MODE_* */
+    char *json_schema;   /* JSON_MODE_SCHEMA: the schema's text (compact) */
     int thinking_budget; /* with a JSON mode: the engine's thinking_budget (0 = default) */
-    int include_usage; /* chat stream: stream_options.include_usage */
+    int include_usage;   /* chat stream: stream_options.include_usage */
 } JobInput;
 
 void job_input_free(JobInput *in);

@@ -97,7 +97,8 @@ char *json_analyze(const Answer *a) {
     char why[160] = "";
     cJSON *result = NULL;
     if (a->constrained && strcmp(a->finish, "length") == 0)
-        snprintf(why, sizeof why, "the value is incomplete: max_tokens ended the answer before the JSON value was complete");
+        snprintf(why, sizeof why,
+                 "the value is incomplete: max_tokens ended the answer before the JSON value was complete");
     else if (a->constrained) { /* the whole text is the value the schema allowed */
         result = cJSON_Parse(a->text);
         if (!result)

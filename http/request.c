@@ -324,7 +324,8 @@ static int parse_response_format(const cJSON *root, JobInput *in, RequestError *
         return 0;
     const cJSON *type = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
     if (!type || !cJSON_IsString(type))
-        return fail(e, "'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}");
+        return fail(
+            e, "'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}");
     for (const cJSON *k = rf->child; k; k = k->next)
         if (strcmp(k->string, "type") != 0 && strcmp(k->string, "json_schema") != 0)
             return fail(e, "'response_format.%.40s' is not a known field", k->string);
@@ -335,7 +336,9 @@ static int parse_response_format(const cJSON *root, JobInput *in, RequestError *
         return 0;
     }
     if (strcmp(type->valuestring, "json_schema") != 0)
-        return fail(e, "'response_format.type' \"%.40s\" is not supported: use \"text\", \"json_object\" or \"json_schema\"",
+        return fail(e,
+                    "'response_format.type' \"%.40s\" is not supported: use \"text\", \"json_object\" or "
+                    "\"json_schema\"",
                     type->valuestring);
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
     if (!cJSON_IsObject(js))

@@ -307,8 +307,8 @@ static void answer_plain(Server *s, JobLink *l, Job *job) {
         free(body);
         return;
     }
-    Answer a = {job->text ? job->text : "", job->finish, job->prompt_tokens, job->completion_tokens,
-                job->inference_ms, job->in.json_mode != JSON_MODE_NONE};
+    Answer a = {job->text ? job->text : "", job->finish,       job->prompt_tokens,
+                job->completion_tokens,     job->inference_ms, job->in.json_mode != JSON_MODE_NONE};
     char *body = NULL;
     if (job->in.endpoint == ENDPOINT_ANALYZE) {
         body = json_analyze(&a);

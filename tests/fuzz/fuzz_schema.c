@@ -27,27 +27,31 @@ static uint32_t *mask;
 static char *small_tokenizer_json(int *end_id) {
     size_t cap = 64 * 1024, n = 0;
     char *s = malloc(cap);
-    static const char *const extra[] = {"{\\\"", "\\\":", "\\\",", "\\\"}", "},", "}}", "]}", "[{", "true", "false",
-                                        "null", "\\u2581the", "\\u00e9", "12", "-1", "\\\\n", "e+"};
+    static const char *const extra[] = {"{\\\"",   "\\\":", "\\\",", "\\\"}", "},",   "}}",
+                                        "]}",      "[{",    "true",  "false", "null", "\\u2581the",
+                                        "\\u00e9", "12",    "-1",    "\\\\n", "e+"};
     int n_extra = (int)(sizeof extra / sizeof *extra);
     *end_id = 355 + n_extra;
     n += (size_t)snprintf(s + n, cap - n, "{\"version\":\"1.0\",\"added_tokens\":[");
     const char *specials[] = {"<pad>", "<eos>", "<bos>", "<unk>"};
     for (int i = 0; i < 4; i++)
-        n += (size_t)snprintf(s + n, cap - n, "{\"id\":%d,\"content\":\"%s\",\"special\":true},", i, specials[i]);
-    n += (size_t)snprintf(s + n, cap - n,
-                          "{\"id\":%d,\"content\":\"<end_of_turn>\",\"special\":true}],\"normalizer\":null,"
-                          "\"pre_tokenizer\":null,\"post_processor\":null,\"decoder\":{\"type\":\"Sequence\","
-                          "\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"\\u2581\"},\"content\":\" \"},"
-                          "{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"}]},\"model\":{\"type\":\"BPE\","
-                          "\"unk_token\":\"<unk>\",\"byte_fallback\":true,\"fuse_unk\":true,\"vocab\":{",
-                          *end_id);
+        n += (size_t)snprintf(s + n, cap - n, "{\"id\":%d,\"content\":\"%s\",\"special\":true},", i,
+                              specials[i]);
+    n += (size_t)snprintf(
+        s + n, cap - n,
+        "{\"id\":%d,\"content\":\"<end_of_turn>\",\"special\":true}],\"normalizer\":null,"
+        "\"pre_tokenizer\":null,\"post_processor\":null,\"decoder\":{\"type\":\"Sequence\","
+        "\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"\\u2581\"},\"content\":\" \"},"
+        "{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"}]},\"model\":{\"type\":\"BPE\","
+        "\"unk_token\":\"<unk>\",\"byte_fallback\":true,\"fuse_unk\":true,\"vocab\":{",
+        *end_id);
     for (int i = 0; i < 4; i++)
         n += (size_t)snprintf(s + n, cap - n, "\"%s\":%d,", specials[i], i);
     for (int b = 0; b < 256; b++)
         n += (size_t)snprintf(s + n, cap - n, "\"<0x%02X>\":%d,", b, 4 + b);
     for (int c = 0x20; c < 0x7F; c++)
-        n += (size_t)snprintf(s + n, cap - n, c == '"' || c == '\\' ? "\"\\%c\":%d," : "\"%c\":%d,", c, 260 + c - 0x20);
+        n += (size_t)snprintf(s + n, cap - n, c == '"' || c == '\\' ? "\"\\%c\":%d," : "\"%c\":%d,", c,
+                              260 + c - 0x20);
     for (int i = 0; i < n_extra; i++)
         n += (size_t)snprintf(s + n, cap - n, "%s\"%s\":%d", i ? "," : "", extra[i], 355 + i);
     snprintf(s + n, cap - n, "},\"merges\":[]}}");

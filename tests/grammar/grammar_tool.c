@@ -69,8 +69,7 @@ static uint64_t splitmix64(uint64_t x) {
 
 static int load(const char *tok_path, Tokenizer **t, GrammarVocab **v) {
     Error err;
-    if (tokenizer_load(t, tok_path, &err) != 0 ||
-        grammar_vocab_new(v, *t, 262208, END_OF_TURN, &err) != 0) {
+    if (tokenizer_load(t, tok_path, &err) != 0 || grammar_vocab_new(v, *t, 262208, END_OF_TURN, &err) != 0) {
         fprintf(stderr, "grammar-tool: %s\n", err.message);
         return -1;
     }
@@ -97,7 +96,8 @@ static int cmd_compile(const char *tok_path, const char *schema_path) {
     } else {
         GrammarStats s;
         grammar_stats(g, &s);
-        printf("{\"states\": %u, \"cached_states\": %u, \"uncertain\": %llu, \"build_ms\": %.3f, \"cache_ms\": %.3f}\n",
+        printf("{\"states\": %u, \"cached_states\": %u, \"uncertain\": %llu, \"build_ms\": %.3f, "
+               "\"cache_ms\": %.3f}\n",
                s.n_states, s.n_cached_states, (unsigned long long)s.n_uncertain, s.build_ms, s.cache_ms);
         grammar_free(g);
     }
@@ -264,8 +264,8 @@ static int cmd_parity(const char *tok_path, const char *fixture_path, int bench)
     cJSON_ArrayForEach(c, cases) {
         const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
         char *schema = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "schema"));
-        exclusions(t, words * 32 > 262208 ? 262208 : words * 32, cJSON_IsTrue(cJSON_GetObjectItem(c, "length_bounded")),
-                   ex);
+        exclusions(t, words * 32 > 262208 ? 262208 : words * 32,
+                   cJSON_IsTrue(cJSON_GetObjectItem(c, "length_bounded")), ex);
         Grammar *g;
         Error err;
         if (grammar_compile_schema(&g, v, schema, strlen(schema), NULL, &err) != 0) {
@@ -292,8 +292,8 @@ static int cmd_parity(const char *tok_path, const char *fixture_path, int bench)
                 uint32_t want_count = (uint32_t)cJSON_GetArrayItem(step, 1)->valuedouble;
                 uint64_t want_sum = strtoull(cJSON_GetArrayItem(step, 2)->valuestring, NULL, 16);
                 if (!bench && (d.count != want_count || d.sum != want_sum) && case_failed < 3) {
-                    printf("FAIL parity_%s: walk %d step %d: %u allowed, xgrammar %u\n", name, walk_i, k, d.count,
-                           want_count);
+                    printf("FAIL parity_%s: walk %d step %d: %u allowed, xgrammar %u\n", name, walk_i, k,
+                           d.count, want_count);
                     case_failed++;
                 }
                 int32_t tok = (int32_t)cJSON_GetArrayItem(step, 0)->valuedouble;
@@ -301,8 +301,8 @@ static int cmd_parity(const char *tok_path, const char *fixture_path, int bench)
                     break;
                 if (grammar_matcher_accept(m, tok) != 0) {
                     if (!bench)
-                        printf("FAIL parity_%s: walk %d step %d: token %d (xgrammar's pick) rejected\n", name, walk_i, k,
-                               tok);
+                        printf("FAIL parity_%s: walk %d step %d: token %d (xgrammar's pick) rejected\n", name,
+                               walk_i, k, tok);
                     case_failed++;
                     break;
                 }
@@ -463,8 +463,8 @@ static int cmd_generate(const char *model_dir, const char *jobs_path) {
                 printf("{\"job\": %d, \"text\": %.*s, \"finish\": \"%s\", \"complete\": %s, \"tokens\": %d, "
                        "\"thinking_tokens\": %d, \"decode_ms\": %.1f}\n",
                        i, (int)q.len, q.data, res.finish_reason == FINISH_STOP ? "stop" : "length",
-                       m && grammar_matcher_is_finished(m) ? "true" : "false", res.completion_tokens, res.thinking_tokens,
-                       res.decode_ms);
+                       m && grammar_matcher_is_finished(m) ? "true" : "false", res.completion_tokens,
+                       res.thinking_tokens, res.decode_ms);
                 fflush(stdout);
                 free(q.data);
                 free(visible);

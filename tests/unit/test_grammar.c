@@ -56,14 +56,15 @@ static void expect_error(const char *schema, const char *needle) {
 }
 
 TEST(grammar_objects_arrays_and_scalars) {
-    const char *box = "{\"type\":\"object\",\"properties\":{\"box_2d\":{\"type\":\"array\",\"items\":{\"type\":"
-                      "\"integer\",\"minimum\":0,\"maximum\":1000},\"minItems\":4,\"maxItems\":4},\"label\":{\"type\":"
-                      "\"string\"}},\"required\":[\"box_2d\",\"label\"],\"additionalProperties\":false}";
+    const char *box =
+        "{\"type\":\"object\",\"properties\":{\"box_2d\":{\"type\":\"array\",\"items\":{\"type\":"
+        "\"integer\",\"minimum\":0,\"maximum\":1000},\"minItems\":4,\"maxItems\":4},\"label\":{\"type\":"
+        "\"string\"}},\"required\":[\"box_2d\",\"label\"],\"additionalProperties\":false}";
     CHECK(accepts(box, "{\"box_2d\":[0,1000,5,999],\"label\":\"left lung\"}"));
     CHECK(!accepts(box, "{\"box_2d\":[0,1001,5,999],\"label\":\"x\"}"));
     CHECK(!accepts(box, "{\"box_2d\":[0,1,5],\"label\":\"x\"}"));
     CHECK(!accepts(box, "{\"box_2d\":[0,1,5,6,7],\"label\":\"x\"}"));
-    CHECK(!accepts(box, "{\"label\":\"x\",\"box_2d\":[0,1,5,6]}")); /* declared order */
+    CHECK(!accepts(box, "{\"label\":\"x\",\"box_2d\":[0,1,5,6]}"));  /* declared order */
     CHECK(!accepts(box, "{\"box_2d\": [0,1,5,6],\"label\":\"x\"}")); /* compact: no whitespace */
     CHECK(!accepts(box, "{\"box_2d\":[0,1,5,6],\"label\":\"x\",\"extra\":1}"));
     CHECK(!accepts(box, "{\"box_2d\":[00,1,5,6],\"label\":\"x\"}"));
@@ -83,25 +84,30 @@ TEST(grammar_objects_arrays_and_scalars) {
     CHECK(accepts("{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", "\"\\u00e9b\""));
     CHECK(!accepts("{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", "\"a\""));
     CHECK(!accepts("{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}", "\"abcd\""));
-    CHECK(accepts("{\"type\":\"string\",\"maxLength\":2}", "\"\xc3\xa9\xe8\x82\xba\"")); /* characters, not bytes */
-    CHECK(!accepts("{\"type\":\"string\"}", "\"a\nb\""));                                   /* raw control */
-    CHECK(!accepts("{\"type\":\"string\"}", "\"\xed\xa0\x80\""));                           /* surrogate */
-    CHECK(accepts("{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"minItems\":2}", "[true,false,true]"));
+    CHECK(accepts("{\"type\":\"string\",\"maxLength\":2}",
+                  "\"\xc3\xa9\xe8\x82\xba\""));                   /* characters, not bytes */
+    CHECK(!accepts("{\"type\":\"string\"}", "\"a\nb\""));         /* raw control */
+    CHECK(!accepts("{\"type\":\"string\"}", "\"\xed\xa0\x80\"")); /* surrogate */
+    CHECK(
+        accepts("{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"minItems\":2}", "[true,false,true]"));
     CHECK(!accepts("{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"minItems\":2}", "[true]"));
     CHECK(accepts("{\"type\":\"object\"}", "{\"a\":[1,{\"b\":null}],\"c\":\"d\"}"));
     CHECK(accepts("{}", "[1,\"x\",{\"y\":false}]"));
 }
 
 TEST(grammar_anyof_refs_and_recursion) {
-    const char *tree = "{\"$ref\":\"#/$defs/n\",\"$defs\":{\"n\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":"
-                       "\"integer\"},\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},\"required\":["
-                       "\"v\"]}}}";
+    const char *tree =
+        "{\"$ref\":\"#/$defs/n\",\"$defs\":{\"n\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":"
+        "\"integer\"},\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},\"required\":["
+        "\"v\"]}}}";
     CHECK(accepts(tree, "{\"v\":1,\"kids\":[{\"v\":2},{\"v\":3,\"kids\":[{\"v\":4,\"kids\":[]}]}]}"));
     CHECK(!accepts(tree, "{\"v\":1,\"kids\":[{\"w\":2}]}"));
-    const char *list = "{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"next\":{\"anyOf\":[{\"$ref\":"
-                       "\"#\"},{\"type\":\"null\"}]}},\"required\":[\"v\",\"next\"]}";
+    const char *list =
+        "{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"next\":{\"anyOf\":[{\"$ref\":"
+        "\"#\"},{\"type\":\"null\"}]}},\"required\":[\"v\",\"next\"]}";
     CHECK(accepts(list, "{\"v\":1,\"next\":{\"v\":2,\"next\":{\"v\":3,\"next\":null}}}"));
-    CHECK(accepts("{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"string\",\"format\":\"date\"}]}", "\"2024-02-29\""));
+    CHECK(accepts("{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"string\",\"format\":\"date\"}]}",
+                  "\"2024-02-29\""));
     CHECK(!accepts("{\"type\":\"string\",\"format\":\"date\"}", "\"2024-13-01\""));
     CHECK(accepts("{\"type\":\"string\",\"format\":\"date-time\"}", "\"2024-02-29T23:59:60.5+01:00\""));
     CHECK(accepts("{\"type\":\"string\",\"format\":\"uuid\"}", "\"123e4567-e89b-12d3-a456-426614174000\""));
@@ -112,19 +118,21 @@ TEST(grammar_anyof_refs_and_recursion) {
 
 TEST(grammar_end_token_and_control_tokens) {
     Error err;
-    Grammar *g = compile("{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}},\"required\":[\"n\"]}", &err);
+    Grammar *g = compile(
+        "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}},\"required\":[\"n\"]}", &err);
     CHECK(g != NULL);
     if (!g)
         return;
     GrammarMatcher *m = grammar_matcher_new(g);
     int words = grammar_mask_words(vocab());
     uint32_t *mask = malloc((size_t)words * 4);
-#define ALLOWED(id) (mask[(id) >> 5] >> ((id) & 31) & 1)
+#define ALLOWED(id) (mask[(id) >> 5] >> ((id)&31) & 1)
     grammar_matcher_fill_mask(m, mask);
     CHECK(!ALLOWED(106));
     CHECK(ALLOWED(tokenizer_token_id(test_gemma_tokenizer(), "{")));
-    static const char *const never[] = {"<eos>", "<bos>", "<pad>", "<start_of_turn>", "<unused94>", "<unused95>",
-                                        "<mask>", "[multimodal]", "<start_of_image>"};
+    static const char *const never[] = {"<eos>",           "<bos>",        "<pad>",
+                                        "<start_of_turn>", "<unused94>",   "<unused95>",
+                                        "<mask>",          "[multimodal]", "<start_of_image>"};
     CHECK(grammar_matcher_accept_bytes(m, "{\"n\":12", 7) == 0);
     grammar_matcher_fill_mask(m, mask);
     CHECK(!ALLOWED(106)); /* "}" is still missing */
@@ -174,7 +182,8 @@ TEST(grammar_bad_schemas_get_clear_errors) {
     expect_error("{\"type\":\"string\",\"pattern\":\"[\"}", "unclosed '['");
     expect_error("{\"$ref\":\"#/$defs/missing\"}", "points to nothing");
     expect_error("{\"$ref\":\"https://example.com/s.json\"}", "only references inside the schema");
-    expect_error("{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"anyOf\":[{\"$ref\":\"#/$defs/a\"},{\"type\":\"null\"}]}}}",
+    expect_error("{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"anyOf\":[{\"$ref\":\"#/$defs/"
+                 "a\"},{\"type\":\"null\"}]}}}",
                  "reads no input before recursing");
     expect_error("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}",
                  "required property 'b' is not in 'properties'");
@@ -252,7 +261,8 @@ static int keep(void *user, int32_t id) {
 TEST(engine_constrained_answers_and_thinking_budget) {
     Engine *e;
     Error err;
-    EngineOptions eo = {.model_dir = tiny_model_dir(), .backend = BACKEND_CPU, .n_threads = 2, .max_context = 512};
+    EngineOptions eo = {
+        .model_dir = tiny_model_dir(), .backend = BACKEND_CPU, .n_threads = 2, .max_context = 512};
     if (engine_open(&e, &eo, &err) != 0) {
         test_fail(__FILE__, __LINE__, "engine_open: %s", err.message);
         return;
@@ -263,13 +273,20 @@ TEST(engine_constrained_answers_and_thinking_budget) {
     for (uint64_t seed = 0; seed < 200 && g; seed++) {
         GrammarMatcher *m = grammar_matcher_new(g);
         Ids got = {{0}, 0};
-        GenerateRequest r = {.tokens = prompt, .n_tokens = 6, .max_new_tokens = 64, .temperature = 1000.0f,
-                             .top_p = 1.0f, .seed = seed, .on_token = keep, .user = &got, .constraint = m,
+        GenerateRequest r = {.tokens = prompt,
+                             .n_tokens = 6,
+                             .max_new_tokens = 64,
+                             .temperature = 1000.0f,
+                             .top_p = 1.0f,
+                             .seed = seed,
+                             .on_token = keep,
+                             .user = &got,
+                             .constraint = m,
                              .thinking_budget = 5};
         GenerateResult res;
         CHECK(engine_generate(e, &r, &res, &err) == 0);
-        CHECK_MSG(res.finish_reason == FINISH_STOP && grammar_matcher_is_finished(m), "seed %llu: not finished",
-                  (unsigned long long)seed);
+        CHECK_MSG(res.finish_reason == FINISH_STOP && grammar_matcher_is_finished(m),
+                  "seed %llu: not finished", (unsigned long long)seed);
         int start = 0;
         if (got.n > 0 && got.ids[0] == GRAMMAR_THINK_OPEN) {
             opened++;
@@ -278,7 +295,8 @@ TEST(engine_constrained_answers_and_thinking_budget) {
             for (int i = 1; i < got.n && close < 0; i++)
                 if (got.ids[i] == GRAMMAR_THINK_CLOSE)
                     close = i;
-            CHECK_MSG(close > 0 && close <= 5, "seed %llu: trace closed at %d", (unsigned long long)seed, close);
+            CHECK_MSG(close > 0 && close <= 5, "seed %llu: trace closed at %d", (unsigned long long)seed,
+                      close);
             CHECK_EQ_INT(res.thinking_tokens, close + 1);
             start = close + 1;
         }
@@ -294,8 +312,15 @@ TEST(engine_constrained_answers_and_thinking_budget) {
     for (uint64_t seed = 0; seed < 20 && g; seed++) {
         GrammarMatcher *m = grammar_matcher_new(g);
         Ids got = {{0}, 0};
-        GenerateRequest r = {.tokens = prompt, .n_tokens = 6, .max_new_tokens = 8, .temperature = 1000.0f,
-                             .top_p = 1.0f, .seed = seed, .on_token = keep, .user = &got, .constraint = m,
+        GenerateRequest r = {.tokens = prompt,
+                             .n_tokens = 6,
+                             .max_new_tokens = 8,
+                             .temperature = 1000.0f,
+                             .top_p = 1.0f,
+                             .seed = seed,
+                             .on_token = keep,
+                             .user = &got,
+                             .constraint = m,
                              .thinking_budget = -1};
         GenerateResult res;
         CHECK(engine_generate(e, &r, &res, &err) == 0);
