@@ -27,6 +27,7 @@
 
 #include "engine/engine.h"
 #include "grammar/grammar.h"
+#include "grammar/vocab.h"
 #include "tokenizer/answer.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/json_text.h"
@@ -97,8 +98,9 @@ static int cmd_compile(const char *tok_path, const char *schema_path) {
         GrammarStats s;
         grammar_stats(g, &s);
         printf("{\"states\": %u, \"cached_states\": %u, \"uncertain\": %llu, \"build_ms\": %.3f, "
-               "\"cache_ms\": %.3f}\n",
-               s.n_states, s.n_cached_states, (unsigned long long)s.n_uncertain, s.build_ms, s.cache_ms);
+               "\"cache_ms\": %.3f, \"vocab_ms\": %.1f}\n",
+               s.n_states, s.n_cached_states, (unsigned long long)s.n_uncertain, s.build_ms, s.cache_ms,
+               v->build_ms);
         grammar_free(g);
     }
     free(schema);
