@@ -16,8 +16,10 @@ LDFLAGS += -pthread $(SAN)
 LDLIBS += -lh2o-evloop -lssl -lcrypto -lz -lcjson -lspng -lturbojpeg -lcurl -lm -ldl
 
 # Modules. Every .c of these folders is part of the core library that the
-# programs and the tests link; folders that need CUDA are added by cuda.mk.
+# programs and the tests link; folders that need CUDA are added by cuda.mk
+# (engine/cuda/device_plan.c is plain C: the CLI and unit tests use it in every build).
 CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c http/*.c grammar/*.c) \
+  engine/cuda/device_plan.c \
   $(filter-out weights-fetch/main.c,$(wildcard weights-fetch/*.c))
 CLI_SRC := $(wildcard cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -37,6 +39,9 @@ ifeq ($(NO_CUDA),)
 include kernels/cuda/cuda.mk
 endif
 endif
+# The CUDA backend's host code on a fake device (no nvcc needed): tests/gpu/fake/fake.mk
+# (absent from the image build's context, which has no tests/).
+-include tests/gpu/fake/fake.mk
 
 .PHONY: all deps test test-asan test-grammar-full fuzz format lint clean models run
 all: $(PROGRAMS) $(CUDA_PROGRAMS)

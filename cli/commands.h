@@ -8,5 +8,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_synth_model(int argc, char **argv);
+int cmd_gpu_plan(int argc, char **argv);
 
 #endif

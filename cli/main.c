@@ -16,6 +16,7 @@ static const Command commands[] = {
     {"generate", cmd_generate, "one request from the command line"},
     {"tokenize", cmd_tokenize, "stdin text -> JSON array of token ids"},
     {"synth-model", cmd_synth_model, "write a random-weight checkpoint of a preset"},
+    {"gpu-plan", cmd_gpu_plan, "the CUDA backend's device memory plan for a model (no GPU needed)"},
 };
 
 static void usage(FILE *f) {

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "engine/config.h"
+#include "engine/engine.h"
 #include "engine/weights.h"
 #include "util/error.h"
 
@@ -57,6 +58,12 @@ typedef struct Backend {
     /* Device name for engine_info/health ("NVIDIA L4"), NULL for the CPU. */
     const char *(*device_name)(void *state);
 
+    /* encode_image, prefill and decode return 0, or on failure (err filled)
+     * one of engine.h's ENGINE_ERR_* codes: -1 (ENGINE_ERR_INPUT) for
+     * arguments they refuse; a device backend also tells a request that ran
+     * out of device memory, a failed device call, and a lost device (after
+     * which every call fails) apart. */
+
     /* Vision tower + projector for one image: pixels [3, S, S] normalized CHW
      * (S = vision image_size) -> out [mm_tokens_per_image, text hidden], the
      * soft-token embeddings (not scaled). Host pointers. */
@@ -85,7 +92,7 @@ const Backend *backend_cpu_get(void);
 /* NULL-free: always returns the CUDA backend; its create() fails when no
  * GPU is present. */
 const Backend *backend_cuda_get(void);
-/* 1 when a CUDA device is usable (engine_open's BACKEND_AUTO asks this). */
+/* 1 when a CUDA device is present (engine_open asks this before create). */
 int backend_cuda_available(void);
 #endif
 

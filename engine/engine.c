@@ -6,6 +6,7 @@
 #include "engine/engine.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,9 @@ struct Engine {
     Model model;
     const Backend *backend;
     void *state;
+    int gpu_available;         /* a CUDA device was found */
+    char fallback_reason[512]; /* "" unless `auto` fell back to the CPU */
+    char device_error[512];    /* "" until the device failed for good */
     int max_context;
     float *logits;        /* [vocab] */
     int32_t *scratch;     /* [vocab] sampler scratch */
@@ -34,30 +38,48 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static int pick_backend(const Backend **out, BackendKind kind, Error *err) {
-    switch (kind) {
-    case BACKEND_CPU:
-        *out = backend_cpu_get();
-        return 0;
-    case BACKEND_CUDA:
+/* Creates the chosen backend's state. */
+static int create_backend(Engine *e, const Backend *backend, const BackendOptions *bo, Error *err) {
+    e->backend = backend;
+    e->state = NULL;
+    if (backend->create(&e->state, &e->model.config, &e->model.weights, bo, err) != 0) {
+        e->state = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The backend choice. cpu: the CPU. cuda: the GPU or a failure naming why,
+ * never the CPU (deploy.sh sets it: a GPU instance that cannot use its GPU
+ * must not start). auto: the GPU when one is present and the backend can be
+ * created on it; else the CPU, and when a GPU was there that fallback is an
+ * ERROR in the log and engine_info's fallback_reason (the server's /health). */
+static int open_backend(Engine *e, BackendKind kind, const BackendOptions *bo, Error *err) {
+    if (kind == BACKEND_CPU)
+        return create_backend(e, backend_cpu_get(), bo, err);
 #ifdef MEDGEMMA_CUDA
-        *out = backend_cuda_get();
+    e->gpu_available = backend_cuda_available();
+    if (kind == BACKEND_CUDA) {
+        if (create_backend(e, backend_cuda_get(), bo, err) != 0)
+            return error_prefix(err, "backend cuda (no fallback to the CPU with --backend cuda)");
         return 0;
+    }
+    if (e->gpu_available) {
+        Error cuda_err = {{0}};
+        if (create_backend(e, backend_cuda_get(), bo, &cuda_err) == 0)
+            return 0;
+        snprintf(e->fallback_reason, sizeof e->fallback_reason, "%s", cuda_err.message);
+        log_msg(LOG_ERROR,
+                "a GPU is present but the CUDA backend failed: %s; serving on the CPU (slow). "
+                "--backend cuda (MEDGEMMA_BACKEND=cuda) makes this a startup failure",
+                cuda_err.message);
+    }
 #else
+    if (kind == BACKEND_CUDA)
         return error_set(err,
                          "backend 'cuda' requested, but this build has no CUDA backend (built without nvcc)");
 #endif
-    case BACKEND_AUTO:
-    default:
-#ifdef MEDGEMMA_CUDA
-        if (backend_cuda_available()) {
-            *out = backend_cuda_get();
-            return 0;
-        }
-#endif
-        *out = backend_cpu_get();
-        return 0;
-    }
+    return create_backend(e, backend_cpu_get(), bo, err);
 }
 
 int engine_open(Engine **out, const EngineOptions *options, Error *err) {
@@ -82,31 +104,15 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
         engine_close(e);
         return error_set(err, "out of memory");
     }
-    if (pick_backend(&e->backend, options->backend, err) != 0) {
-        engine_close(e);
-        return -1;
-    }
     BackendOptions bo = {
         .n_threads = options->n_threads,
         .max_context = max_ctx,
         .max_prefill = max_ctx,
         .embed_scale = e->model.embed_scale,
     };
-    if (e->backend->create(&e->state, c, &e->model.weights, &bo, err) != 0) {
-        e->state = NULL;
-        /* auto: a GPU that cannot take the model leaves the CPU */
-        if (options->backend != BACKEND_AUTO || e->backend == backend_cpu_get()) {
-            engine_close(e);
-            return -1;
-        }
-        log_msg(LOG_WARNING, "the %s backend failed (%s); using the CPU", e->backend->name,
-                err ? err->message : "no details");
-        e->backend = backend_cpu_get();
-        if (e->backend->create(&e->state, c, &e->model.weights, &bo, err) != 0) {
-            e->state = NULL;
-            engine_close(e);
-            return -1;
-        }
+    if (open_backend(e, options->backend, &bo, err) != 0) {
+        engine_close(e);
+        return -1;
     }
     *out = e;
     return 0;
@@ -115,7 +121,7 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
 void engine_close(Engine *e) {
     if (!e)
         return;
-    if (e->state)
+    if (e->state && e->backend)
         e->backend->destroy(e->state);
     model_close(&e->model);
     free(e->logits);
@@ -130,6 +136,8 @@ void engine_info(const Engine *e, EngineInfo *info) {
     memset(info, 0, sizeof *info);
     info->backend = e->backend->name;
     info->gpu_name = e->backend->device_name(e->state);
+    info->gpu_available = e->gpu_available;
+    info->fallback_reason = e->fallback_reason[0] ? e->fallback_reason : NULL;
     info->max_context = e->max_context;
     info->image_size = c->has_vision ? c->vision.image_size : 0;
     info->image_tokens = c->has_vision ? c->mm_tokens_per_image : 0;
@@ -181,6 +189,20 @@ static int check_request(Engine *e, const GenerateRequest *r, Error *err) {
         return error_set(err, "the prompt has %d image soft tokens, but %d image(s) x %d tokens were given",
                          n_soft, r->n_images, c->mm_tokens_per_image);
     return n_soft;
+}
+
+/* A backend call failed with rc (backend.h): passes the code on, and
+ * remembers a lost device so that every later request fails at once. */
+static int backend_failed(Engine *e, int rc, Error *err) {
+    if (rc < ENGINE_ERR_DEVICE_LOST || rc > ENGINE_ERR_INPUT)
+        rc = ENGINE_ERR_INTERNAL; /* not a code of backend.h: a bug in the backend */
+    if (rc == ENGINE_ERR_DEVICE_LOST && !e->device_error[0])
+        snprintf(e->device_error, sizeof e->device_error, "%s", err ? err->message : "the device failed");
+    return rc;
+}
+
+const char *engine_device_error(const Engine *e) {
+    return e->device_error[0] ? e->device_error : NULL;
 }
 
 /* Constrained decoding (GenerateRequest.constraint): the answer is masked by
@@ -236,6 +258,10 @@ int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result,
     const ModelConfig *c = &e->model.config;
     double t_start = now_ms();
     memset(result, 0, sizeof *result);
+    if (e->device_error[0]) {
+        error_set(err, "the GPU failed earlier (%s); this process can run no more requests", e->device_error);
+        return ENGINE_ERR_DEVICE_LOST;
+    }
     int n_soft = check_request(e, r, err);
     if (n_soft < 0)
         return -1;
@@ -246,13 +272,18 @@ int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result,
     if (r->n_images > 0) {
         size_t per_image = (size_t)c->mm_tokens_per_image * c->text.hidden_size;
         embeds = malloc((size_t)r->n_images * per_image * sizeof *embeds);
-        if (!embeds)
-            return error_set(err, "out of memory for %d images", r->n_images);
-        for (int i = 0; i < r->n_images; i++)
-            if (e->backend->encode_image(e->state, r->images[i], embeds + (size_t)i * per_image, err) != 0) {
+        if (!embeds) {
+            error_set(err, "out of memory for %d images", r->n_images);
+            return ENGINE_ERR_OUT_OF_MEMORY;
+        }
+        for (int i = 0; i < r->n_images; i++) {
+            int rc = e->backend->encode_image(e->state, r->images[i], embeds + (size_t)i * per_image, err);
+            if (rc != 0) {
                 free(embeds);
-                return error_prefix(err, "image %d", i + 1);
+                error_prefix(err, "image %d", i + 1);
+                return backend_failed(e, rc, err);
             }
+        }
     }
     double t_vision = now_ms();
     result->vision_ms = t_vision - t_start;
@@ -261,7 +292,7 @@ int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result,
                                  e->logits, err);
     free(embeds);
     if (rc != 0)
-        return -1;
+        return backend_failed(e, rc, err);
     double t_prefill = now_ms();
     result->prefill_ms = t_prefill - t_vision;
 
@@ -290,8 +321,9 @@ int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result,
         }
         if (step + 1 == r->max_new_tokens || pos >= e->max_context)
             break; /* FINISH_LENGTH: budget or context used up */
-        if (e->backend->decode(e->state, token, pos, e->logits, err) != 0)
-            return -1;
+        rc = e->backend->decode(e->state, token, pos, e->logits, err);
+        if (rc != 0)
+            return backend_failed(e, rc, err);
         pos++;
     }
     result->decode_ms = now_ms() - t_prefill;

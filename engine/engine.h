@@ -30,10 +30,14 @@ void engine_close(Engine *engine);
 
 typedef struct {
     const char *backend;  /* "cpu" or "cuda" */
-    const char *gpu_name; /* NULL without a GPU */
-    int max_context;      /* positions the KV cache holds */
-    int image_size;       /* pixels per side the vision tower wants (896); 0 = text-only model */
-    int image_tokens;     /* soft tokens per image (256); 0 = text-only model */
+    const char *gpu_name; /* the GPU in use; NULL on the CPU */
+    int gpu_available;    /* a CUDA device was found, whichever backend serves */
+    /* Why `auto` serves on the CPU although a GPU was found (the CUDA
+     * backend's create error, also logged at ERROR); NULL otherwise. */
+    const char *fallback_reason;
+    int max_context;  /* positions the KV cache holds */
+    int image_size;   /* pixels per side the vision tower wants (896); 0 = text-only model */
+    int image_tokens; /* soft tokens per image (256); 0 = text-only model */
     int vocab_size;
 } EngineInfo;
 
@@ -80,9 +84,23 @@ typedef struct {
     int thinking_tokens; /* tokens of a thinking trace under a constraint (markers included) */
 } GenerateResult;
 
-/* Runs one request. Fails (returns -1, err filled) on bad input: prompt longer
- * than max_context, image count not matching the soft-token blocks, ids out of
- * range. The engine stays usable after a failure. */
+/* engine_generate's failures (err says what). */
+enum {
+    ENGINE_ERR_INPUT = -1,         /* the request is wrong: prompt longer than max_context, image count
+                                      not matching the soft-token blocks, ids out of range */
+    ENGINE_ERR_OUT_OF_MEMORY = -2, /* the device had no free memory for this request; the next may work */
+    ENGINE_ERR_INTERNAL = -3,      /* a device call failed (a bug, not the input); the next may work */
+    ENGINE_ERR_DEVICE_LOST = -4,   /* the device failed for good (a sticky CUDA error such as an illegal
+                                      address): this and every later request fails; only a new process
+                                      gets a working GPU */
+};
+
+/* Runs one request: 0, or one of the ENGINE_ERR_* codes above with err
+ * filled. Except after ENGINE_ERR_DEVICE_LOST, the engine stays usable after
+ * a failure. */
 int engine_generate(Engine *engine, const GenerateRequest *request, GenerateResult *result, Error *err);
+
+/* NULL while the device works; after ENGINE_ERR_DEVICE_LOST, what failed. */
+const char *engine_device_error(const Engine *engine);
 
 #endif

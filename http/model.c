@@ -476,7 +476,7 @@ void model_run_job(Worker *w, Job *job) {
     int rc = engine_generate(w->engine, &gr, &res, &err);
     job->engine_ms = (now_seconds() - t2) * 1e3;
     if (rc != 0) {
-        job_fail(job, 400, "invalid_request_error", err.message);
+        job_fail_engine(w, job, rc, err.message);
         goto done;
     }
     job->prompt_tokens = res.prompt_tokens;

@@ -23,6 +23,9 @@ void model_run_job(Worker *w, Job *job);
 /* worker.c: appends visible text to a streaming job and wakes the loop. */
 void worker_emit(Worker *w, Job *job, const char *text, size_t n);
 void job_fail(Job *job, int status, const char *type, const char *message);
+/* worker.c: an engine_generate failure (ENGINE_ERR_*) -> the job's error; a
+ * lost device also turns the worker DEVICE_LOST (logged once). */
+void job_fail_engine(Worker *w, Job *job, int rc, const char *detail);
 void job_fail_cancelled(Job *job);
 
 #endif

@@ -92,20 +92,22 @@ static void handle_health(Server *s, const Reply *r) {
     int depth, running;
     job_queue_counts(&s->queue, &depth, &running);
     int healthy = state == WORKER_READY && !s->draining;
+    int loaded = state == WORKER_READY || state == WORKER_DEVICE_LOST; /* w->info is published */
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "status",
                             healthy                   ? "healthy"
                             : state == WORKER_LOADING ? "loading"
                                                       : "unhealthy");
     cJSON_AddBoolToObject(root, "model_loaded", state == WORKER_READY);
-    int gpu = state == WORKER_READY && s->worker.gpu_name[0];
-    cJSON_AddBoolToObject(root, "gpu_available", gpu);
-    if (gpu)
+    cJSON_AddBoolToObject(root, "gpu_available", loaded && s->worker.info.gpu_available);
+    if (loaded && s->worker.gpu_name[0])
         cJSON_AddStringToObject(root, "gpu_name", s->worker.gpu_name);
     else
         cJSON_AddNullToObject(root, "gpu_name");
-    if (state == WORKER_READY) {
+    if (loaded) {
         cJSON_AddStringToObject(root, "backend", s->worker.backend_name);
+        if (s->worker.info.fallback_reason) /* auto serves on the CPU although a GPU is there */
+            cJSON_AddStringToObject(root, "fallback_reason", s->worker.info.fallback_reason);
         cJSON_AddBoolToObject(root, "vision", s->worker.info.image_tokens > 0);
         cJSON_AddNumberToObject(root, "max_context", s->worker.info.max_context);
     } else {
@@ -118,7 +120,7 @@ static void handle_health(Server *s, const Reply *r) {
     cJSON_AddNumberToObject(root, "uptime_s", now_seconds() - s->t_start);
     if (s->draining)
         cJSON_AddBoolToObject(root, "draining", 1);
-    if (state == WORKER_FAILED)
+    if (state == WORKER_FAILED || state == WORKER_DEVICE_LOST)
         cJSON_AddStringToObject(root, "error", s->worker.error);
     send_json_tree(r, healthy ? 200 : 503, root);
 }
@@ -161,7 +163,8 @@ static void handle_generation(Server *s, const Reply *r, Endpoint endpoint) {
     if (state != WORKER_READY) {
         respond_error(r, 503, "unavailable",
                       state == WORKER_LOADING ? "the model is still loading; retry when /health says healthy"
-                                              : "the model failed to load; see /health");
+                      : state == WORKER_DEVICE_LOST ? "the GPU of this instance failed; see /health"
+                                                    : "the model failed to load; see /health");
         return;
     }
     if (req->entity.len > s->opt.max_body_bytes) {

@@ -55,6 +55,37 @@ void job_fail(Job *job, int status, const char *type, const char *message) {
     snprintf(job->error_message, sizeof job->error_message, "%s", message);
 }
 
+void job_fail_engine(Worker *w, Job *job, int rc, const char *detail) {
+    switch (rc) {
+    case ENGINE_ERR_OUT_OF_MEMORY:
+        log_msg(LOG_WARNING, "a request ran out of device memory: %s", detail);
+        job_fail(job, 503, "unavailable",
+                 "the GPU had no free memory for this request; retry later, or send fewer or smaller images");
+        return;
+    case ENGINE_ERR_INTERNAL:
+        log_msg(LOG_ERROR, "a device call failed: %s", detail);
+        job_fail(job, 500, "server_error", "a GPU call failed while running this request");
+        return;
+    case ENGINE_ERR_DEVICE_LOST:
+        if (atomic_load(&w->state) == WORKER_DEVICE_LOST) { /* queued before the failure */
+            job_fail(job, 503, "unavailable",
+                     "the GPU of this instance failed; retry (it is being replaced)");
+            return;
+        }
+        snprintf(w->error, sizeof w->error, "the GPU failed: %s", detail);
+        atomic_store(&w->state, WORKER_DEVICE_LOST);
+        log_msg(LOG_ERROR,
+                "%s; every later request fails, /health reports unhealthy so the instance is replaced",
+                w->error);
+        job_fail(job, 500, "server_error",
+                 "the GPU failed while running this request; this instance is being replaced");
+        return;
+    default:
+        job_fail(job, 400, "invalid_request_error", detail);
+        return;
+    }
+}
+
 /* The error a cancelled job reports (its client is usually gone). */
 void job_fail_cancelled(Job *job) {
     switch (atomic_load(&job->cancel)) {

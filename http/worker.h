@@ -13,7 +13,10 @@
 #include "engine/engine.h"
 #include "http/job.h"
 
-typedef enum { WORKER_LOADING, WORKER_READY, WORKER_FAILED } WorkerState;
+/* DEVICE_LOST: the GPU failed for good while serving (a sticky CUDA error);
+ * every later request fails, /health answers 503 so the platform replaces
+ * the instance. error says what failed. */
+typedef enum { WORKER_LOADING, WORKER_READY, WORKER_FAILED, WORKER_DEVICE_LOST } WorkerState;
 
 typedef struct {
     /* Set before worker_start. */
@@ -25,7 +28,8 @@ typedef struct {
     JobQueue *queue;
     h2o_multithread_receiver_t *receiver; /* where job messages go */
 
-    /* Published with state = WORKER_READY (or FAILED with error); read-only after. */
+    /* Published with state = WORKER_READY (or FAILED with error); read-only after,
+     * except error, written once before state turns DEVICE_LOST. */
     atomic_int state;
     char error[512];
     EngineInfo info;

@@ -1,12 +1,20 @@
 /* The CUDA backend (engine/backend.h) on one GPU.
  *
- * Owns: the device copy of the weights (one bf16 arena, 256-byte aligned
- * tensors, q|k|v and gate|up fused into one matrix per layer so each is one
- * GEMM/GEMV), the activations sized for max_prefill rows, the bf16 KV cache
- * (global layers: max_context slots; local layers: a ring of sliding_window
- * slots), the cuBLASLt plans (engine/cuda/gemm.h) and the decode step captured
- * once as a CUDA graph: the token id and position live in device memory behind
- * fixed pointers, so one graph replays unchanged every token.
+ * Owns: ONE device allocation planned at create (engine/cuda/device_plan.h):
+ * the weights (bf16, q|k|v and gate|up fused into one matrix per layer so each
+ * is one GEMM/GEMV), the bf16 KV cache (global layers: max_context slots;
+ * local layers: a ring of sliding_window slots), the activations sized for
+ * max_prefill rows and one image, and cuBLASLt's workspace, every buffer a
+ * 256-byte aligned region of it; the cuBLASLt plans (engine/cuda/gemm.h); a few
+ * pinned host buffers; and the decode step captured once as a CUDA graph: the
+ * token id and position live in device memory behind fixed pointers, so one
+ * graph replays unchanged every token. Nothing is allocated on the device
+ * after create.
+ *
+ * Errors at request time (backend.h's codes): a sticky CUDA error (illegal
+ * address, launch failure: real CUDA then fails every later call) loses the
+ * device for good, and every later call says so; an allocation failure
+ * (the driver's, e.g. loading a kernel module lazily) fails only that call.
  *
  * Activations are bf16 like transformers in bf16; every kernel computes in
  * fp32 (kernels/cuda/). Logits are fp32. */
@@ -17,13 +25,15 @@
 
 #include "engine/backend.h"
 #include "engine/cuda/cuda_check.h"
+#include "engine/cuda/device_plan.h"
 #include "engine/cuda/gemm.h"
 #include "engine/cuda/upload.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "util/log.h"
 
-#define MAX_DEVICE_ALLOCS 64
-#define DECODE_MAX_SPLITS 64
+/* Device memory create leaves free besides the plan: for the driver (kernel
+ * modules loaded at their first launch, cuBLASLt's own buffers, graphs). */
+#define DEVICE_HEADROOM ((size_t)256 << 20)
 
 typedef struct {
     bf16 *wqkv;  /* [(H + 2 KVH) * Dh, D]: q_proj | k_proj | v_proj rows */
@@ -50,15 +60,14 @@ typedef struct {
     char device_name[256];
     cudaStream_t stream;
     Gemm *gemm;
-    void *allocs[MAX_DEVICE_ALLOCS];
-    int n_allocs;
+    DevicePlan plan;
+    void *device;     /* the one allocation: plan.total bytes */
+    cudaError_t lost; /* the sticky error that lost the device; cudaSuccess while it works */
 
     /* text dims */
     int D, I, H, KVH, Dh, QKV, V, L, P;
     float attn_scale;
-    /* weights (inside the arena) */
-    char *arena;
-    size_t arena_bytes;
+    /* weights */
     bf16 *embed, *lm_head, *final_norm;
     CudaTextLayer *layers;
     /* text activations, P rows */
@@ -86,53 +95,125 @@ typedef struct {
     size_t cap_stage_elems;
 } CudaState;
 
-static int dev_alloc(CudaState *st, void **ptr, size_t bytes, Error *err) {
-    *ptr = NULL;
-    if (st->n_allocs == MAX_DEVICE_ALLOCS)
-        return error_set(err, "cuda backend: too many device buffers");
-    if (bytes == 0)
-        bytes = 16;
-    cudaError_t e = cudaMalloc(ptr, bytes);
-    if (e != cudaSuccess)
-        return error_set(err, "cuda backend: cudaMalloc of %.1f MiB failed: %s", bytes / 1048576.0,
-                         cudaGetErrorString(e));
-    st->allocs[st->n_allocs++] = *ptr;
-    return 0;
+/* Slice i of a region of the plan. */
+static void *slice(const CudaState *st, DeviceRegionId region, size_t i) {
+    return device_plan_slice(&st->plan, st->device, region, i);
 }
 
-#define ALLOC(ptr, bytes)                                                                                    \
-    do {                                                                                                     \
-        void *p_;                                                                                            \
-        if (dev_alloc(st, &p_, (bytes), err) != 0)                                                           \
-            return -1;                                                                                       \
-        (ptr) = p_;                                                                                          \
-    } while (0)
+/* Every device pointer, carved from the one allocation. */
+static void point_buffers(CudaState *st) {
+    const TextConfig *tc = &st->cfg.text;
+    st->embed = slice(st, REGION_EMBED, 0);
+    st->lm_head = st->plan.region[REGION_LM_HEAD].count ? slice(st, REGION_LM_HEAD, 0) : st->embed;
+    st->final_norm = slice(st, REGION_FINAL_NORM, 0);
+    int n_full = 0, n_ring = 0;
+    for (int l = 0; l < st->L; l++) {
+        CudaTextLayer *cl = &st->layers[l];
+        cl->wqkv = slice(st, REGION_WQKV, l);
+        cl->wo = slice(st, REGION_WO, l);
+        cl->wgu = slice(st, REGION_WGU, l);
+        cl->wdown = slice(st, REGION_WDOWN, l);
+        cl->in_norm = slice(st, REGION_INPUT_NORM, l);
+        cl->post_attn_norm = slice(st, REGION_POST_ATTN_NORM, l);
+        cl->pre_ff_norm = slice(st, REGION_PRE_FF_NORM, l);
+        cl->post_ff_norm = slice(st, REGION_POST_FF_NORM, l);
+        cl->q_norm = slice(st, REGION_Q_NORM, l);
+        cl->k_norm = slice(st, REGION_K_NORM, l);
+        cl->global = tc->layer_is_global[l];
+        cl->theta = cl->global ? tc->rope_theta_global : tc->rope_theta_local;
+        cl->rope_scale = cl->global ? tc->rope_scale_global : tc->rope_scale_local;
+        if (!(cl->rope_scale > 0))
+            cl->rope_scale = 1.0f;
+        cl->ring = device_plan_kv_ring(&st->cfg, st->opt.max_context, l);
+        int slots = cl->ring ? cl->ring : st->opt.max_context;
+        cl->n_splits = slots / 32 < 1                           ? 1
+                       : slots / 32 > DEVICE_PLAN_DECODE_SPLITS ? DEVICE_PLAN_DECODE_SPLITS
+                                                                : slots / 32;
+        DeviceRegionId kv = cl->ring ? REGION_KV_RING : REGION_KV_FULL;
+        int *nth = cl->ring ? &n_ring : &n_full;
+        cl->k_cache = slice(st, kv, 2 * (size_t)*nth);
+        cl->v_cache = slice(st, kv, 2 * (size_t)*nth + 1);
+        ++*nth;
+    }
+    st->x = slice(st, REGION_X, 0);
+    st->h = slice(st, REGION_H, 0);
+    st->proj = slice(st, REGION_PROJ, 0);
+    st->qkv = slice(st, REGION_QKV, 0);
+    st->attn = slice(st, REGION_ATTN, 0);
+    st->gu = slice(st, REGION_GU, 0);
+    st->mlp = slice(st, REGION_MLP, 0);
+    st->d_logits = slice(st, REGION_LOGITS, 0);
+    st->d_ids = slice(st, REGION_IDS, 0);
+    st->d_image_block = slice(st, REGION_IMAGE_BLOCK, 0);
+    st->d_rows = slice(st, REGION_ROWS, 0);
+    st->d_pos = slice(st, REGION_POS_TOKEN, 0);
+    st->d_token = st->d_pos + 1;
+    st->dec_scratch = slice(st, REGION_DECODE_SCRATCH, 0);
+    if (!st->cfg.has_vision)
+        return;
+    st->patch_w = slice(st, REGION_PATCH_W, 0);
+    st->patch_b = slice(st, REGION_PATCH_B, 0);
+    st->pos_embed = slice(st, REGION_POS_EMBED, 0);
+    st->post_ln_w = slice(st, REGION_POST_LN_W, 0);
+    st->post_ln_b = slice(st, REGION_POST_LN_B, 0);
+    st->mm_soft_norm = slice(st, REGION_MM_SOFT_NORM, 0);
+    st->mm_proj = slice(st, REGION_MM_PROJ, 0);
+    for (int l = 0; l < st->cfg.vision.num_layers; l++) {
+        CudaVisionLayer *vl = &st->vlayers[l];
+        vl->ln1_w = slice(st, REGION_V_LN1_W, l);
+        vl->ln1_b = slice(st, REGION_V_LN1_B, l);
+        vl->ln2_w = slice(st, REGION_V_LN2_W, l);
+        vl->ln2_b = slice(st, REGION_V_LN2_B, l);
+        vl->wqkv = slice(st, REGION_V_WQKV, l);
+        vl->bqkv = slice(st, REGION_V_BQKV, l);
+        vl->wo = slice(st, REGION_V_WO, l);
+        vl->bo = slice(st, REGION_V_BO, l);
+        vl->fc1_w = slice(st, REGION_V_FC1_W, l);
+        vl->fc1_b = slice(st, REGION_V_FC1_B, l);
+        vl->fc2_w = slice(st, REGION_V_FC2_W, l);
+        vl->fc2_b = slice(st, REGION_V_FC2_B, l);
+    }
+    st->pixels = slice(st, REGION_PIXELS, 0);
+    st->patches = slice(st, REGION_PATCHES, 0);
+    st->vx = slice(st, REGION_VX, 0);
+    st->vh = slice(st, REGION_VH, 0);
+    st->vattn = slice(st, REGION_VATTN, 0);
+    st->vproj = slice(st, REGION_VPROJ, 0);
+    st->vqkv = slice(st, REGION_VQKV, 0);
+    st->vmlp = slice(st, REGION_VMLP, 0);
+    st->pooled = slice(st, REGION_POOLED, 0);
+    st->mm_out = slice(st, REGION_MM_OUT, 0);
+}
 
-/* ---- weights: sizing pass (up == NULL) then upload pass into the arena */
+/* ---- weights: copied into their regions of the plan */
 
 typedef struct {
     CudaState *st;
     Uploader *up;
-    size_t off;
-} Placer;
+} Upload;
 
-/* Places the concatenation of srcs[0..count) (n[i] bf16 each) at the next
- * 256-byte boundary; *dst receives its device address in the upload pass. */
-static int place(Placer *pl, bf16 **dst, const bf16 *const *srcs, const size_t *n, int count, Error *err) {
-    pl->off = (pl->off + 255) & ~(size_t)255;
-    size_t start = pl->off;
-    for (int i = 0; i < count; i++) {
-        if (pl->up && uploader_copy(pl->up, pl->st->arena + pl->off, srcs[i], n[i] * sizeof(bf16), err) != 0)
+/* Copies the concatenation of srcs[0..count) (n[i] bf16 each) into slice i of
+ * a region; the plan must have sized that slice for exactly these bytes. */
+static int put(Upload *u, DeviceRegionId region, size_t i, const bf16 *const *srcs, const size_t *n,
+               int count, Error *err) {
+    const DeviceRegion *r = &u->st->plan.region[region];
+    char *dst = slice(u->st, region, i);
+    size_t bytes = 0;
+    for (int k = 0; k < count; k++)
+        bytes += n[k] * sizeof(bf16);
+    if (!dst || bytes != r->bytes_each)
+        return error_set(err, "cuda backend: %s[%zu] is planned for %zu bytes, the weights have %zu", r->name,
+                         i, dst ? r->bytes_each : 0, bytes);
+    for (int k = 0; k < count; k++) {
+        if (uploader_copy(u->up, dst, srcs[k], n[k] * sizeof(bf16), err) != 0)
             return -1;
-        pl->off += n[i] * sizeof(bf16);
+        dst += n[k] * sizeof(bf16);
     }
-    if (pl->up)
-        *dst = (bf16 *)(pl->st->arena + start);
     return 0;
 }
 
-#define PLACE1(dst, src, count)                                                                              \
-    place(pl, &(dst), (const bf16 *const[]){(src)}, (const size_t[]){(count)}, 1, err)
+#define PUT1(region, i, src, count)                                                                          \
+    put(u, (region), (i), (const bf16 *const[]){(src)}, (const size_t[]){(count)}, 1, err)
 
 /* The conv weight [Dv, C*P*P] re-laid out as [Dv, k_pad] with zero columns
  * (cuBLASLt wants 16-byte aligned rows). */
@@ -145,51 +226,48 @@ static bf16 *padded_patch_weight(const CudaState *st, const bf16 *w) {
     return out;
 }
 
-static int place_weights(Placer *pl, const ModelWeights *w, const bf16 *patch_w_padded, Error *err) {
-    CudaState *st = pl->st;
+static int put_weights(Upload *u, const ModelWeights *w, const bf16 *patch_w_padded, Error *err) {
+    CudaState *st = u->st;
     const size_t D = st->D, I = st->I, qd = (size_t)st->H * st->Dh, kvd = (size_t)st->KVH * st->Dh;
-    if (PLACE1(st->embed, w->embed, (size_t)st->V * D) || PLACE1(st->final_norm, w->final_norm, D))
+    if (PUT1(REGION_EMBED, 0, w->embed, (size_t)st->V * D) || PUT1(REGION_FINAL_NORM, 0, w->final_norm, D))
         return -1;
-    if (w->lm_head && w->lm_head != w->embed) {
-        if (PLACE1(st->lm_head, w->lm_head, (size_t)st->V * D))
-            return -1;
-    } else {
-        st->lm_head = st->embed;
-    }
+    if (st->plan.region[REGION_LM_HEAD].count && PUT1(REGION_LM_HEAD, 0, w->lm_head, (size_t)st->V * D))
+        return -1;
     for (int l = 0; l < st->L; l++) {
         const TextLayerWeights *tw = &w->layers[l];
-        CudaTextLayer *cl = &st->layers[l];
-        if (place(pl, &cl->wqkv, (const bf16 *const[]){tw->q_proj, tw->k_proj, tw->v_proj},
-                  (const size_t[]){qd * D, kvd * D, kvd * D}, 3, err) ||
-            PLACE1(cl->wo, tw->o_proj, D * qd) ||
-            place(pl, &cl->wgu, (const bf16 *const[]){tw->gate_proj, tw->up_proj},
-                  (const size_t[]){I * D, I * D}, 2, err) ||
-            PLACE1(cl->wdown, tw->down_proj, D * I) || PLACE1(cl->in_norm, tw->input_norm, D) ||
-            PLACE1(cl->post_attn_norm, tw->post_attn_norm, D) ||
-            PLACE1(cl->pre_ff_norm, tw->pre_ff_norm, D) || PLACE1(cl->post_ff_norm, tw->post_ff_norm, D) ||
-            PLACE1(cl->q_norm, tw->q_norm, (size_t)st->Dh) || PLACE1(cl->k_norm, tw->k_norm, (size_t)st->Dh))
+        if (put(u, REGION_WQKV, l, (const bf16 *const[]){tw->q_proj, tw->k_proj, tw->v_proj},
+                (const size_t[]){qd * D, kvd * D, kvd * D}, 3, err) ||
+            PUT1(REGION_WO, l, tw->o_proj, D * qd) ||
+            put(u, REGION_WGU, l, (const bf16 *const[]){tw->gate_proj, tw->up_proj},
+                (const size_t[]){I * D, I * D}, 2, err) ||
+            PUT1(REGION_WDOWN, l, tw->down_proj, D * I) || PUT1(REGION_INPUT_NORM, l, tw->input_norm, D) ||
+            PUT1(REGION_POST_ATTN_NORM, l, tw->post_attn_norm, D) ||
+            PUT1(REGION_PRE_FF_NORM, l, tw->pre_ff_norm, D) ||
+            PUT1(REGION_POST_FF_NORM, l, tw->post_ff_norm, D) ||
+            PUT1(REGION_Q_NORM, l, tw->q_norm, (size_t)st->Dh) ||
+            PUT1(REGION_K_NORM, l, tw->k_norm, (size_t)st->Dh))
             return -1;
     }
     if (!st->cfg.has_vision)
         return 0;
     const size_t Dv = st->Dv, Iv = st->Iv;
-    if (PLACE1(st->patch_w, patch_w_padded, Dv * st->patch_k_pad) || PLACE1(st->patch_b, w->patch_b, Dv) ||
-        PLACE1(st->pos_embed, w->pos_embed, (size_t)st->Np * Dv) || PLACE1(st->post_ln_w, w->post_ln_w, Dv) ||
-        PLACE1(st->post_ln_b, w->post_ln_b, Dv) || PLACE1(st->mm_soft_norm, w->mm_soft_norm, Dv) ||
-        PLACE1(st->mm_proj, w->mm_proj, Dv * D))
+    if (PUT1(REGION_PATCH_W, 0, patch_w_padded, Dv * st->patch_k_pad) ||
+        PUT1(REGION_PATCH_B, 0, w->patch_b, Dv) ||
+        PUT1(REGION_POS_EMBED, 0, w->pos_embed, (size_t)st->Np * Dv) ||
+        PUT1(REGION_POST_LN_W, 0, w->post_ln_w, Dv) || PUT1(REGION_POST_LN_B, 0, w->post_ln_b, Dv) ||
+        PUT1(REGION_MM_SOFT_NORM, 0, w->mm_soft_norm, Dv) || PUT1(REGION_MM_PROJ, 0, w->mm_proj, Dv * D))
         return -1;
     for (int l = 0; l < st->cfg.vision.num_layers; l++) {
         const VisionLayerWeights *vw = &w->vision_layers[l];
-        CudaVisionLayer *vl = &st->vlayers[l];
-        if (PLACE1(vl->ln1_w, vw->ln1_w, Dv) || PLACE1(vl->ln1_b, vw->ln1_b, Dv) ||
-            PLACE1(vl->ln2_w, vw->ln2_w, Dv) || PLACE1(vl->ln2_b, vw->ln2_b, Dv) ||
-            place(pl, &vl->wqkv, (const bf16 *const[]){vw->q_w, vw->k_w, vw->v_w},
-                  (const size_t[]){Dv * Dv, Dv * Dv, Dv * Dv}, 3, err) ||
-            place(pl, &vl->bqkv, (const bf16 *const[]){vw->q_b, vw->k_b, vw->v_b},
-                  (const size_t[]){Dv, Dv, Dv}, 3, err) ||
-            PLACE1(vl->wo, vw->out_w, Dv * Dv) || PLACE1(vl->bo, vw->out_b, Dv) ||
-            PLACE1(vl->fc1_w, vw->fc1_w, Iv * Dv) || PLACE1(vl->fc1_b, vw->fc1_b, Iv) ||
-            PLACE1(vl->fc2_w, vw->fc2_w, Dv * Iv) || PLACE1(vl->fc2_b, vw->fc2_b, Dv))
+        if (PUT1(REGION_V_LN1_W, l, vw->ln1_w, Dv) || PUT1(REGION_V_LN1_B, l, vw->ln1_b, Dv) ||
+            PUT1(REGION_V_LN2_W, l, vw->ln2_w, Dv) || PUT1(REGION_V_LN2_B, l, vw->ln2_b, Dv) ||
+            put(u, REGION_V_WQKV, l, (const bf16 *const[]){vw->q_w, vw->k_w, vw->v_w},
+                (const size_t[]){Dv * Dv, Dv * Dv, Dv * Dv}, 3, err) ||
+            put(u, REGION_V_BQKV, l, (const bf16 *const[]){vw->q_b, vw->k_b, vw->v_b},
+                (const size_t[]){Dv, Dv, Dv}, 3, err) ||
+            PUT1(REGION_V_WO, l, vw->out_w, Dv * Dv) || PUT1(REGION_V_BO, l, vw->out_b, Dv) ||
+            PUT1(REGION_V_FC1_W, l, vw->fc1_w, Iv * Dv) || PUT1(REGION_V_FC1_B, l, vw->fc1_b, Iv) ||
+            PUT1(REGION_V_FC2_W, l, vw->fc2_w, Dv * Iv) || PUT1(REGION_V_FC2_B, l, vw->fc2_b, Dv))
             return -1;
     }
     return 0;
@@ -199,26 +277,66 @@ static int upload_weights(CudaState *st, const ModelWeights *w, Error *err) {
     bf16 *patch_w_padded = NULL;
     if (st->cfg.has_vision && !(patch_w_padded = padded_patch_weight(st, w->patch_w)))
         return error_set(err, "cuda backend: out of host memory");
-    Placer sizing = {st, NULL, 0};
-    int rc = place_weights(&sizing, w, patch_w_padded, err);
-    if (rc == 0) {
-        st->arena_bytes = sizing.off;
-        void *arena;
-        rc = dev_alloc(st, &arena, st->arena_bytes, err);
-        st->arena = arena;
-    }
-    Uploader *up = NULL;
+    Upload u = {st, NULL};
+    int rc = uploader_create(&u.up, (size_t)64 << 20, 4, 4, err);
     if (rc == 0)
-        rc = uploader_create(&up, (size_t)64 << 20, 4, 4, err);
-    if (rc == 0) {
-        Placer pl = {st, up, 0};
-        rc = place_weights(&pl, w, patch_w_padded, err);
-        if (rc == 0)
-            rc = uploader_finish(up, err);
-    }
-    uploader_destroy(up);
+        rc = put_weights(&u, w, patch_w_padded, err);
+    if (rc == 0)
+        rc = uploader_finish(u.up, err);
+    uploader_destroy(u.up);
     free(patch_w_padded);
     return rc;
+}
+
+/* ---- request-time failures */
+
+/* The errors after which real CUDA fails every later call of the process. */
+static int is_sticky(cudaError_t e) {
+    switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+    case cudaErrorECCUncorrectable:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* What a failed entry point (encode_image, prefill, decode) returns. No CUDA
+ * call failed: it refused its arguments (ENGINE_ERR_INPUT). A sticky error,
+ * or a device that no longer synchronizes, loses the device for good. An
+ * allocation failure was this request's (the next may work). Anything else
+ * is a failed call that leaves the device working (ENGINE_ERR_INTERNAL). */
+static int request_failed(CudaState *st, Error *err) {
+    cudaError_t e = cuda_check_take_failure();
+    if (e == cudaSuccess)
+        return ENGINE_ERR_INPUT;
+    cudaError_t probe = cudaDeviceSynchronize();
+    if (is_sticky(e) || probe != cudaSuccess) {
+        st->lost = is_sticky(e) ? e : probe;
+        if (!is_sticky(e) && err) { /* e.g. cuBLASLt's "execution failed": say what the device says */
+            char failed[sizeof err->message];
+            snprintf(failed, sizeof failed, "%s", err->message);
+            error_set(err, "%s; then the device: %s", failed, cudaGetErrorString(probe));
+        }
+        return ENGINE_ERR_DEVICE_LOST;
+    }
+    (void)cudaGetLastError(); /* a launch's error stays "last" until read: the next launch must not see it */
+    return e == cudaErrorMemoryAllocation ? ENGINE_ERR_OUT_OF_MEMORY : ENGINE_ERR_INTERNAL;
+}
+
+/* Every call after the device was lost. */
+static int refuse_lost(const CudaState *st, Error *err) {
+    error_set(err, "the GPU failed earlier (%s) and cannot be used by this process any more",
+              cudaGetErrorString(st->lost));
+    return ENGINE_ERR_DEVICE_LOST;
 }
 
 /* ---- the text forward pass */
@@ -330,8 +448,7 @@ static int capture_decode_graph(CudaState *st, Error *err) {
     return 0;
 }
 
-static int cuda_decode(void *state, int32_t token, int pos, float *logits, Error *err) {
-    CudaState *st = state;
+static int decode_run(CudaState *st, int32_t token, int pos, float *logits, Error *err) {
     if (pos < 0 || pos >= st->opt.max_context)
         return error_set(err, "decode position %d outside the KV cache (0..%d)", pos,
                          st->opt.max_context - 1);
@@ -375,9 +492,8 @@ static int scatter_image_rows(CudaState *st, const int32_t *image_block, int n, 
     return 0;
 }
 
-static int cuda_prefill(void *state, const int32_t *tokens, int n, const int32_t *image_block,
-                        const float *image_embeds, float *logits, Error *err) {
-    CudaState *st = state;
+static int prefill_run(CudaState *st, const int32_t *tokens, int n, const int32_t *image_block,
+                       const float *image_embeds, float *logits, Error *err) {
     if (n <= 0 || n > st->P)
         return error_set(err, "prefill of %d tokens (this backend takes 1..%d)", n, st->P);
     for (int t = 0; t < n; t++)
@@ -437,8 +553,7 @@ static int vision_linear(CudaState *st, bf16 *y, const bf16 *x, const bf16 *w, c
     return linear(st, y, x, w, bias, st->Np, in, out, err);
 }
 
-static int cuda_encode_image(void *state, const float *pixels, float *out, Error *err) {
-    CudaState *st = state;
+static int encode_image_run(CudaState *st, const float *pixels, float *out, Error *err) {
     if (!st->cfg.has_vision)
         return error_set(err, "this model has no vision tower");
     const VisionConfig *vc = &st->cfg.vision;
@@ -492,6 +607,34 @@ static int cuda_encode_image(void *state, const float *pixels, float *out, Error
     return 0;
 }
 
+/* ---- the entry points: a lost device refuses at once; failures are classified */
+
+static int cuda_encode_image(void *state, const float *pixels, float *out, Error *err) {
+    CudaState *st = state;
+    if (st->lost)
+        return refuse_lost(st, err);
+    cuda_check_take_failure();
+    return encode_image_run(st, pixels, out, err) == 0 ? 0 : request_failed(st, err);
+}
+
+static int cuda_prefill(void *state, const int32_t *tokens, int n, const int32_t *image_block,
+                        const float *image_embeds, float *logits, Error *err) {
+    CudaState *st = state;
+    if (st->lost)
+        return refuse_lost(st, err);
+    cuda_check_take_failure();
+    return prefill_run(st, tokens, n, image_block, image_embeds, logits, err) == 0 ? 0
+                                                                                   : request_failed(st, err);
+}
+
+static int cuda_decode(void *state, int32_t token, int pos, float *logits, Error *err) {
+    CudaState *st = state;
+    if (st->lost)
+        return refuse_lost(st, err);
+    cuda_check_take_failure();
+    return decode_run(st, token, pos, logits, err) == 0 ? 0 : request_failed(st, err);
+}
+
 /* ---- create / destroy */
 
 static void cuda_destroy(void *state) {
@@ -503,8 +646,8 @@ static void cuda_destroy(void *state) {
     if (st->decode_graph)
         cudaGraphExecDestroy(st->decode_graph);
     gemm_destroy(st->gemm);
-    for (int i = 0; i < st->n_allocs; i++)
-        cudaFree(st->allocs[i]);
+    if (st->device)
+        cudaFree(st->device);
     if (st->h_logits)
         cudaFreeHost(st->h_logits);
     if (st->h_pos_token)
@@ -551,63 +694,61 @@ static int check_dims(const CudaState *st, Error *err) {
     return 0;
 }
 
-static int alloc_text(CudaState *st, Error *err) {
-    const size_t P = st->P, D = st->D;
-    const TextConfig *tc = &st->cfg.text;
-    ALLOC(st->x, P * D * sizeof(bf16));
-    ALLOC(st->h, P * D * sizeof(bf16));
-    ALLOC(st->qkv, P * st->QKV * sizeof(bf16));
-    ALLOC(st->attn, P * st->H * st->Dh * sizeof(bf16));
-    ALLOC(st->proj, P * D * sizeof(bf16));
-    ALLOC(st->gu, P * 2 * st->I * sizeof(bf16));
-    ALLOC(st->mlp, P * st->I * sizeof(bf16));
-    ALLOC(st->d_logits, (size_t)st->V * sizeof(float));
-    ALLOC(st->d_ids, P * sizeof(int32_t));
-    ALLOC(st->d_image_block, P * sizeof(int32_t));
-    ALLOC(st->d_rows, P * sizeof(int32_t));
-    ALLOC(st->d_pos, 2 * sizeof(int32_t));
-    st->d_token = st->d_pos + 1;
-    ALLOC(st->dec_scratch,
-          cuda_attention_decode_scratch_floats(st->H, st->Dh, DECODE_MAX_SPLITS) * sizeof(float));
+/* Plans the device memory, checks that it fits, makes the one allocation and
+ * points every buffer into it. */
+static int allocate_device_memory(CudaState *st, const ModelWeights *w, int cc_major, Error *err) {
+    DevicePlanOptions po = {
+        .max_context = st->opt.max_context,
+        .max_prefill = st->opt.max_prefill,
+        .separate_lm_head = w->lm_head && w->lm_head != w->embed,
+        .gemm_workspace = device_plan_gemm_workspace(cc_major),
+    };
+    if (device_plan_build(&st->plan, &st->cfg, &po, err) != 0)
+        return error_prefix(err, "cuda backend");
+    size_t need =
+        cuda_attention_decode_scratch_floats(st->H, st->Dh, DEVICE_PLAN_DECODE_SPLITS) * sizeof(float);
+    if (need > st->plan.region[REGION_DECODE_SCRATCH].bytes_each)
+        return error_set(err,
+                         "cuda backend: the decode attention needs %zu bytes of scratch, the plan has %zu",
+                         need, st->plan.region[REGION_DECODE_SCRATCH].bytes_each);
+    char summary[400];
+    device_plan_summary(&st->plan, summary, sizeof summary);
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (st->plan.total + DEVICE_HEADROOM > free_bytes) {
+        char free_text[32], total_text[32];
+        return error_set(
+            err,
+            "cuda backend: the model needs %s, plus %zu MiB for the driver; %s has %s free of %s "
+            "(a smaller --max-context shrinks the KV cache and the activations)",
+            summary, DEVICE_HEADROOM >> 20, st->device_name,
+            device_plan_bytes(free_bytes, free_text, sizeof free_text),
+            device_plan_bytes(total_bytes, total_text, sizeof total_text));
+    }
+    cudaError_t e = cudaMalloc(&st->device, st->plan.total);
+    if (e != cudaSuccess) {
+        st->device = NULL;
+        return error_set(err, "cuda backend: cudaMalloc of %s failed: %s", summary, cudaGetErrorString(e));
+    }
+    point_buffers(st);
+    log_msg(LOG_INFO, "cuda backend: device memory %s", summary);
+    return 0;
+}
+
+/* The pinned host buffers and the host row list. */
+static int allocate_host_buffers(CudaState *st, Error *err) {
     CUDA_TRY(cudaMallocHost((void **)&st->h_logits, (size_t)st->V * sizeof(float)));
     CUDA_TRY(cudaMallocHost((void **)&st->h_pos_token, 2 * sizeof(int32_t)));
     int stage_dim = st->D > st->Dv ? st->D : st->Dv;
     st->stage_rows = 256;
     CUDA_TRY(cudaMallocHost((void **)&st->h_stage, (size_t)st->stage_rows * stage_dim * sizeof(bf16)));
-    if (!(st->host_rows = malloc(P * sizeof(int32_t))))
+    if (!(st->host_rows = malloc((size_t)st->P * sizeof(int32_t))))
         return error_set(err, "cuda backend: out of host memory");
-    const size_t kvd = (size_t)st->KVH * st->Dh;
-    for (int l = 0; l < st->L; l++) {
-        CudaTextLayer *cl = &st->layers[l];
-        cl->global = tc->layer_is_global[l];
-        cl->theta = cl->global ? tc->rope_theta_global : tc->rope_theta_local;
-        cl->rope_scale = cl->global ? tc->rope_scale_global : tc->rope_scale_local;
-        if (!(cl->rope_scale > 0))
-            cl->rope_scale = 1.0f;
-        int local_ring = !cl->global && tc->sliding_window > 0 && tc->sliding_window < st->opt.max_context;
-        cl->ring = local_ring ? tc->sliding_window : 0;
-        int slots = local_ring ? tc->sliding_window : st->opt.max_context;
-        cl->n_splits = slots / 32 < 1 ? 1 : slots / 32 > DECODE_MAX_SPLITS ? DECODE_MAX_SPLITS : slots / 32;
-        ALLOC(cl->k_cache, (size_t)slots * kvd * sizeof(bf16));
-        ALLOC(cl->v_cache, (size_t)slots * kvd * sizeof(bf16));
-    }
     return 0;
 }
 
-static int alloc_vision(CudaState *st, Error *err) {
-    const size_t Np = st->Np, Dv = st->Dv;
-    const VisionConfig *vc = &st->cfg.vision;
-    ALLOC(st->pixels, (size_t)vc->num_channels * vc->image_size * vc->image_size * sizeof(float));
-    ALLOC(st->patches, Np * st->patch_k_pad * sizeof(bf16));
-    ALLOC(st->vx, Np * Dv * sizeof(bf16));
-    ALLOC(st->vh, Np * Dv * sizeof(bf16));
-    ALLOC(st->vqkv, Np * 3 * Dv * sizeof(bf16));
-    ALLOC(st->vattn, Np * Dv * sizeof(bf16));
-    ALLOC(st->vproj, Np * Dv * sizeof(bf16));
-    ALLOC(st->vmlp, Np * st->Iv * sizeof(bf16));
-    ALLOC(st->pooled, (size_t)st->n_img_tokens * Dv * sizeof(bf16));
-    ALLOC(st->mm_out, (size_t)st->n_img_tokens * st->D * sizeof(bf16));
-    /* The vision shapes never change: plan their GEMMs now. */
+/* The vision shapes never change: their GEMMs are planned now. */
+static int prepare_vision_gemms(CudaState *st, Error *err) {
     GemmShape shapes[] = {
         {st->Np, st->patch_k_pad, st->Dv, GEMM_W_OUT_IN, 1, 0},
         {st->Np, st->Dv, 3 * st->Dv, GEMM_W_OUT_IN, 1, 0},
@@ -676,6 +817,7 @@ static int cuda_create(void **state, const ModelConfig *config, const ModelWeigh
         st->patch_k_pad = (st->patch_k + 7) / 8 * 8;
     }
     struct cudaDeviceProp prop;
+    snprintf(st->device_name, sizeof st->device_name, "the GPU");
     if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
         snprintf(st->device_name, sizeof st->device_name, "%s", prop.name);
     int rc = check_dims(st, err);
@@ -683,16 +825,19 @@ static int cuda_create(void **state, const ModelConfig *config, const ModelWeigh
         (!(st->layers = calloc(st->L, sizeof *st->layers)) ||
          (config->has_vision && !(st->vlayers = calloc(config->vision.num_layers, sizeof *st->vlayers)))))
         rc = error_set(err, "cuda backend: out of host memory");
+    if (rc == 0)
+        rc = allocate_device_memory(st, weights, major, err);
     if (rc == 0 && cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking) != cudaSuccess)
         rc = error_set(err, "cuda backend: cudaStreamCreate failed");
     if (rc == 0)
-        rc = gemm_create(&st->gemm, major >= 9 ? (size_t)32 << 20 : (size_t)4 << 20, err);
+        rc = gemm_create_with_workspace(&st->gemm, slice(st, REGION_GEMM_WORKSPACE, 0),
+                                        st->plan.region[REGION_GEMM_WORKSPACE].bytes_each, err);
     if (rc == 0)
         rc = upload_weights(st, weights, err);
     if (rc == 0)
-        rc = alloc_text(st, err);
+        rc = allocate_host_buffers(st, err);
     if (rc == 0 && config->has_vision)
-        rc = alloc_vision(st, err);
+        rc = prepare_vision_gemms(st, err);
     if (rc == 0)
         rc = capture_decode_graph(st, err);
     if (rc != 0) {

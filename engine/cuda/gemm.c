@@ -19,12 +19,13 @@ struct Gemm {
     cublasLtHandle_t handle;
     void *workspace;
     size_t workspace_bytes;
+    int owns_workspace;
     GemmPlan plans[GEMM_MAX_PLANS];
     int n_plans;
     int next_evict; /* when the table is full, plans are replaced round-robin */
 };
 
-int gemm_create(Gemm **out, size_t workspace_bytes, Error *err) {
+int gemm_create_with_workspace(Gemm **out, void *workspace, size_t workspace_bytes, Error *err) {
     *out = NULL;
     Gemm *g = calloc(1, sizeof *g);
     if (!g)
@@ -32,17 +33,22 @@ int gemm_create(Gemm **out, size_t workspace_bytes, Error *err) {
     cublasStatus_t s = cublasLtCreate(&g->handle);
     if (s != CUBLAS_STATUS_SUCCESS) {
         free(g);
-        return error_set(err, "%s:%d: cublasLtCreate: %s", __FILE__, __LINE__, cublasLtGetStatusString(s));
+        return cublas_check_failed(err, s, __FILE__, __LINE__, "cublasLtCreate");
     }
-    cudaError_t e = cudaMalloc(&g->workspace, workspace_bytes);
-    if (e != cudaSuccess) {
-        cublasLtDestroy(g->handle);
-        free(g);
-        return error_set(err, "%s:%d: cudaMalloc(workspace %zu bytes): %s", __FILE__, __LINE__,
-                         workspace_bytes, cudaGetErrorString(e));
-    }
+    g->workspace = workspace;
     g->workspace_bytes = workspace_bytes;
     *out = g;
+    return 0;
+}
+
+int gemm_create(Gemm **out, size_t workspace_bytes, Error *err) {
+    void *workspace = NULL;
+    CUDA_TRY(cudaMalloc(&workspace, workspace_bytes));
+    if (gemm_create_with_workspace(out, workspace, workspace_bytes, err) != 0) {
+        cudaFree(workspace);
+        return -1;
+    }
+    (*out)->owns_workspace = 1;
     return 0;
 }
 
@@ -63,7 +69,8 @@ void gemm_destroy(Gemm *gemm) {
         return;
     for (int i = 0; i < gemm->n_plans; i++)
         plan_free(&gemm->plans[i]);
-    cudaFree(gemm->workspace);
+    if (gemm->owns_workspace)
+        cudaFree(gemm->workspace);
     cublasLtDestroy(gemm->handle);
     free(gemm);
 }

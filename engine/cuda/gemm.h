@@ -1,7 +1,8 @@
 /* bf16 GEMMs through cuBLASLt, for more than one row (prefill, the vision tower,
  * the projector). The batch-1 decode GEMV is kernels/cuda/matmul.cu.
  *
- * Owns: the cuBLASLt handle, one workspace, and a table of plans (descriptors,
+ * Owns: the cuBLASLt handle, one workspace (its own, or the caller's: the
+ * backend's is a region of its device memory plan), and a table of plans (descriptors,
  * layouts and the heuristic's algorithm) keyed by shape: a plan is built the
  * first time a shape is seen (at load for the fixed shapes, gemm_prepare) and
  * reused after; nothing is created per call. All calls must use the same
@@ -36,8 +37,11 @@ typedef struct {
     int out_f32;  /* D is fp32 (logits) instead of bf16 */
 } GemmShape;
 
-/* workspace_bytes: 32 MiB on Hopper, 4 MiB elsewhere is enough. */
+/* workspace_bytes: 32 MiB on Hopper, 4 MiB elsewhere is enough. gemm_create
+ * allocates the workspace (tests, benchmarks); gemm_create_with_workspace uses
+ * the caller's device memory, which must outlive the Gemm. */
 int gemm_create(Gemm **out, size_t workspace_bytes, Error *err);
+int gemm_create_with_workspace(Gemm **out, void *workspace, size_t workspace_bytes, Error *err);
 void gemm_destroy(Gemm *gemm);
 
 /* Returned (with err filled) when no plan could be built for a shape: cuBLASLt has

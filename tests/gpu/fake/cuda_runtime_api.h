@@ -9,12 +9,23 @@
 
 #include <stddef.h>
 
-typedef enum {
-    cudaSuccess = 0,
-    cudaErrorInvalidValue = 1,
-    cudaErrorMemoryAllocation = 2,
-    cudaErrorNoDevice = 100,
-    cudaErrorUnknown = 999,
+typedef enum { /* the real runtime's numbers */
+               cudaSuccess = 0,
+               cudaErrorInvalidValue = 1,
+               cudaErrorMemoryAllocation = 2,
+               cudaErrorNoDevice = 100,
+               cudaErrorECCUncorrectable = 214,
+               cudaErrorIllegalAddress = 700,
+               cudaErrorLaunchOutOfResources = 701,
+               cudaErrorLaunchTimeout = 702,
+               cudaErrorAssert = 710,
+               cudaErrorHardwareStackError = 714,
+               cudaErrorIllegalInstruction = 715,
+               cudaErrorMisalignedAddress = 716,
+               cudaErrorInvalidAddressSpace = 717,
+               cudaErrorInvalidPc = 718,
+               cudaErrorLaunchFailure = 719,
+               cudaErrorUnknown = 999,
 } cudaError_t;
 
 typedef struct FakeStream *cudaStream_t;
@@ -70,10 +81,42 @@ cudaError_t cudaEventCreate(cudaEvent_t *e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 
-/* fake.c: runs fn(args) now, or records a copy of args when the stream is
- * being captured (replayed by cudaGraphLaunch). */
+/* fake_runtime.c: a kernel launch: runs fn(args) now, or records a copy of
+ * args when the stream is being captured (replayed by cudaGraphLaunch).
+ * Counted, and faulted when a fault is armed (below): as in real CUDA, a
+ * failed launch is reported by the next cudaGetLastError(), a sticky fault
+ * by every later call. */
 void fake_submit(void (*fn)(void *args), const void *args, size_t args_bytes);
+/* fake_submit, then what a launcher returns in real CUDA (cudaGetLastError()
+ * after <<<>>>). */
+cudaError_t fake_launch(void (*fn)(void *args), const void *args, size_t args_bytes);
 /* Launches recorded in the decode graph and replays done (tests). */
 int fake_graph_replays(void);
+
+/* Fault injection (tests). Kernel launches are counted as they execute (a
+ * captured graph's kernels at each replay, cuBLASLt matmuls included).
+ * fake_fail_launch(n, e): the n-th launch from now (n >= 1) fails with e.
+ * fake_fail_malloc(n, e): the n-th cudaMalloc from now fails with e.
+ * Sticky errors (fake_error_is_sticky: illegal address, launch failure, ...)
+ * then stay, as in real CUDA: the faulting kernel does not run, the launch
+ * itself succeeds (execution is asynchronous), and every later call returns
+ * the error, until fake_reset(). Other errors fail that one call.
+ * The same from the environment, for whole programs (the server):
+ *   FAKE_CUDA_DEVICES=0       no device
+ *   FAKE_CUDA_MEMORY_MB=N     device memory (default 80 GiB); cudaMalloc past it fails
+ *   FAKE_CUDA_FAULT_FILE=P    when file P exists at a kernel launch, that launch fails
+ *                             with the error named in it (illegal_address,
+ *                             launch_failure, memory_allocation) and P is removed
+ *   FAKE_CUDA_FAIL_MALLOC=N   the N-th cudaMalloc fails (out of memory) */
+void fake_fail_launch(long n, cudaError_t error);
+void fake_fail_malloc(long n, cudaError_t error);
+void fake_set_device_memory(size_t bytes);
+void fake_set_device_count(int n);
+void fake_reset(void);
+int fake_error_is_sticky(cudaError_t error);
+/* Device allocations live now, and their bytes (pinned host memory is not counted). */
+void fake_device_allocations(int *count, size_t *bytes);
+/* Kernel launches executed so far. */
+long fake_launch_count(void);
 
 #endif

@@ -1,6 +1,6 @@
 /* Plain-C stand-ins for kernels/cuda/kernels_cuda.h in the emulated build
  * (tests/gpu/test_backend_emulated.sh): the same math and the same bf16
- * rounding points as the .cu kernels, run on the host through fake_submit so a
+ * rounding points as the .cu kernels, run on the host through fake_launch so a
  * captured decode graph replays them. They test the backend's host code, not
  * the kernels (tests/gpu/gpu_tests does that on a GPU). */
 #include <math.h>
@@ -10,7 +10,8 @@
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/kernels.h"
 
-#define SUBMIT(fn, args) fake_submit(fn, &(args), sizeof(args))
+/* A launch: runs now, or is recorded into the graph being captured (fake_runtime.c). */
+#define SUBMIT(fn, args) fake_launch(fn, &(args), sizeof(args))
 static float f(bf16 v) {
     return bf16_to_f32(v);
 }
@@ -38,8 +39,7 @@ static void run_emb(void *p) {
 cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const int32_t *ids, int n_tokens, int dim,
                                   float scale, cudaStream_t stream) {
     EmbArgs a = {out, table, ids, n_tokens, dim, scale};
-    SUBMIT(run_emb, a);
-    return cudaSuccess;
+    return SUBMIT(run_emb, a);
 }
 typedef struct {
     bf16 *out;
@@ -55,8 +55,7 @@ static void run_scat(void *p) {
 cudaError_t cuda_rows_scatter(bf16 *out, const bf16 *src, const int32_t *rows, int n_src, int dim,
                               cudaStream_t stream) {
     ScatArgs a = {out, src, rows, n_src, dim};
-    SUBMIT(run_scat, a);
-    return cudaSuccess;
+    return SUBMIT(run_scat, a);
 }
 
 /* ---- rmsnorm */
@@ -96,20 +95,17 @@ static void run_norm(void *p) {
 cudaError_t cuda_rmsnorm(bf16 *out, const bf16 *x, const bf16 *w, int n_rows, int dim, float eps,
                          cudaStream_t s) {
     NormArgs a = {(bf16 *)x, out, NULL, w, NULL, n_rows, dim, eps, 0};
-    SUBMIT(run_norm, a);
-    return cudaSuccess;
+    return SUBMIT(run_norm, a);
 }
 cudaError_t cuda_rmsnorm_residual(bf16 *x, const bf16 *h, const bf16 *w, int n_rows, int dim, float eps,
                                   cudaStream_t s) {
     NormArgs a = {x, NULL, h, w, NULL, n_rows, dim, eps, 1};
-    SUBMIT(run_norm, a);
-    return cudaSuccess;
+    return SUBMIT(run_norm, a);
 }
 cudaError_t cuda_rmsnorm_residual_norm(bf16 *x, bf16 *out, const bf16 *h, const bf16 *w_post,
                                        const bf16 *w_next, int n_rows, int dim, float eps, cudaStream_t s) {
     NormArgs a = {x, out, h, w_post, w_next, n_rows, dim, eps, 2};
-    SUBMIT(run_norm, a);
-    return cudaSuccess;
+    return SUBMIT(run_norm, a);
 }
 
 /* ---- rope (+ KV store) */
@@ -164,8 +160,7 @@ cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens,
                               cudaStream_t s) {
     RopeArgs a = {x,      ld,    norm_w,     NULL, n_tokens, n_heads, 0, head_dim,
                   d_pos0, theta, rope_scale, eps,  NULL,     NULL,    0};
-    SUBMIT(run_rope, a);
-    return cudaSuccess;
+    return SUBMIT(run_rope, a);
 }
 cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm, const bf16 *k_norm, int n_tokens,
                                 int n_heads, int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
@@ -175,8 +170,7 @@ cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm, const bf1
         return cudaErrorInvalidValue;
     RopeArgs a = {qkv,    ld,    q_norm,     k_norm, n_tokens, n_heads, n_kv_heads, head_dim,
                   d_pos0, theta, rope_scale, eps,    k_cache,  v_cache, ring};
-    SUBMIT(run_rope, a);
-    return cudaSuccess;
+    return SUBMIT(run_rope, a);
 }
 
 /* ---- attention */
@@ -190,8 +184,35 @@ typedef struct {
     int T, H, KVH, dh, causal, window;
     float scale;
 } PrefArgs;
+/* Long sequences (SigLIP's 4096 patches, prompts with an image at MedGemma's
+ * shape) run on the CPU twin, kernels/cpu/attention.c, which keeps the
+ * probabilities in fp32 where the tensor-core P.V takes them in bf16 (~1e-3
+ * relative): the naive loop below would take hours there. The goldens' short
+ * prompts keep the loop and its bf16 probabilities. */
+#define PREFILL_ON_CPU_TWIN_FROM 256
+static void run_pref_on_cpu_twin(PrefArgs *a) {
+    const size_t T = a->T, qd = (size_t)a->H * a->dh, kvd = (size_t)a->KVH * a->dh;
+    float *q = malloc(T * qd * sizeof *q), *k = malloc(T * kvd * sizeof *k), *v = malloc(T * kvd * sizeof *v);
+    float *o = malloc(T * qd * sizeof *o);
+    for (size_t t = 0; t < T; t++) {
+        for (size_t i = 0; i < qd; i++)
+            q[t * qd + i] = f(a->q[t * a->ld_q + i]);
+        for (size_t i = 0; i < kvd; i++) {
+            k[t * kvd + i] = f(a->k[t * a->ld_kv + i]);
+            v[t * kvd + i] = f(a->v[t * a->ld_kv + i]);
+        }
+    }
+    attention_prefill(o, q, k, v, a->ib, a->T, a->H, a->KVH, a->dh, a->causal, a->window, a->scale);
+    for (size_t i = 0; i < T * qd; i++)
+        a->out[i] = b(o[i]);
+    free(q), free(k), free(v), free(o);
+}
 static void run_pref(void *p) {
     PrefArgs *a = p;
+    if (a->T >= PREFILL_ON_CPU_TWIN_FROM) {
+        run_pref_on_cpu_twin(a);
+        return;
+    }
     float *sc = malloc((size_t)a->T * sizeof *sc), *acc = malloc((size_t)a->dh * sizeof *acc);
     for (int t = 0; t < a->T; t++)
         for (int h = 0; h < a->H; h++) {
@@ -235,8 +256,7 @@ cudaError_t cuda_attention_prefill(bf16 *out, const bf16 *q, int ld_q, const bf1
         return cudaErrorInvalidValue;
     PrefArgs a = {out,      q,       ld_q,       k,        v,      ld_kv,  image_block,
                   n_tokens, n_heads, n_kv_heads, head_dim, causal, window, scale};
-    SUBMIT(run_pref, a);
-    return cudaSuccess;
+    return SUBMIT(run_pref, a);
 }
 size_t cuda_attention_decode_scratch_floats(int n_heads, int head_dim, int n_splits) {
     return (size_t)n_splits * n_heads * (head_dim + 2);
@@ -282,8 +302,7 @@ cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache,
     if (!d_pos || !scratch || n_splits <= 0)
         return cudaErrorInvalidValue;
     DecArgs a = {out, q, k_cache, v_cache, d_pos, ring, n_heads, n_kv_heads, head_dim, scale};
-    SUBMIT(run_dec, a);
-    return cudaSuccess;
+    return SUBMIT(run_dec, a);
 }
 typedef struct {
     bf16 *kc, *vc;
@@ -307,8 +326,7 @@ static void run_kv(void *p) {
 cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, int ld, int n_tokens,
                           int kv_dim, const int32_t *d_pos, int ring, cudaStream_t s) {
     KvArgs a = {k_cache, v_cache, k, v, ld, n_tokens, kv_dim, d_pos, ring};
-    SUBMIT(run_kv, a);
-    return cudaSuccess;
+    return SUBMIT(run_kv, a);
 }
 
 /* ---- gelu, residual, layernorm, im2col, pool, GEMV */
@@ -337,13 +355,11 @@ static void run_gelu(void *p) {
 }
 cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows, int width, cudaStream_t s) {
     GeluArgs a = {out, gu, NULL, 0, n_rows, width};
-    SUBMIT(run_gelu, a);
-    return cudaSuccess;
+    return SUBMIT(run_gelu, a);
 }
 cudaError_t cuda_gelu_tanh(bf16 *x, long long n, cudaStream_t s) {
     GeluArgs a = {NULL, NULL, x, n, 0, 0};
-    SUBMIT(run_gelu, a);
-    return cudaSuccess;
+    return SUBMIT(run_gelu, a);
 }
 typedef struct {
     bf16 *x;
@@ -357,8 +373,7 @@ static void run_res(void *p) {
 }
 cudaError_t cuda_residual_add(bf16 *x, const bf16 *y, long long n, cudaStream_t s) {
     ResArgs a = {x, y, n};
-    SUBMIT(run_res, a);
-    return cudaSuccess;
+    return SUBMIT(run_res, a);
 }
 typedef struct {
     bf16 *out;
@@ -384,8 +399,7 @@ static void run_ln(void *p) {
 cudaError_t cuda_layernorm(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bb, int n_rows, int dim,
                            float eps, cudaStream_t s) {
     LnArgs a = {out, x, w, bb, n_rows, dim, eps};
-    SUBMIT(run_ln, a);
-    return cudaSuccess;
+    return SUBMIT(run_ln, a);
 }
 typedef struct {
     bf16 *patches;
@@ -408,8 +422,7 @@ static void run_im(void *p) {
 cudaError_t cuda_patch_im2col(bf16 *patches, const float *pixels, int image_size, int patch, int channels,
                               int k_pad, cudaStream_t s) {
     ImArgs a = {patches, pixels, image_size, patch, channels, k_pad};
-    SUBMIT(run_im, a);
-    return cudaSuccess;
+    return SUBMIT(run_im, a);
 }
 typedef struct {
     bf16 *out;
@@ -431,8 +444,7 @@ static void run_pool(void *p) {
 }
 cudaError_t cuda_avgpool_grid(bf16 *out, const bf16 *x, int grid, int k, int dim, cudaStream_t s) {
     PoolArgs a = {out, x, grid, k, dim};
-    SUBMIT(run_pool, a);
-    return cudaSuccess;
+    return SUBMIT(run_pool, a);
 }
 typedef struct {
     void *y;
@@ -440,30 +452,29 @@ typedef struct {
     const bf16 *x, *w, *bias;
     int in, out;
 } GemvArgs;
+/* On the CPU twin's GEMV (kernels/cpu/matmul.c: fp32 accumulation). */
 static void run_gemv(void *p) {
     GemvArgs *a = p;
+    float *x = malloc((size_t)a->in * sizeof *x), *y = malloc((size_t)a->out * sizeof *y);
+    for (int i = 0; i < a->in; i++)
+        x[i] = f(a->x[i]);
+    matmul(y, x, a->w, a->bias, 1, a->in, a->out);
     for (int o = 0; o < a->out; o++) {
-        float acc = 0;
-        for (int i = 0; i < a->in; i++)
-            acc += f(a->x[i]) * f(a->w[(size_t)o * a->in + i]);
-        if (a->bias)
-            acc += f(a->bias[o]);
         if (a->f32)
-            ((float *)a->y)[o] = acc;
+            ((float *)a->y)[o] = y[o];
         else
-            ((bf16 *)a->y)[o] = b(acc);
+            ((bf16 *)a->y)[o] = b(y[o]);
     }
+    free(x), free(y);
 }
 cudaError_t cuda_gemv(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, int in_dim, int out_dim,
                       cudaStream_t s) {
     GemvArgs a = {y, 0, x, w, bias, in_dim, out_dim};
-    SUBMIT(run_gemv, a);
-    return cudaSuccess;
+    return SUBMIT(run_gemv, a);
 }
 cudaError_t cuda_gemv_f32(float *y, const bf16 *x, const bf16 *w, int in_dim, int out_dim, cudaStream_t s) {
     GemvArgs a = {y, 1, x, w, NULL, in_dim, out_dim};
-    SUBMIT(run_gemv, a);
-    return cudaSuccess;
+    return SUBMIT(run_gemv, a);
 }
 
 /* ---- sampling: the CPU twins (the backend does not use these) */
