@@ -52,7 +52,35 @@ static uint16_t f32_to_f16(float f) {
 typedef struct {
     Q8Matrix *m;
     const bf16 *w;
+    int avx512;
 } QuantJob;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define Q512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+
+/* One panel block, all 32 rows present: 16 lanes at a time, rounding to nearest even. */
+Q512 static void quantize_block_avx512(uint8_t *blk, uint16_t *d16, const bf16 *w, size_t ldw) {
+    for (int c = 0; c < PANEL; c++) {
+        const bf16 *src = w + (size_t)c * ldw;
+        __m512 v0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)src)), 16));
+        __m512 v1 = _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + 16))), 16));
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        d16[c] = f32_to_f16(d);
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i off = _mm512_set1_epi32(128);
+        __m512i q0 = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), off);
+        __m512i q1 = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid)), off);
+        uint8_t b[32];
+        _mm_storeu_si128((__m128i *)b, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(b + 16), _mm512_cvtepi32_epi8(q1));
+        for (int q = 0; q < 8; q++)
+            memcpy(blk + q * PANEL * 4 + c * 4, b + 4 * q, 4);
+    }
+}
+#endif
 
 /* Panels [start, end). */
 static void quantize_panels(void *ctx, int start, int end) {
@@ -63,6 +91,13 @@ static void quantize_panels(void *ctx, int start, int end) {
         for (int b = 0; b < nb; b++) {
             uint8_t *blk = m->data + (size_t)p * m->panel_bytes + (size_t)b * BLOCK_BYTES;
             uint16_t d16[PANEL];
+#if defined(__x86_64__) && defined(__GNUC__)
+            if (j->avx512 && (p + 1) * PANEL <= m->rows) {
+                quantize_block_avx512(blk, d16, j->w + (size_t)p * PANEL * m->cols + b * QB, (size_t)m->cols);
+                memcpy(blk + QB * PANEL, d16, sizeof d16);
+                continue;
+            }
+#endif
             for (int c = 0; c < PANEL; c++) {
                 int o = p * PANEL + c;
                 float v[QB], amax = 0.0f;
@@ -73,7 +108,7 @@ static void quantize_panels(void *ctx, int start, int end) {
                 float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
                 d16[c] = f32_to_f16(d);
                 for (int i = 0; i < QB; i++)
-                    blk[(i / 4) * PANEL * 4 + c * 4 + i % 4] = (uint8_t)(int)(roundf(v[i] * id) + 128.0f);
+                    blk[(i / 4) * PANEL * 4 + c * 4 + i % 4] = (uint8_t)((int)nearbyintf(v[i] * id) + 128);
             }
             memcpy(blk + QB * PANEL, d16, sizeof d16);
         }
@@ -91,7 +126,7 @@ int q8_quantize(Q8Matrix *m, const bf16 *w, int rows, int cols) {
     m->rows = rows;
     m->cols = cols;
     m->panel_bytes = panel_bytes;
-    QuantJob job = {m, w};
+    QuantJob job = {m, w, !strcmp(simd_ops()->name, "avx512")};
     parallel_for(n_panels, 1, quantize_panels, &job);
     return 0;
 }
@@ -107,7 +142,29 @@ size_t q8_bytes(const Q8Matrix *m) {
 
 /* ---- activations: per block of 32, dx = max |x| / 127, qx = round(x / dx); xc = -128 sum qx */
 
+#if defined(__x86_64__) && defined(__GNUC__)
+Q512 static void quantize_row_avx512(int8_t *qx, float *dx, int32_t *xc, const float *x, int n) {
+    for (int b = 0; b < n / QB; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + b * QB), v1 = _mm512_loadu_ps(x + b * QB + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+        _mm_storeu_si128((__m128i *)(qx + b * QB), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(qx + b * QB + 16), _mm512_cvtepi32_epi8(q1));
+        dx[b] = d;
+        xc[b] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+#endif
+
 static void quantize_row(int8_t *qx, float *dx, int32_t *xc, const float *x, int n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!strcmp(simd_ops()->name, "avx512")) {
+        quantize_row_avx512(qx, dx, xc, x, n);
+        return;
+    }
+#endif
     for (int b = 0; b < n / QB; b++) {
         const float *v = x + b * QB;
         float amax = 0.0f;
@@ -116,7 +173,7 @@ static void quantize_row(int8_t *qx, float *dx, int32_t *xc, const float *x, int
         float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
         int sum = 0;
         for (int i = 0; i < QB; i++) {
-            int q = (int)roundf(v[i] * id);
+            int q = (int)nearbyintf(v[i] * id);
             qx[b * QB + i] = (int8_t)q;
             sum += q;
         }

@@ -96,7 +96,7 @@ static double *ref_q8(const float *x, const bf16 *w, const bf16 *bias, int T, in
                 amax = fmaxf(amax, fabsf(bf16_to_f32(w[(size_t)o * in + b * 32 + i])));
             float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
             for (int i = 0; i < 32; i++)
-                wq[(size_t)o * in + b * 32 + i] = (int)roundf(bf16_to_f32(w[(size_t)o * in + b * 32 + i]) * id);
+                wq[(size_t)o * in + b * 32 + i] = (int)nearbyintf(bf16_to_f32(w[(size_t)o * in + b * 32 + i]) * id);
             /* the stored scale is fp16 */
             wd[(size_t)o * nb + b] = round_f16(d);
         }
@@ -110,7 +110,7 @@ static double *ref_q8(const float *x, const bf16 *w, const bf16 *bias, int T, in
                 amax = fmaxf(amax, fabsf(x[(size_t)t * in + b * 32 + i]));
             float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
             for (int i = 0; i < 32; i++)
-                qx[b * 32 + i] = (int)roundf(x[(size_t)t * in + b * 32 + i] * id);
+                qx[b * 32 + i] = (int)nearbyintf(x[(size_t)t * in + b * 32 + i] * id);
             dx[b] = d;
         }
         for (int o = 0; o < out; o++) {
