@@ -50,7 +50,36 @@ convert() {
     local hf="$1" out="$2"
     mkdir -p "$out"
     if [ ! -f "$out/model-bf16.gguf" ]; then
-        "$CACHE/venv/bin/python" "$SRC/convert_hf_to_gguf.py" "$hf" --outtype bf16 --outfile "$out/model-bf16.gguf.tmp"
+        # The converter sees the checkpoint through a folder of links; the tokenizer copy drops
+        # ids at or past the model's vocab_size (the 270M checkpoint carries the MedGemma
+        # tokenizer, whose <image_soft_token> is id 262144 of a 262144-row embedding; same for
+        # tokenizer_config.json's added tokens).
+        local stage="$out/hf"
+        rm -rf "$stage" && mkdir -p "$stage"
+        for f in "$hf"/*; do
+            case "$(basename "$f")" in tokenizer.json | tokenizer_config.json) ;; *) ln -s "$f" "$stage/" ;; esac
+        done
+        "$CACHE/venv/bin/python" - "$hf" "$stage" <<'PY'
+import json, sys
+src, dst = sys.argv[1], sys.argv[2]
+cfg = json.load(open(f"{src}/config.json"))
+vocab = cfg.get("text_config", cfg).get("vocab_size", 262208)
+tok = json.load(open(f"{src}/tokenizer.json"))
+tok["added_tokens"] = [t for t in tok["added_tokens"] if t["id"] < vocab]
+tok["model"]["vocab"] = {k: v for k, v in tok["model"]["vocab"].items() if v < vocab} \
+    if isinstance(tok["model"]["vocab"], dict) else [p for i, p in enumerate(tok["model"]["vocab"]) if i < vocab]
+json.dump(tok, open(f"{dst}/tokenizer.json", "w"))
+tc = json.load(open(f"{src}/tokenizer_config.json"))
+tc["added_tokens_decoder"] = {k: v for k, v in tc.get("added_tokens_decoder", {}).items() if int(k) < vocab}
+dropped = {t["content"] for t in json.load(open(f"{src}/tokenizer.json"))["added_tokens"] if t["id"] >= vocab}
+for key in [k for k, v in tc.items() if isinstance(v, str) and v in dropped]:
+    del tc[key]
+if isinstance(tc.get("extra_special_tokens"), dict):
+    tc["extra_special_tokens"] = {k: v for k, v in tc["extra_special_tokens"].items() if v not in dropped}
+json.dump(tc, open(f"{dst}/tokenizer_config.json", "w"))
+PY
+        "$CACHE/venv/bin/python" "$SRC/convert_hf_to_gguf.py" "$stage" --outtype bf16 --outfile "$out/model-bf16.gguf.tmp" \
+            >"$out/convert.log" 2>&1
         mv "$out/model-bf16.gguf.tmp" "$out/model-bf16.gguf"
     fi
     for q in Q8_0 Q4_K_M; do
