@@ -213,7 +213,7 @@ static void kernel_scalar(float *y, int ldy, const int8_t *qx, int ldq, const fl
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define AVX2Q __attribute__((target("avx2,fma,f16c")))
 
-/* R token rows (a compile-time 1 or 4 after inlining) x 32 columns. */
+/* One token row (R = 1 after inlining) x 32 columns: the decode GEMV. */
 VNNI static inline __attribute__((always_inline)) void kernel_vnni_r(float *y, int ldy, const int8_t *qx, int ldq,
                                                                      const float *dx, const int32_t *xc, int lds,
                                                                      const uint8_t *blocks, int nb, const int R,
@@ -255,10 +255,69 @@ VNNI static inline __attribute__((always_inline)) void kernel_vnni_r(float *y, i
     }
 }
 
+/* 4 token rows x 32 columns, written out so that the 8 integer and 8 float
+ * accumulators stay in registers. */
+VNNI static void kernel_vnni4(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc,
+                              int lds, const uint8_t *blocks, int nb, int n_cols, int accumulate) {
+    __mmask16 m0 = n_cols >= 16 ? 0xffff : (__mmask16)((1u << n_cols) - 1);
+    __mmask16 m1 = n_cols >= 32 ? 0xffff : n_cols <= 16 ? 0 : (__mmask16)((1u << (n_cols - 16)) - 1);
+    __m512 o00, o01, o10, o11, o20, o21, o30, o31;
+#define Q8_INIT(r, a, b)                                                                                         \
+    a = accumulate ? _mm512_maskz_loadu_ps(m0, y + (size_t)(r)*ldy) : _mm512_setzero_ps();                       \
+    b = accumulate ? _mm512_maskz_loadu_ps(m1, y + (size_t)(r)*ldy + 16) : _mm512_setzero_ps()
+    Q8_INIT(0, o00, o01);
+    Q8_INIT(1, o10, o11);
+    Q8_INIT(2, o20, o21);
+    Q8_INIT(3, o30, o31);
+#undef Q8_INIT
+    const int8_t *x0 = qx, *x1 = qx + ldq, *x2 = qx + 2 * (size_t)ldq, *x3 = qx + 3 * (size_t)ldq;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = blocks + (size_t)b * BLOCK_BYTES;
+        __m512i a00 = _mm512_set1_epi32(xc[b]), a01 = a00;
+        __m512i a10 = _mm512_set1_epi32(xc[lds + b]), a11 = a10;
+        __m512i a20 = _mm512_set1_epi32(xc[2 * (size_t)lds + b]), a21 = a20;
+        __m512i a30 = _mm512_set1_epi32(xc[3 * (size_t)lds + b]), a31 = a30;
+        const int8_t *p0 = x0 + b * QB, *p1 = x1 + b * QB, *p2 = x2 + b * QB, *p3 = x3 + b * QB;
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) {
+            __m512i w0 = _mm512_load_si512(blk + q * 128), w1 = _mm512_load_si512(blk + q * 128 + 64);
+            int32_t v0, v1, v2, v3;
+            memcpy(&v0, p0 + 4 * q, 4), memcpy(&v1, p1 + 4 * q, 4), memcpy(&v2, p2 + 4 * q, 4);
+            memcpy(&v3, p3 + 4 * q, 4);
+            __m512i b0 = _mm512_set1_epi32(v0), b1 = _mm512_set1_epi32(v1);
+            __m512i b2 = _mm512_set1_epi32(v2), b3 = _mm512_set1_epi32(v3);
+            a00 = _mm512_dpbusd_epi32(a00, w0, b0), a01 = _mm512_dpbusd_epi32(a01, w1, b0);
+            a10 = _mm512_dpbusd_epi32(a10, w0, b1), a11 = _mm512_dpbusd_epi32(a11, w1, b1);
+            a20 = _mm512_dpbusd_epi32(a20, w0, b2), a21 = _mm512_dpbusd_epi32(a21, w1, b2);
+            a30 = _mm512_dpbusd_epi32(a30, w0, b3), a31 = _mm512_dpbusd_epi32(a31, w1, b3);
+        }
+        __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(blk + QB * PANEL)));
+        __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(blk + QB * PANEL + 32)));
+#define Q8_ACC(r, oa, ob, aa, ab)                                                                                \
+    do {                                                                                                         \
+        __m512 s_ = _mm512_set1_ps(dx[(size_t)(r)*lds + b]);                                                     \
+        oa = _mm512_fmadd_ps(_mm512_cvtepi32_ps(aa), _mm512_mul_ps(d0, s_), oa);                                 \
+        ob = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ab), _mm512_mul_ps(d1, s_), ob);                                 \
+    } while (0)
+        Q8_ACC(0, o00, o01, a00, a01);
+        Q8_ACC(1, o10, o11, a10, a11);
+        Q8_ACC(2, o20, o21, a20, a21);
+        Q8_ACC(3, o30, o31, a30, a31);
+#undef Q8_ACC
+    }
+#define Q8_STORE(r, a, b)                                                                                        \
+    _mm512_mask_storeu_ps(y + (size_t)(r)*ldy, m0, a), _mm512_mask_storeu_ps(y + (size_t)(r)*ldy + 16, m1, b)
+    Q8_STORE(0, o00, o01);
+    Q8_STORE(1, o10, o11);
+    Q8_STORE(2, o20, o21);
+    Q8_STORE(3, o30, o31);
+#undef Q8_STORE
+}
+
 VNNI static void kernel_vnni(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc, int lds,
                              const uint8_t *blocks, int nb, int rows, int n_cols, int accumulate) {
     if (rows == 4) {
-        kernel_vnni_r(y, ldy, qx, ldq, dx, xc, lds, blocks, nb, 4, n_cols, accumulate);
+        kernel_vnni4(y, ldy, qx, ldq, dx, xc, lds, blocks, nb, n_cols, accumulate);
         return;
     }
     for (int r = 0; r < rows; r++)
