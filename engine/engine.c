@@ -119,7 +119,8 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
         }
     }
     if (e->backend != backend_cpu_get() && (bo.precision_bf16 || bo.weights_q8))
-        log_msg(LOG_WARNING, "precision/weights settings apply to the CPU backend only; the %s backend ignores them",
+        log_msg(LOG_WARNING,
+                "precision/weights settings apply to the CPU backend only; the %s backend ignores them",
                 e->backend->name);
     *out = e;
     return 0;

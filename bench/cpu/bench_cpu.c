@@ -65,7 +65,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     clock_gettime(CLOCK_MONOTONIC, &t_open1);
-    double open_s = (double)(t_open1.tv_sec - t_open0.tv_sec) + (double)(t_open1.tv_nsec - t_open0.tv_nsec) * 1e-9;
+    double open_s =
+        (double)(t_open1.tv_sec - t_open0.tv_sec) + (double)(t_open1.tv_nsec - t_open0.tv_nsec) * 1e-9;
     /* A fixed pseudo-random prompt of ordinary text ids (the same one bench/cpu/hf_baseline.py uses). */
     int32_t *ids = malloc((size_t)n_prompt * sizeof *ids);
     uint32_t s = 12345;
@@ -124,11 +125,12 @@ int main(int argc, char **argv) {
     }
     /* decode_ms covers n - 1 decode steps (the first token comes from the prefill's logits) */
     double decode_tps = decoded > 1 ? (decoded - 1) / (best_decode / 1e3) : 0;
-    printf("{\"engine\": \"medgemma-cpu\", \"precision\": \"%s\", \"weights\": \"%s\", \"prompt_tokens\": %d, "
-           "\"decode_tokens\": %d, \"threads\": %d, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
-           "\"vision_ms\": %.1f, \"open_s\": %.3f}\n",
-           precision, weights, n_prompt, decoded, threads, n_prompt / (best_prefill / 1e3), decode_tps,
-           with_image ? best_vision : 0.0, open_s);
+    printf(
+        "{\"engine\": \"medgemma-cpu\", \"precision\": \"%s\", \"weights\": \"%s\", \"prompt_tokens\": %d, "
+        "\"decode_tokens\": %d, \"threads\": %d, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
+        "\"vision_ms\": %.1f, \"open_s\": %.3f}\n",
+        precision, weights, n_prompt, decoded, threads, n_prompt / (best_prefill / 1e3), decode_tps,
+        with_image ? best_vision : 0.0, open_s);
     free(ids);
     free(pixels);
     engine_close(engine);

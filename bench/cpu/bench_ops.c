@@ -85,7 +85,8 @@ static uint64_t read_range(const uint8_t *p, size_t n) {
 /* Parts are 4 KiB pages; each thread reads one contiguous run of them. */
 static void read_pages(void *ctx, int start, int end) {
     ReadJob *j = ctx;
-    j->sums[(size_t)(start % 256) * 8] ^= read_range(j->buf + (size_t)start * 4096, (size_t)(end - start) * 4096);
+    j->sums[(size_t)(start % 256) * 8] ^=
+        read_range(j->buf + (size_t)start * 4096, (size_t)(end - start) * 4096);
 }
 
 static double bandwidth_gbs(size_t mib) {
@@ -123,10 +124,12 @@ typedef struct {
     int in, out;
 } Shape;
 
-static const Shape shapes_4b[] = {{"q_proj", 2560, 2048},    {"k_proj", 2560, 1024},  {"o_proj", 2048, 2560},
-                                  {"gate_proj", 2560, 10240}, {"down_proj", 10240, 2560}, {"lm_head", 2560, 262208}};
-static const Shape shapes_270m[] = {{"q_proj", 640, 1024},   {"k_proj", 640, 256},    {"o_proj", 1024, 640},
-                                    {"gate_proj", 640, 2048}, {"down_proj", 2048, 640}, {"lm_head", 640, 262144}};
+static const Shape shapes_4b[] = {{"q_proj", 2560, 2048},     {"k_proj", 2560, 1024},
+                                  {"o_proj", 2048, 2560},     {"gate_proj", 2560, 10240},
+                                  {"down_proj", 10240, 2560}, {"lm_head", 2560, 262208}};
+static const Shape shapes_270m[] = {{"q_proj", 640, 1024},    {"k_proj", 640, 256},
+                                    {"o_proj", 1024, 640},    {"gate_proj", 640, 2048},
+                                    {"down_proj", 2048, 640}, {"lm_head", 640, 262144}};
 
 static void run_shape(const Shape *sh, int rows, const char *mode) {
     size_t wcount = (size_t)sh->in * sh->out;
@@ -174,8 +177,8 @@ static void run_shape(const Shape *sh, int rows, const char *mode) {
     double bytes = q ? (double)q8_bytes(&q[0]) : (double)wbytes;
     printf("{\"op\": \"%s\", \"mode\": \"%s\", \"rows\": %d, \"in\": %d, \"out\": %d, \"ms\": %.3f, "
            "\"weight_gb_s\": %.2f, \"gflop_s\": %.1f, \"caller_cpu_ms\": %.3f, \"gflop_per_cpu_s\": %.1f}\n",
-           sh->name, mode, rows, sh->in, sh->out, s * 1e3, bytes / s / 1e9, 2.0 * rows * wcount / s / 1e9, sc * 1e3,
-           2.0 * rows * wcount / sc / 1e9);
+           sh->name, mode, rows, sh->in, sh->out, s * 1e3, bytes / s / 1e9, 2.0 * rows * wcount / s / 1e9,
+           sc * 1e3, 2.0 * rows * wcount / sc / 1e9);
     fflush(stdout);
     if (q) {
         for (int c = 0; c < copies; c++)
@@ -212,8 +215,8 @@ int main(int argc, char **argv) {
     const char *threads = getenv("MEDGEMMA_THREADS");
     kernels_set_threads(threads ? atoi(threads) : 0);
     if (!strcmp(what, "bandwidth")) {
-        printf("{\"op\": \"read_bandwidth\", \"threads\": %d, \"mib\": %d, \"gb_s\": %.2f}\n", kernels_threads(), mb,
-               bandwidth_gbs((size_t)(mb > 64 ? mb : 64)));
+        printf("{\"op\": \"read_bandwidth\", \"threads\": %d, \"mib\": %d, \"gb_s\": %.2f}\n",
+               kernels_threads(), mb, bandwidth_gbs((size_t)(mb > 64 ? mb : 64)));
         return 0;
     }
     int is_gemv = !strcmp(what, "gemv");

@@ -173,7 +173,8 @@ static int run_texts(const char *model_dir, const char *texts_path) {
                 die("prefill", &err);
             for (int k = 0; k < GREEDY_TOKENS; k++) {
                 gen[i][k] = argmax_f(logits, V);
-                if (k + 1 < GREEDY_TOKENS && r.be->decode(r.st[i], gen[i][k], GREEDY_PROMPT + k, logits, &err) != 0)
+                if (k + 1 < GREEDY_TOKENS &&
+                    r.be->decode(r.st[i], gen[i][k], GREEDY_PROMPT + k, logits, &err) != 0)
                     die("decode", &err);
             }
         }
@@ -188,15 +189,18 @@ static int run_texts(const char *model_dir, const char *texts_path) {
         free(ids);
     }
     fclose(f);
-    printf("Real model %s, %d texts (%ld teacher-forced positions, at most %d tokens each); greedy: %d tokens "
-           "after each text's first %d. Reference: the exact path (fp32 math, bf16 weights).\n\n",
-           model_dir, texts, positions, MAX_TEXT_TOKENS, GREEDY_TOKENS, GREEDY_PROMPT);
-    printf("| mode | mean KL (nats/token) | max KL | top-1 agreement | greedy tokens equal | texts with all %d "
-           "greedy tokens equal |\n|---|---|---|---|---|---|\n",
-           GREEDY_TOKENS);
+    printf(
+        "Real model %s, %d texts (%ld teacher-forced positions, at most %d tokens each); greedy: %d tokens "
+        "after each text's first %d. Reference: the exact path (fp32 math, bf16 weights).\n\n",
+        model_dir, texts, positions, MAX_TEXT_TOKENS, GREEDY_TOKENS, GREEDY_PROMPT);
+    printf(
+        "| mode | mean KL (nats/token) | max KL | top-1 agreement | greedy tokens equal | texts with all %d "
+        "greedy tokens equal |\n|---|---|---|---|---|---|\n",
+        GREEDY_TOKENS);
     for (int i = 1; i < N_MODES; i++)
-        printf("| %s | %.5f | %.4f | %.2f%% | %.2f%% | %d / %d |\n", modes[i].name, kl_sum[i] / positions, kl_max[i],
-               100.0 * agree[i] / positions, 100.0 * greedy_equal[i] / greedy_total, texts_identical[i], texts);
+        printf("| %s | %.5f | %.4f | %.2f%% | %.2f%% | %d / %d |\n", modes[i].name, kl_sum[i] / positions,
+               kl_max[i], 100.0 * agree[i] / positions, 100.0 * greedy_equal[i] / greedy_total,
+               texts_identical[i], texts);
     runner_close(&r);
     free(all), free(logits), free(lp), free(lq);
     tokenizer_free(tok);
@@ -285,14 +289,16 @@ static void run_golden(const char *dir) {
                 memcpy(pix, pixels + k * px, px * sizeof(float));
                 BackendCapture vc = {.vision_hidden = vis};
                 r.be->set_capture(r.st[i], &vc);
-                if (r.be->encode_image(r.st[i], pix, embeds + (size_t)k * c->mm_tokens_per_image * D, &err) != 0)
+                if (r.be->encode_image(r.st[i], pix, embeds + (size_t)k * c->mm_tokens_per_image * D, &err) !=
+                    0)
                     die("encode_image", &err);
                 double e = rel_err(vis, ref_vis + (size_t)k * P * P * Dv, (size_t)P * P * Dv);
                 ev = e > ev ? e : ev;
             }
             free(pix), free(vis);
         }
-        BackendCapture cap = {.hidden = hidden, .hidden_capacity = T, .all_logits = all, .logits_capacity = T};
+        BackendCapture cap = {
+            .hidden = hidden, .hidden_capacity = T, .all_logits = all, .logits_capacity = T};
         r.be->set_capture(r.st[i], &cap);
         if (r.be->prefill(r.st[i], ids, T, n_soft ? blk : NULL, embeds, logits, &err) != 0)
             die("prefill", &err);
@@ -323,8 +329,9 @@ int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "texts"))
         return run_texts(argv[2], argv[3]);
     if (argc >= 3 && !strcmp(argv[1], "goldens")) {
-        printf("| case | mode | prefill logits rel. err | worst hidden state rel. err | argmax flips | vision "
-               "output rel. err |\n|---|---|---|---|---|---|\n");
+        printf(
+            "| case | mode | prefill logits rel. err | worst hidden state rel. err | argmax flips | vision "
+            "output rel. err |\n|---|---|---|---|---|---|\n");
         for (int i = 2; i < argc; i++)
             run_golden(argv[i]);
         return 0;

@@ -71,11 +71,12 @@ static void matmul_rows(void *ctx, int start, int end) {
     int o = o0;
     for (; o + 4 <= o1; o += 4) /* tokens inner: the 4 rows stay in cache for T = 2, 3 */
         for (int t = 0; t < j->n_rows; t++)
-            ops->gemv4_bf16(j->y + (size_t)t * j->out_dim + o, j->x + (size_t)t * in, j->w + (size_t)o * in, in,
-                            j->in_dim);
+            ops->gemv4_bf16(j->y + (size_t)t * j->out_dim + o, j->x + (size_t)t * in, j->w + (size_t)o * in,
+                            in, j->in_dim);
     for (; o < o1; o++)
         for (int t = 0; t < j->n_rows; t++)
-            j->y[(size_t)t * j->out_dim + o] = ops->dot_bf16(j->x + (size_t)t * in, j->w + (size_t)o * in, j->in_dim);
+            j->y[(size_t)t * j->out_dim + o] =
+                ops->dot_bf16(j->x + (size_t)t * in, j->w + (size_t)o * in, j->in_dim);
     if (j->bias)
         for (int t = 0; t < j->n_rows; t++)
             for (o = o0; o < o1; o++)

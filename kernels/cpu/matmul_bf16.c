@@ -34,10 +34,11 @@ KernelsPrecision kernels_precision(void) {
 #include <immintrin.h>
 
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
-#define GEMV_UNIT 16   /* weight rows per work unit: one cache line of y */
+#define GEMV_UNIT 16 /* weight rows per work unit: one cache line of y */
 #define MAX_GEMV_IN 16384
-#define K_CHUNK 256    /* inputs per packed panel: 128 pairs x 32 columns x 4 bytes = 16 KiB */
-#define TOKEN_BLOCK 384 /* token rows per pass over a panel (a multiple of 6): their K_CHUNK slice, 192 KiB, stays in L2 */
+#define K_CHUNK 256 /* inputs per packed panel: 128 pairs x 32 columns x 4 bytes = 16 KiB */
+#define TOKEN_BLOCK                                                                                          \
+    384 /* token rows per pass over a panel (a multiple of 6): their K_CHUNK slice, 192 KiB, stays in L2 */
 
 int kernels_bf16_available(void) {
     static int ok = -1;
@@ -119,7 +120,8 @@ static void gemv_units(void *ctx, int start, int end) {
     int o = o0;
     for (; o + 4 <= o1; o += 4)
         for (int t = 0; t < j->n_rows; t++)
-            gemv4(j->y + (size_t)t * j->out_dim + o, j->xb + (size_t)t * in, j->w + (size_t)o * in, in, j->in_dim);
+            gemv4(j->y + (size_t)t * j->out_dim + o, j->xb + (size_t)t * in, j->w + (size_t)o * in, in,
+                  j->in_dim);
     for (; o < o1; o++)
         for (int t = 0; t < j->n_rows; t++)
             j->y[(size_t)t * j->out_dim + o] = dot1(j->xb + (size_t)t * in, j->w + (size_t)o * in, j->in_dim);
@@ -134,15 +136,18 @@ static void gemv_units(void *ctx, int start, int end) {
 /* pairs[kp][c] = (w[c, k0 + 2kp], w[c, k0 + 2kp + 1]) for c < n_cols, 0 past
  * them; kp < kc / 2. One 32-bit gather fetches a pair from each of 16 rows. */
 BF16 static void pack_pairs(uint32_t *pairs, const bf16 *w, size_t ldw, int n_cols, int kc) {
-    __m512i offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                         _mm512_set1_epi32((int)(ldw * 2)));
+    __m512i offsets =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)(ldw * 2)));
     __mmask16 m0 = n_cols >= 16 ? 0xffff : (__mmask16)((1u << n_cols) - 1);
     __mmask16 m1 = n_cols >= 32 ? 0xffff : n_cols <= 16 ? 0 : (__mmask16)((1u << (n_cols - 16)) - 1);
     const char *base0 = (const char *)w, *base1 = (const char *)(w + 16 * ldw);
     for (int kp = 0; kp < kc / 2; kp++) {
-        __m512i g0 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m0, offsets, base0 + 4 * (size_t)kp, 1);
-        __m512i g1 = m1 ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m1, offsets, base1 + 4 * (size_t)kp, 1)
-                        : _mm512_setzero_si512();
+        __m512i g0 =
+            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m0, offsets, base0 + 4 * (size_t)kp, 1);
+        __m512i g1 =
+            m1 ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m1, offsets, base1 + 4 * (size_t)kp, 1)
+               : _mm512_setzero_si512();
         _mm512_storeu_si512(pairs + (size_t)kp * 32, g0);
         _mm512_storeu_si512(pairs + (size_t)kp * 32 + 16, g1);
     }
@@ -181,7 +186,8 @@ BF16 static void panel6x32(float *y, int ldy, const bf16 *x, int ldx, const uint
             for (int kp = 0; kp < kc / 2; kp++) {
                 __m512bh b = (__m512bh)_mm512_set1_epi32(xr[r][kp]);
                 c[r][0] = _mm512_dpbf16_ps(c[r][0], b, (__m512bh)_mm512_loadu_si512(pairs + (size_t)kp * 32));
-                c[r][1] = _mm512_dpbf16_ps(c[r][1], b, (__m512bh)_mm512_loadu_si512(pairs + (size_t)kp * 32 + 16));
+                c[r][1] =
+                    _mm512_dpbf16_ps(c[r][1], b, (__m512bh)_mm512_loadu_si512(pairs + (size_t)kp * 32 + 16));
             }
     }
     for (int r = 0; r < rows; r++) {
@@ -202,8 +208,9 @@ static void gemm_panels(void *ctx, int start, int end) {
                 int kc = j->in_dim - k0 < K_CHUNK ? j->in_dim - k0 : K_CHUNK;
                 pack_pairs(pairs, j->w + (size_t)o * j->in_dim + k0, (size_t)j->in_dim, n_cols, kc);
                 for (int t = t0; t < t1; t += 6)
-                    panel6x32(j->y + (size_t)t * j->out_dim + o, j->out_dim, j->xb + (size_t)t * j->in_dim + k0,
-                              j->in_dim, pairs, t1 - t < 6 ? t1 - t : 6, kc, n_cols, k0 > 0);
+                    panel6x32(j->y + (size_t)t * j->out_dim + o, j->out_dim,
+                              j->xb + (size_t)t * j->in_dim + k0, j->in_dim, pairs, t1 - t < 6 ? t1 - t : 6,
+                              kc, n_cols, k0 > 0);
             }
         }
     }
@@ -225,7 +232,8 @@ void matmul_bf16_release(void) {
     scratch_cap = 0;
 }
 
-int matmul_bf16(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_rows, int in_dim, int out_dim) {
+int matmul_bf16(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_rows, int in_dim,
+                int out_dim) {
     if (!kernels_bf16_available() || in_dim % 2 != 0)
         return -1;
     Bf16Job job = {y, x, NULL, NULL, w, bias, n_rows, in_dim, out_dim};
@@ -257,7 +265,8 @@ int matmul_bf16(float *y, const float *x, const bf16 *w, const bf16 *bias, int n
 int kernels_bf16_available(void) {
     return 0;
 }
-int matmul_bf16(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_rows, int in_dim, int out_dim) {
+int matmul_bf16(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_rows, int in_dim,
+                int out_dim) {
     return -1;
 }
 void matmul_bf16_release(void) {}

@@ -25,8 +25,8 @@
 #include "kernels/cpu/threadpool.h"
 #include "kernels/kernels.h"
 
-#define QB 32                    /* inputs per block */
-#define PANEL 32                 /* weight rows per panel */
+#define QB 32                                /* inputs per block */
+#define PANEL 32                             /* weight rows per panel */
 #define BLOCK_BYTES (QB * PANEL + 2 * PANEL) /* 1024 weight bytes + 32 fp16 scales */
 #define MAX_GEMV_IN 16384
 #define K_BLOCKS 8 /* blocks per pass over a panel in the prompt GEMM: 8.5 KiB, stays in L1 */
@@ -63,7 +63,8 @@ typedef struct {
 Q512 static void quantize_block_avx512(uint8_t *blk, uint16_t *d16, const bf16 *w, size_t ldw) {
     for (int c = 0; c < PANEL; c++) {
         const bf16 *src = w + (size_t)c * ldw;
-        __m512 v0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)src)), 16));
+        __m512 v0 = _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)src)), 16));
         __m512 v1 = _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + 16))), 16));
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
@@ -149,7 +150,8 @@ Q512 static void quantize_row_avx512(int8_t *qx, float *dx, int32_t *xc, const f
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
         __m512 vid = _mm512_set1_ps(id);
-        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)),
+                q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
         _mm_storeu_si128((__m128i *)(qx + b * QB), _mm512_cvtepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(qx + b * QB + 16), _mm512_cvtepi32_epi8(q1));
         dx[b] = d;
@@ -185,11 +187,11 @@ static void quantize_row(int8_t *qx, float *dx, int32_t *xc, const float *x, int
 /* ---- kernels: rows (1..4) tokens x 32 columns over blocks [0, nb) of a panel;
  * y[r, c] = (accumulate ? y[r, c] : 0) + sum_b dx[r, b] d[c, b] sum_{i in b} qx[r, i] q[c, i].
  * ldq: bytes per token row of qx; lds: floats (ints) per row of dx (xc). */
-typedef void (*Q8Kernel)(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc, int lds,
-                         const uint8_t *blocks, int nb, int rows, int n_cols, int accumulate);
+typedef void (*Q8Kernel)(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc,
+                         int lds, const uint8_t *blocks, int nb, int rows, int n_cols, int accumulate);
 
-static void kernel_scalar(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc, int lds,
-                          const uint8_t *blocks, int nb, int rows, int n_cols, int accumulate) {
+static void kernel_scalar(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc,
+                          int lds, const uint8_t *blocks, int nb, int rows, int n_cols, int accumulate) {
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < n_cols; c++) {
             float acc = accumulate ? y[(size_t)r * ldy + c] : 0.0f;
@@ -214,10 +216,9 @@ static void kernel_scalar(float *y, int ldy, const int8_t *qx, int ldq, const fl
 #define AVX2Q __attribute__((target("avx2,fma,f16c")))
 
 /* One token row (R = 1 after inlining) x 32 columns: the decode GEMV. */
-VNNI static inline __attribute__((always_inline)) void kernel_vnni_r(float *y, int ldy, const int8_t *qx, int ldq,
-                                                                     const float *dx, const int32_t *xc, int lds,
-                                                                     const uint8_t *blocks, int nb, const int R,
-                                                                     int n_cols, int accumulate) {
+VNNI static inline __attribute__((always_inline)) void
+kernel_vnni_r(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc, int lds,
+              const uint8_t *blocks, int nb, const int R, int n_cols, int accumulate) {
     __mmask16 m0 = n_cols >= 16 ? 0xffff : (__mmask16)((1u << n_cols) - 1);
     __mmask16 m1 = n_cols >= 32 ? 0xffff : n_cols <= 16 ? 0 : (__mmask16)((1u << (n_cols - 16)) - 1);
     __m512 out[4][2];
@@ -257,13 +258,14 @@ VNNI static inline __attribute__((always_inline)) void kernel_vnni_r(float *y, i
 
 /* 4 token rows x 32 columns, written out so that the 8 integer and 8 float
  * accumulators stay in registers. */
-VNNI static void kernel_vnni4(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc,
-                              int lds, const uint8_t *blocks, int nb, int n_cols, int accumulate) {
+VNNI static void kernel_vnni4(float *y, int ldy, const int8_t *qx, int ldq, const float *dx,
+                              const int32_t *xc, int lds, const uint8_t *blocks, int nb, int n_cols,
+                              int accumulate) {
     __mmask16 m0 = n_cols >= 16 ? 0xffff : (__mmask16)((1u << n_cols) - 1);
     __mmask16 m1 = n_cols >= 32 ? 0xffff : n_cols <= 16 ? 0 : (__mmask16)((1u << (n_cols - 16)) - 1);
     __m512 o00, o01, o10, o11, o20, o21, o30, o31;
-#define Q8_INIT(r, a, b)                                                                                         \
-    a = accumulate ? _mm512_maskz_loadu_ps(m0, y + (size_t)(r)*ldy) : _mm512_setzero_ps();                       \
+#define Q8_INIT(r, a, b)                                                                                     \
+    a = accumulate ? _mm512_maskz_loadu_ps(m0, y + (size_t)(r)*ldy) : _mm512_setzero_ps();                   \
     b = accumulate ? _mm512_maskz_loadu_ps(m1, y + (size_t)(r)*ldy + 16) : _mm512_setzero_ps()
     Q8_INIT(0, o00, o01);
     Q8_INIT(1, o10, o11);
@@ -293,11 +295,11 @@ VNNI static void kernel_vnni4(float *y, int ldy, const int8_t *qx, int ldq, cons
         }
         __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(blk + QB * PANEL)));
         __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(blk + QB * PANEL + 32)));
-#define Q8_ACC(r, oa, ob, aa, ab)                                                                                \
-    do {                                                                                                         \
-        __m512 s_ = _mm512_set1_ps(dx[(size_t)(r)*lds + b]);                                                     \
-        oa = _mm512_fmadd_ps(_mm512_cvtepi32_ps(aa), _mm512_mul_ps(d0, s_), oa);                                 \
-        ob = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ab), _mm512_mul_ps(d1, s_), ob);                                 \
+#define Q8_ACC(r, oa, ob, aa, ab)                                                                            \
+    do {                                                                                                     \
+        __m512 s_ = _mm512_set1_ps(dx[(size_t)(r)*lds + b]);                                                 \
+        oa = _mm512_fmadd_ps(_mm512_cvtepi32_ps(aa), _mm512_mul_ps(d0, s_), oa);                             \
+        ob = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ab), _mm512_mul_ps(d1, s_), ob);                             \
     } while (0)
         Q8_ACC(0, o00, o01, a00, a01);
         Q8_ACC(1, o10, o11, a10, a11);
@@ -305,7 +307,7 @@ VNNI static void kernel_vnni4(float *y, int ldy, const int8_t *qx, int ldq, cons
         Q8_ACC(3, o30, o31, a30, a31);
 #undef Q8_ACC
     }
-#define Q8_STORE(r, a, b)                                                                                        \
+#define Q8_STORE(r, a, b)                                                                                    \
     _mm512_mask_storeu_ps(y + (size_t)(r)*ldy, m0, a), _mm512_mask_storeu_ps(y + (size_t)(r)*ldy + 16, m1, b)
     Q8_STORE(0, o00, o01);
     Q8_STORE(1, o10, o11);
@@ -314,21 +316,22 @@ VNNI static void kernel_vnni4(float *y, int ldy, const int8_t *qx, int ldq, cons
 #undef Q8_STORE
 }
 
-VNNI static void kernel_vnni(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc, int lds,
-                             const uint8_t *blocks, int nb, int rows, int n_cols, int accumulate) {
+VNNI static void kernel_vnni(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc,
+                             int lds, const uint8_t *blocks, int nb, int rows, int n_cols, int accumulate) {
     if (rows == 4) {
         kernel_vnni4(y, ldy, qx, ldq, dx, xc, lds, blocks, nb, n_cols, accumulate);
         return;
     }
     for (int r = 0; r < rows; r++)
-        kernel_vnni_r(y + (size_t)r * ldy, ldy, qx + (size_t)r * ldq, ldq, dx + (size_t)r * lds, xc + (size_t)r * lds,
-                      lds, blocks, nb, 1, n_cols, accumulate);
+        kernel_vnni_r(y + (size_t)r * ldy, ldy, qx + (size_t)r * ldq, ldq, dx + (size_t)r * lds,
+                      xc + (size_t)r * lds, lds, blocks, nb, 1, n_cols, accumulate);
 }
 
 /* AVX2: bytes back to signed (u ^ 0x80 = q), |qx| x sign(q, qx) with
  * vpmaddubsw (pairs <= 2 * 127 * 127, no saturation), then vpmaddwd to 32 bits. */
-AVX2Q static void kernel_avx2(float *y, int ldy, const int8_t *qx, int ldq, const float *dx, const int32_t *xc,
-                              int lds, const uint8_t *blocks, int nb, int rows, int n_cols, int accumulate) {
+AVX2Q static void kernel_avx2(float *y, int ldy, const int8_t *qx, int ldq, const float *dx,
+                              const int32_t *xc, int lds, const uint8_t *blocks, int nb, int rows, int n_cols,
+                              int accumulate) {
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
     for (int r = 0; r < rows; r++) {
         float *yr = y + (size_t)r * ldy;
@@ -347,7 +350,8 @@ AVX2Q static void kernel_avx2(float *y, int ldy, const int8_t *qx, int ldq, cons
                 memcpy(&quad, qx + (size_t)r * ldq + b * QB + q * 4, 4);
                 __m256i bx = _mm256_set1_epi32(quad), ax = _mm256_abs_epi8(bx);
                 for (int h = 0; h < 4; h++) {
-                    __m256i w = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(blk + q * 128 + h * 32)), flip);
+                    __m256i w =
+                        _mm256_xor_si256(_mm256_load_si256((const __m256i *)(blk + q * 128 + h * 32)), flip);
                     __m256i p = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, bx));
                     acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
                 }
@@ -376,7 +380,8 @@ static const char *forced_kernel;
 int matmul_q8_force_kernel(const char *name) {
     if (name && strcmp(name, "scalar") != 0) {
 #if defined(__x86_64__) && defined(__GNUC__)
-        if (!simd_ops_named(!strcmp(name, "avx512") ? "avx512" : "avx2") || (!strcmp(name, "avx512") && !have_vnni()))
+        if (!simd_ops_named(!strcmp(name, "avx512") ? "avx512" : "avx2") ||
+            (!strcmp(name, "avx512") && !have_vnni()))
             return -1;
 #else
         return -1;
@@ -492,9 +497,10 @@ void matmul_q8(float *y, const float *x, const Q8Matrix *w, const bf16 *bias, in
             matmul_q8(y + (size_t)t * w->rows, x + (size_t)t * K, w, bias, 1);
         return;
     }
+    /* scratch: [T * nb] scales, [T * nb] sums, then [T * K] bytes */
     float *dx = scratch;
-    int32_t *xc = (int32_t *)(dx + (size_t)n_rows * nb);
-    int8_t *qx = (int8_t *)(xc + (size_t)n_rows * nb);
+    int32_t *xc = (int32_t *)((char *)scratch + (size_t)n_rows * nb * sizeof(float));
+    int8_t *qx = (int8_t *)((char *)scratch + (size_t)n_rows * nb * 8);
     QuantRowsJob qj = {x, qx, dx, xc, K};
     parallel_for(n_rows, 4, quantize_rows, &qj);
     job.qx = qx, job.dx = dx, job.xc = xc;

@@ -148,10 +148,14 @@ AVX2 static void gemv4_bf16_avx2(float *y, const float *x, const bf16 *w, size_t
     int i = 0;
     for (; i + 16 <= n; i += 16) {
         __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);
-        a0 = _mm256_fmadd_ps(xa, load8_bf16(w0 + i), a0), b0 = _mm256_fmadd_ps(xb, load8_bf16(w0 + i + 8), b0);
-        a1 = _mm256_fmadd_ps(xa, load8_bf16(w1 + i), a1), b1 = _mm256_fmadd_ps(xb, load8_bf16(w1 + i + 8), b1);
-        a2 = _mm256_fmadd_ps(xa, load8_bf16(w2 + i), a2), b2 = _mm256_fmadd_ps(xb, load8_bf16(w2 + i + 8), b2);
-        a3 = _mm256_fmadd_ps(xa, load8_bf16(w3 + i), a3), b3 = _mm256_fmadd_ps(xb, load8_bf16(w3 + i + 8), b3);
+        a0 = _mm256_fmadd_ps(xa, load8_bf16(w0 + i), a0),
+        b0 = _mm256_fmadd_ps(xb, load8_bf16(w0 + i + 8), b0);
+        a1 = _mm256_fmadd_ps(xa, load8_bf16(w1 + i), a1),
+        b1 = _mm256_fmadd_ps(xb, load8_bf16(w1 + i + 8), b1);
+        a2 = _mm256_fmadd_ps(xa, load8_bf16(w2 + i), a2),
+        b2 = _mm256_fmadd_ps(xb, load8_bf16(w2 + i + 8), b2);
+        a3 = _mm256_fmadd_ps(xa, load8_bf16(w3 + i), a3),
+        b3 = _mm256_fmadd_ps(xb, load8_bf16(w3 + i + 8), b3);
     }
     for (; i + 8 <= n; i += 8) {
         __m256 xa = _mm256_loadu_ps(x + i);
@@ -334,10 +338,14 @@ AVX512 static void gemv4_bf16_avx512(float *y, const float *x, const bf16 *w, si
     int i = 0;
     for (; i + 32 <= n; i += 32) {
         __m512 xa = _mm512_loadu_ps(x + i), xb = _mm512_loadu_ps(x + i + 16);
-        a0 = _mm512_fmadd_ps(xa, load16_bf16(w0 + i), a0), b0 = _mm512_fmadd_ps(xb, load16_bf16(w0 + i + 16), b0);
-        a1 = _mm512_fmadd_ps(xa, load16_bf16(w1 + i), a1), b1 = _mm512_fmadd_ps(xb, load16_bf16(w1 + i + 16), b1);
-        a2 = _mm512_fmadd_ps(xa, load16_bf16(w2 + i), a2), b2 = _mm512_fmadd_ps(xb, load16_bf16(w2 + i + 16), b2);
-        a3 = _mm512_fmadd_ps(xa, load16_bf16(w3 + i), a3), b3 = _mm512_fmadd_ps(xb, load16_bf16(w3 + i + 16), b3);
+        a0 = _mm512_fmadd_ps(xa, load16_bf16(w0 + i), a0),
+        b0 = _mm512_fmadd_ps(xb, load16_bf16(w0 + i + 16), b0);
+        a1 = _mm512_fmadd_ps(xa, load16_bf16(w1 + i), a1),
+        b1 = _mm512_fmadd_ps(xb, load16_bf16(w1 + i + 16), b1);
+        a2 = _mm512_fmadd_ps(xa, load16_bf16(w2 + i), a2),
+        b2 = _mm512_fmadd_ps(xb, load16_bf16(w2 + i + 16), b2);
+        a3 = _mm512_fmadd_ps(xa, load16_bf16(w3 + i), a3),
+        b3 = _mm512_fmadd_ps(xb, load16_bf16(w3 + i + 16), b3);
     }
     for (; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);

@@ -38,8 +38,8 @@ static void check_bf16(int T, int in, int out, int with_bias, int threads) {
     matmul(y, x, w, b, T, in, out);
     kernels_set_precision(PRECISION_EXACT);
     double e = ref_rel_err(y, r, (size_t)T * out);
-    CHECK_MSG(e < 1e-6, "bf16 matmul T=%d in=%d out=%d threads=%d: rel err %g vs bf16(x) W^T", T, in, out, threads,
-              e);
+    CHECK_MSG(e < 1e-6, "bf16 matmul T=%d in=%d out=%d threads=%d: rel err %g vs bf16(x) W^T", T, in, out,
+              threads, e);
     /* and it is not the exact product: the rounding of x shows (about 2^-9 relative) */
     double e_exact = ref_rel_err(y, r_exact, (size_t)T * out);
     CHECK_MSG(e_exact > 1e-5 && e_exact < 1e-2, "bf16 matmul vs exact: rel err %g", e_exact);
@@ -96,7 +96,8 @@ static double *ref_q8(const float *x, const bf16 *w, const bf16 *bias, int T, in
                 amax = fmaxf(amax, fabsf(bf16_to_f32(w[(size_t)o * in + b * 32 + i])));
             float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
             for (int i = 0; i < 32; i++)
-                wq[(size_t)o * in + b * 32 + i] = (int)nearbyintf(bf16_to_f32(w[(size_t)o * in + b * 32 + i]) * id);
+                wq[(size_t)o * in + b * 32 + i] =
+                    (int)nearbyintf(bf16_to_f32(w[(size_t)o * in + b * 32 + i]) * id);
             /* the stored scale is fp16 */
             wd[(size_t)o * nb + b] = round_f16(d);
         }
@@ -147,8 +148,8 @@ static void check_q8(int T, int in, int out, int with_bias, int threads) {
     matmul_q8(y, x, &q, b, T);
     double *r = ref_q8(x, w, b, T, in, out);
     double e = ref_rel_err(y, r, (size_t)T * out);
-    CHECK_MSG(e < 1e-6, "q8 matmul T=%d in=%d out=%d threads=%d: rel err %g vs the Q8_0 x Q8_0 reference", T, in,
-              out, threads, e);
+    CHECK_MSG(e < 1e-6, "q8 matmul T=%d in=%d out=%d threads=%d: rel err %g vs the Q8_0 x Q8_0 reference", T,
+              in, out, threads, e);
     /* and close to the exact product: 8-bit weights and activations, ~1% */
     double *re = malloc((size_t)T * out * sizeof *re);
     for (int t = 0; t < T; t++)
