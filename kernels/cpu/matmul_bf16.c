@@ -81,7 +81,13 @@ BF16 static void gemv4(float *y, const bf16 *x, const bf16 *w, size_t ldw, int n
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
 #define LD(p) ((__m512bh)_mm512_loadu_si512(p))
     int i = 0;
+    const int prefetch_next = n <= 4096; /* as simd.c's gemv4: short rows, next pass warmed */
     for (; i + 64 <= n; i += 64) {
+        if (prefetch_next)
+            for (int k = 0; k < 4; k++) {
+                _mm_prefetch((const char *)(w + (4 + k) * ldw + i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + (4 + k) * ldw + i + 32), _MM_HINT_T0);
+            }
         __m512bh xa = LD(x + i), xb = LD(x + i + 32);
         a0 = _mm512_dpbf16_ps(a0, xa, LD(w0 + i)), b0 = _mm512_dpbf16_ps(b0, xb, LD(w0 + i + 32));
         a1 = _mm512_dpbf16_ps(a1, xa, LD(w1 + i)), b1 = _mm512_dpbf16_ps(b1, xb, LD(w1 + i + 32));
