@@ -57,7 +57,8 @@ def lock(name, needed=True):
 
 
 def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, **kw).stdout
 
 
 def build():
