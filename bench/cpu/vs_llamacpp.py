@@ -79,6 +79,8 @@ def build():
 def convert(key):
     m = MODELS[key]
     out = os.path.join(LLAMA, "models", key)
+    if all(os.path.exists(os.path.join(out, f"model-{q}.gguf")) for q in ("bf16", "q8_0", "q4_k_m")):
+        return out
     with lock("bigmem.lock", m["bigmem"]):
         subprocess.run([os.path.join(ROOT, "bench/cpu/llamacpp.sh"), "convert", m["hf"], out], check=True)
     return out
