@@ -148,6 +148,14 @@ def main():
              f"Commit {commit}{dirty}; llama.cpp from PyPI {sdist} (GGML_NATIVE, CPU only). "
              f"**The machine was shared with other engineers' builds and tests**: every cell is the median of "
              f"{a.reps} runs, ours and llama.cpp's alternating; load averages are given per model.", ""]
+    out = os.path.join(ROOT, f"bench/results/{datetime.date.today()}-cpu-vs-llamacpp.md")
+
+    def flush(new_lines):
+        head = [] if os.path.exists(out) else ["# CPU backend vs llama.cpp, each precision against its counterpart", "",
+                                               "Made by `bench/cpu/vs_llamacpp.py` (see its docstring for the method).", ""]
+        with open(out, "a") as f:
+            f.write("\n".join(head + new_lines) + "\n")
+        print("\n".join(new_lines), flush=True)
     with lock("bench.lock"):
         bw = [json.loads(run(["build/bench/bench_ops", "bandwidth"], env=dict(os.environ, MEDGEMMA_THREADS=str(a.threads))))["gb_s"]]
         for key in a.models.split(","):
@@ -203,16 +211,15 @@ def main():
             for wts, prec in (("bf16", "exact"), ("q8", "exact")):
                 gb = decode_bytes(m["hf"], wts) * med[("ours", f"{prec}/{wts}", "decode")] / 1e9
                 lines.append(f"Decode weight traffic, ours {prec}/{wts}: {gb:.1f} GB/s of weights.")
+            lines.append(f"Read bandwidth before this model's runs (bench/cpu/bench_ops bandwidth, {a.threads} threads, "
+                         f"1 GiB): {bw[-1]:.1f} GB/s.")
             lines.append("")
+            flush(lines)
+            lines = []
+            bw.append(json.loads(run(["build/bench/bench_ops", "bandwidth"],
+                                     env=dict(os.environ, MEDGEMMA_THREADS=str(a.threads))))["gb_s"])
         bw.append(json.loads(run(["build/bench/bench_ops", "bandwidth"], env=dict(os.environ, MEDGEMMA_THREADS=str(a.threads))))["gb_s"])
-    lines += [f"Read bandwidth (bench/cpu/bench_ops bandwidth, {a.threads} threads, 1 GiB): {bw[0]:.1f} GB/s before, "
-              f"{bw[1]:.1f} GB/s after the runs.", "", ""]
-    out = os.path.join(ROOT, f"bench/results/{datetime.date.today()}-cpu-vs-llamacpp.md")
-    head = [] if os.path.exists(out) else ["# CPU backend vs llama.cpp, each precision against its counterpart", "",
-                                           "Made by `bench/cpu/vs_llamacpp.py` (see its docstring for the method).", ""]
-    with open(out, "a") as f:
-        f.write("\n".join(head + lines))
-    print("\n".join(lines))
+    flush([f"Read bandwidth after all runs: {bw[-1]:.1f} GB/s.", ""])
 
 
 if __name__ == "__main__":
