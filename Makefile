@@ -17,7 +17,7 @@ LDLIBS += -lh2o-evloop -lssl -lcrypto -lz -lcjson -lspng -lturbojpeg -lcurl -lm 
 
 # Modules. Every .c of these folders is part of the core library that the
 # programs and the tests link; folders that need CUDA are added by cuda.mk.
-CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c http/*.c) \
+CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c http/*.c grammar/*.c) \
   $(filter-out weights-fetch/main.c,$(wildcard weights-fetch/*.c))
 CLI_SRC := $(wildcard cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -28,7 +28,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
 PROGRAMS := $(BUILD)/medgemma $(BUILD)/unit_tests $(if $(wildcard weights-fetch/main.c),$(BUILD)/weights-fetch)
-PROGRAMS += $(BUILD)/image-tool
+PROGRAMS += $(BUILD)/image-tool $(BUILD)/grammar-tool
 
 # CUDA backend (adds CUDA_OBJ, CUDA_LDLIBS, CUDA_PROGRAMS, -DMEDGEMMA_CUDA).
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -38,7 +38,7 @@ include kernels/cuda/cuda.mk
 endif
 endif
 
-.PHONY: all deps test test-asan fuzz format lint clean models run
+.PHONY: all deps test test-asan test-grammar-full fuzz format lint clean models run
 all: $(PROGRAMS) $(CUDA_PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -62,6 +62,10 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libmedgemma.a
 $(BUILD)/image-tool: $(BUILD)/obj/tests/image/image_tool.o $(BUILD)/libmedgemma.a
 	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
 
+# grammar/'s driver for its parity and validity tests and its benchmark (tests/grammar/).
+$(BUILD)/grammar-tool: $(BUILD)/obj/tests/grammar/grammar_tool.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
 deps:
 	bash tests/install_deps.sh
 
@@ -78,6 +82,11 @@ run: all
 test: all models
 	bash tests/run.sh
 
+# The full structured-output validity matrix (34 schemas x greedy + 3 seeds on the synth model and
+# the Gemma 3 270M; ~15 min); writes bench/grammar/results/validity-<commit>.json.
+test-grammar-full: all models
+	GRAMMAR_VALIDITY_FULL=1 python3 tests/grammar/test_validity.py
+
 test-asan: models
 	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -85,7 +94,7 @@ test-asan: models
 
 # Fuzz targets: the library compiled once with clang's fuzzer instrumentation +
 # ASan/UBSan, then one binary per tests/fuzz/fuzz_*.c.
-FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. -pthread \
+FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. -pthread -MMD -MP \
   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_SRC := $(filter-out http/%,$(CORE_SRC))
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=build-fuzz/obj/%.o)
@@ -115,3 +124,4 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find build-fuzz/obj -name '*.d' 2>/dev/null)

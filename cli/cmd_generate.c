@@ -14,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "engine/engine.h"
+#include "grammar/grammar.h"
 #include "http/reply_json.h"
 #include "http/visible_text.h"
 #include "image/image.h"
@@ -28,7 +29,7 @@ static void usage(FILE *f) {
             "                         [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
             "                         [--backend auto|cpu|cuda] [--threads N] [--max-context N]\n"
             "                         [--precision exact|bf16] [--weights bf16|q8]\n"
-            "                         [--pad-to-square] [--json]\n"
+            "                         [--pad-to-square] [--json] [--json-schema FILE] [--thinking-budget N]\n"
             "Runs one request and prints the answer (MedGemma's thinking trace removed).\n"
             "  --model DIR        Hugging Face model dir (env MEDGEMMA_MODEL_DIR)\n"
             "  --prompt TEXT      the user's message\n"
@@ -46,6 +47,10 @@ static void usage(FILE *f) {
             "                     env MEDGEMMA_WEIGHTS). README \"CPU precision\" gives the accuracy cost\n"
             "  --pad-to-square    zero-pad images to a square first (MedGemma's X-ray notebooks)\n"
             "  --json             print the /analyze JSON object instead of the text\n"
+            "  --json-schema FILE constrain the answer to JSON valid under the schema in FILE\n"
+            "                     (grammar/README.md: subset, compact whitespace)\n"
+            "  --thinking-budget N  with --json-schema: tokens of a thinking trace before it is closed\n"
+            "                     (default 1024; -1 = no trace)\n"
             "Exit status: 0 success, 1 bad input or model, 2 usage.\n",
             MAX_IMAGES);
 }
@@ -170,6 +175,8 @@ int cmd_generate(int argc, char **argv) {
     const char *precision = NULL, *weights = NULL; /* NULL: the engine reads the environment */
     const char *image_paths[MAX_IMAGES];
     int n_images = 0, json = 0, pad = 0;
+    const char *schema_path = NULL;
+    long thinking_budget = 0;
     long max_tokens = 512, seed = 0, top_k = 0, threads = 0, max_context = 0;
     float temperature = 0.0f, top_p = 1.0f;
     enum {
@@ -189,6 +196,8 @@ int cmd_generate(int argc, char **argv) {
         O_WEIGHTS,
         O_PAD,
         O_JSON,
+        O_SCHEMA,
+        O_THINK,
         O_HELP
     };
     static const struct option opts[] = {
@@ -208,6 +217,8 @@ int cmd_generate(int argc, char **argv) {
         {"weights", required_argument, 0, O_WEIGHTS},
         {"pad-to-square", no_argument, 0, O_PAD},
         {"json", no_argument, 0, O_JSON},
+        {"json-schema", required_argument, 0, O_SCHEMA},
+        {"thinking-budget", required_argument, 0, O_THINK},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -268,6 +279,13 @@ int cmd_generate(int argc, char **argv) {
         case O_JSON:
             json = 1;
             break;
+        case O_SCHEMA:
+            schema_path = optarg;
+            break;
+        case O_THINK:
+            bad =
+                parse_long(optarg, -1, 1 << 20, &thinking_budget) ? "--thinking-budget (-1..1048576)" : NULL;
+            break;
         case O_HELP:
             usage(stdout);
             return 0;
@@ -315,6 +333,15 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     Output out = {0};
     double t0 = now_ms();
+    uint8_t *schema = NULL;
+    size_t schema_len = 0;
+    GrammarVocab *gvocab = NULL;
+    Grammar *grammar = NULL;
+    GrammarMatcher *matcher = NULL;
+    if (schema_path && read_file(schema_path, &schema, &schema_len, &err) != 0) {
+        fprintf(stderr, "generate: --json-schema: %s\n", err.message);
+        goto done;
+    }
 
     /* images are checked before the model is loaded: bad input fails fast */
     for (int i = 0; i < n_images; i++) {
@@ -342,6 +369,19 @@ int cmd_generate(int argc, char **argv) {
     if (tokenizer_load(&tok, path, &err) != 0) {
         fprintf(stderr, "generate: %s\n", err.message);
         goto done;
+    }
+    if (schema) {
+        int end = tokenizer_token_id(tok, "<end_of_turn>");
+        if (grammar_vocab_new(&gvocab, tok, info.vocab_size, end, &err) != 0 ||
+            grammar_compile_schema(&grammar, gvocab, (const char *)schema, schema_len, NULL, &err) != 0) {
+            fprintf(stderr, "generate: --json-schema %s: %s\n", schema_path, err.message);
+            goto done;
+        }
+        matcher = grammar_matcher_new(grammar);
+        if (!matcher) {
+            fprintf(stderr, "generate: out of memory\n");
+            goto done;
+        }
     }
     if (n_images > 0) {
         size_t per = (size_t)3 * info.image_size * info.image_size;
@@ -403,6 +443,8 @@ int cmd_generate(int argc, char **argv) {
         .seed = (uint64_t)seed,
         .on_token = on_token,
         .user = &out,
+        .constraint = matcher,
+        .thinking_budget = (int)thinking_budget,
     };
     GenerateResult res;
     if (engine_generate(engine, &rq, &res, &err) != 0) {
@@ -422,8 +464,9 @@ int cmd_generate(int argc, char **argv) {
     }
     show(&out, 1);
     if (json) {
-        Answer a = {out.visible, res.finish_reason == FINISH_STOP ? "stop" : "length", res.prompt_tokens,
-                    res.completion_tokens, now_ms() - t0};
+        Answer a = {out.visible,       res.finish_reason == FINISH_STOP ? "stop" : "length",
+                    res.prompt_tokens, res.completion_tokens,
+                    now_ms() - t0,     matcher != NULL};
         char *body = json_analyze(&a);
         if (!body) {
             fprintf(stderr, "generate: out of memory\n");
@@ -445,6 +488,10 @@ done:
     free(pixels);
     for (int i = 0; i < n_images; i++)
         free(files[i]);
+    grammar_matcher_free(matcher);
+    grammar_free(grammar);
+    grammar_vocab_free(gvocab);
+    free(schema);
     tokenizer_free(tok);
     engine_close(engine);
     return rc;

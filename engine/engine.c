@@ -5,6 +5,7 @@
  * open; the token loop allocates nothing. */
 #include "engine/engine.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,7 @@ struct Engine {
     float *logits;        /* [vocab] */
     int32_t *scratch;     /* [vocab] sampler scratch */
     int32_t *image_block; /* [max_context] */
+    uint32_t *mask;       /* [vocab / 32] constrained decoding's allowed ids */
 };
 
 static double now_ms(void) {
@@ -75,7 +77,8 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
     e->logits = malloc((size_t)c->text.vocab_size * sizeof *e->logits);
     e->scratch = malloc((size_t)c->text.vocab_size * sizeof *e->scratch);
     e->image_block = malloc((size_t)max_ctx * sizeof *e->image_block);
-    if (!e->logits || !e->scratch || !e->image_block) {
+    e->mask = malloc(((size_t)c->text.vocab_size + 31) / 32 * sizeof *e->mask);
+    if (!e->logits || !e->scratch || !e->image_block || !e->mask) {
         engine_close(e);
         return error_set(err, "out of memory");
     }
@@ -135,6 +138,7 @@ void engine_close(Engine *e) {
     free(e->logits);
     free(e->scratch);
     free(e->image_block);
+    free(e->mask);
     free(e);
 }
 
@@ -170,6 +174,9 @@ static int check_request(Engine *e, const GenerateRequest *r, Error *err) {
         return error_set(err, "max_new_tokens %d is negative", r->max_new_tokens);
     if (r->n_images < 0 || (r->n_images > 0 && !r->images))
         return error_set(err, "bad image list");
+    if (r->constraint && grammar_matcher_rows(r->constraint) != c->text.vocab_size)
+        return error_set(err, "the constraint's vocabulary has %d rows, the model %d",
+                         grammar_matcher_rows(r->constraint), c->text.vocab_size);
     if (r->top_p < 0.0f || r->top_p != r->top_p || r->temperature != r->temperature)
         return error_set(err, "bad sampling parameters (top_p %g, temperature %g)", r->top_p, r->temperature);
     int n_soft = 0, block = -1, prev = 0;
@@ -191,6 +198,55 @@ static int check_request(Engine *e, const GenerateRequest *r, Error *err) {
         return error_set(err, "the prompt has %d image soft tokens, but %d image(s) x %d tokens were given",
                          n_soft, r->n_images, c->mm_tokens_per_image);
     return n_soft;
+}
+
+/* Constrained decoding (GenerateRequest.constraint): the answer is masked by
+ * the grammar; a thinking trace opened by the first token is free text
+ * without stop tokens, closed by force after the budget. */
+typedef struct {
+    GrammarMatcher *m;
+    int thinking;  /* inside a <unused94> ... <unused95> trace */
+    int budget;    /* trace tokens allowed; < 0 = no trace */
+    int trace_len; /* trace tokens so far */
+} Constraint;
+
+/* Picks the next token under the constraint; -1 with err on a matcher failure. */
+static int32_t constrained_next(Engine *e, Constraint *k, Sampler *sampler, int step, Error *err) {
+    const ModelConfig *c = &e->model.config;
+    if (k->thinking) {
+        if (k->trace_len >= k->budget)
+            return GRAMMAR_THINK_CLOSE; /* forced: the budget is spent */
+        for (int i = 0; i < c->n_eos_ids; i++)
+            if (c->eos_ids[i] >= 0 && c->eos_ids[i] < c->text.vocab_size)
+                e->logits[c->eos_ids[i]] = -INFINITY;
+        return sampler_next(sampler, e->logits, e->scratch);
+    }
+    grammar_matcher_fill_mask(k->m, e->mask);
+    if (step == 0 && k->budget > 0) /* the model may open a thinking trace first */
+        e->mask[GRAMMAR_THINK_OPEN >> 5] |= 1u << (GRAMMAR_THINK_OPEN & 31);
+    int32_t token = sampler_next_masked(sampler, e->logits, e->mask, e->scratch);
+    if (!(e->mask[token >> 5] >> (token & 31) & 1)) {
+        error_set(err, "constrained decoding: no token can continue the answer");
+        return -1;
+    }
+    return token;
+}
+
+static int constrained_accept(Constraint *k, int32_t token, Error *err) {
+    if (k->thinking) {
+        k->trace_len++;
+        if (token == GRAMMAR_THINK_CLOSE)
+            k->thinking = 0;
+        return 0;
+    }
+    if (token == GRAMMAR_THINK_OPEN && k->budget > 0 && k->trace_len == 0) {
+        k->thinking = 1;
+        k->trace_len = 1;
+        return 0;
+    }
+    if (grammar_matcher_accept(k->m, token) != 0)
+        return error_set(err, "constrained decoding: token %d does not continue the answer", token);
+    return 0;
 }
 
 int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result, Error *err) {
@@ -228,10 +284,16 @@ int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result,
 
     Sampler sampler;
     sampler_init(&sampler, c->text.vocab_size, r->temperature, r->top_k, r->top_p, r->seed);
+    Constraint k = {r->constraint, 0,
+                    r->thinking_budget ? r->thinking_budget : GRAMMAR_DEFAULT_THINKING_BUDGET, 0};
     result->finish_reason = FINISH_LENGTH;
     int pos = r->n_tokens;
     for (int step = 0; step < r->max_new_tokens; step++) {
-        int32_t token = sampler_next(&sampler, e->logits, e->scratch);
+        int32_t token = k.m ? constrained_next(e, &k, &sampler, step, err)
+                            : sampler_next(&sampler, e->logits, e->scratch);
+        if (token < 0 || (k.m && constrained_accept(&k, token, err) != 0))
+            return -1;
+        result->thinking_tokens = k.trace_len;
         if (step == 0)
             result->ttft_ms = now_ms() - t_start;
         if (is_stop(c, token)) {

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "grammar/grammar.h"
 #include "util/error.h"
 
 typedef struct Engine Engine;
@@ -65,16 +66,25 @@ typedef struct {
     uint64_t seed;
     TokenCallback on_token;
     void *user;
+    /* Constrained decoding (grammar/grammar.h), NULL for free text: before
+     * each sampling step the tokens the matcher does not allow get -inf
+     * logits (greedy and sampling alike), and each sampled token advances it.
+     * When the model's first token opens a thinking trace (<unused94>), the
+     * trace is free text (stop tokens excluded) for up to thinking_budget
+     * tokens, then <unused95> is forced and the constrained answer follows. */
+    GrammarMatcher *constraint;
+    int thinking_budget; /* 0 = GRAMMAR_DEFAULT_THINKING_BUDGET; < 0 = no trace allowed */
 } GenerateRequest;
 
 typedef struct {
     int prompt_tokens;
     int completion_tokens;
     FinishReason finish_reason;
-    double vision_ms;  /* vision tower + projector, all images */
-    double prefill_ms; /* prompt forward pass, vision excluded */
-    double ttft_ms;    /* request start to first token sampled */
-    double decode_ms;  /* all decode steps */
+    double vision_ms;    /* vision tower + projector, all images */
+    double prefill_ms;   /* prompt forward pass, vision excluded */
+    double ttft_ms;      /* request start to first token sampled */
+    double decode_ms;    /* all decode steps */
+    int thinking_tokens; /* tokens of a thinking trace under a constraint (markers included) */
 } GenerateResult;
 
 /* Runs one request. Fails (returns -1, err filled) on bad input: prompt longer

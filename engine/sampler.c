@@ -2,6 +2,8 @@
  * for the math. */
 #include "engine/sampler.h"
 
+#include <math.h>
+
 #include "kernels/kernels.h"
 
 static uint64_t splitmix64(uint64_t *state) {
@@ -22,4 +24,17 @@ void sampler_init(Sampler *s, int vocab_size, float temperature, int top_k, floa
 int32_t sampler_next(Sampler *s, float *logits, int32_t *scratch) {
     float coin = (float)((splitmix64(&s->rng) >> 40) * (1.0 / 16777216.0)); /* [0, 1) */
     return sample_logits(logits, s->n_sampled, s->temperature, s->top_k, s->top_p, coin, scratch);
+}
+
+int32_t sampler_next_masked(Sampler *s, float *logits, const uint32_t *mask, int32_t *scratch) {
+    for (int w = 0; w * 32 < s->n_sampled; w++) {
+        uint32_t bits = mask[w];
+        if (bits == UINT32_MAX)
+            continue;
+        int end = w * 32 + 32 < s->n_sampled ? w * 32 + 32 : s->n_sampled;
+        for (int i = w * 32; i < end; i++)
+            if (!(bits >> (i & 31) & 1))
+                logits[i] = -INFINITY;
+    }
+    return sampler_next(s, logits, scratch);
 }

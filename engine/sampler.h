@@ -23,4 +23,8 @@ void sampler_init(Sampler *sampler, int vocab_size, float temperature, int top_k
 /* Picks a token; logits [vocab] are overwritten; scratch holds vocab ints. */
 int32_t sampler_next(Sampler *sampler, float *logits, int32_t *scratch);
 
+/* The same, picking only among ids whose bit is set in mask (bit i of
+ * mask[i / 32]; constrained decoding): the others get -inf logits first. */
+int32_t sampler_next_masked(Sampler *sampler, float *logits, const uint32_t *mask, int32_t *scratch);
+
 #endif

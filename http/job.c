@@ -26,6 +26,7 @@ void job_input_free(JobInput *in) {
     for (int i = 0; i < in->n_stops; i++)
         free(in->stops[i]);
     free(in->stops);
+    free(in->json_schema);
     memset(in, 0, sizeof *in);
 }
 

@@ -25,6 +25,10 @@ typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT } Role;
 
 typedef enum { SERIES_NONE, SERIES_CT, SERIES_MRI } SeriesKind;
 
+/* response_format: free text, any JSON object, or a JSON schema (both JSON
+ * modes constrain decoding with grammar/). */
+enum { JSON_MODE_NONE, JSON_MODE_OBJECT, JSON_MODE_SCHEMA };
+
 /* A piece of a message: text, or the index of an image in JobInput.images. */
 typedef struct {
     char *text; /* NULL for an image */
@@ -66,9 +70,11 @@ typedef struct {
     uint64_t seed;
     char **stops;
     int n_stops;
-    int stream;        /* chat: server-sent events */
-    int json_mode;     /* chat: response_format json_object */
-    int include_usage; /* chat stream: stream_options.include_usage */
+    int stream;          /* chat: server-sent events */
+    int json_mode;       /* response_format (chat, /analyze): JSON_MODE_* */
+    char *json_schema;   /* JSON_MODE_SCHEMA: the schema's text (compact) */
+    int thinking_budget; /* with a JSON mode: the engine's thinking_budget (0 = default) */
+    int include_usage;   /* chat stream: stream_options.include_usage */
 } JobInput;
 
 void job_input_free(JobInput *in);

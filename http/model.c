@@ -14,6 +14,7 @@
 #include "image/base64.h"
 #include "image/ct_window.h"
 #include "image/image.h"
+#include "grammar/grammar.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 #include "util/log.h"
@@ -111,7 +112,83 @@ int model_load(Worker *w, Error *err) {
     return 0;
 }
 
+/* ---- response_format: compiled grammars */
+
+/* The last few compiled response formats, by schema text (a service usually
+ * sees the same few schemas again and again): a hit skips the compile. */
+#define GRAMMAR_CACHE_SLOTS 8
+typedef struct {
+    char *key[GRAMMAR_CACHE_SLOTS]; /* schema text, or "" for json_object */
+    Grammar *grammar[GRAMMAR_CACHE_SLOTS];
+    unsigned long used[GRAMMAR_CACHE_SLOTS], clock;
+} GrammarCache;
+
+static void grammar_cache_free(GrammarCache *c) {
+    if (!c)
+        return;
+    for (int i = 0; i < GRAMMAR_CACHE_SLOTS; i++) {
+        free(c->key[i]);
+        grammar_free(c->grammar[i]);
+    }
+    free(c);
+}
+
+/* The job's compiled grammar (owned by the cache), or NULL with job failed. */
+static const Grammar *job_grammar(Worker *w, Job *job) {
+    Error err = {{0}};
+    if (!w->grammar_vocab) {
+        GrammarVocab *v = NULL;
+        int end = tokenizer_token_id(w->tokenizer, "<end_of_turn>");
+        if (grammar_vocab_new(&v, w->tokenizer, w->info.vocab_size, end, &err) != 0) {
+            job_fail(job, 500, "server_error", err.message);
+            return NULL;
+        }
+        w->grammar_vocab = v;
+    }
+    GrammarCache *c = w->grammars;
+    if (!c && !(c = w->grammars = calloc(1, sizeof *c))) {
+        job_fail(job, 500, "server_error", "out of memory");
+        return NULL;
+    }
+    const char *key = job->in.json_mode == JSON_MODE_SCHEMA ? job->in.json_schema : "";
+    int slot = 0;
+    for (int i = 0; i < GRAMMAR_CACHE_SLOTS; i++) {
+        if (c->key[i] && !strcmp(c->key[i], key)) {
+            c->used[i] = ++c->clock;
+            return c->grammar[i];
+        }
+        if (c->used[i] < c->used[slot])
+            slot = i;
+    }
+    Grammar *g = NULL;
+    int rc = job->in.json_mode == JSON_MODE_SCHEMA
+                 ? grammar_compile_schema(&g, w->grammar_vocab, key, strlen(key), NULL, &err)
+                 : grammar_compile_any_object(&g, w->grammar_vocab, &err);
+    if (rc != 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "response_format.json_schema.schema: %s", err.message);
+        job_fail(job, 400, "invalid_request_error", msg);
+        return NULL;
+    }
+    char *k = strdup(key);
+    if (!k) {
+        grammar_free(g);
+        job_fail(job, 500, "server_error", "out of memory");
+        return NULL;
+    }
+    free(c->key[slot]);
+    grammar_free(c->grammar[slot]);
+    c->key[slot] = k;
+    c->grammar[slot] = g;
+    c->used[slot] = ++c->clock;
+    return g;
+}
+
 void model_unload(Worker *w) {
+    grammar_cache_free(w->grammars);
+    w->grammars = NULL;
+    grammar_vocab_free(w->grammar_vocab);
+    w->grammar_vocab = NULL;
     if (w->tokenizer)
         tokenizer_free(w->tokenizer);
     w->tokenizer = NULL;
@@ -334,6 +411,7 @@ void model_run_job(Worker *w, Job *job) {
     int n_ids = 0;
     GenState g = {w, job, NULL, NULL, 0, 0, NULL, 0, 0, -1, -1, 0};
     const float **images = NULL;
+    GrammarMatcher *matcher = NULL;
 
     double t0 = now_seconds();
     if (decode_images(job, &err) != 0 || make_tensors(w, job, &pixels, &n_tensors, &err) != 0) {
@@ -364,6 +442,15 @@ void model_run_job(Worker *w, Job *job) {
         for (int i = 0; i < n_tensors; i++)
             images[i] = pixels + (size_t)i * 3 * w->info.image_size * w->info.image_size;
     }
+    if (in->json_mode != JSON_MODE_NONE) {
+        const Grammar *grammar = job_grammar(w, job);
+        if (!grammar)
+            goto done;
+        if (!(matcher = grammar_matcher_new(grammar))) {
+            job_fail(job, 500, "server_error", "out of memory");
+            goto done;
+        }
+    }
     g.think_open = tokenizer_token_id(w->tokenizer, THINKING_OPEN);
     g.think_close = tokenizer_token_id(w->tokenizer, THINKING_CLOSE);
     if (!(g.stream = token_stream_new(w->tokenizer, 1)) || append_text(&g, "", 0) != 0) {
@@ -382,6 +469,8 @@ void model_run_job(Worker *w, Job *job) {
     gr.seed = in->seed;
     gr.on_token = on_token;
     gr.user = &g;
+    gr.constraint = matcher;
+    gr.thinking_budget = in->thinking_budget;
     GenerateResult res = {0};
     double t2 = now_seconds();
     int rc = engine_generate(w->engine, &gr, &res, &err);
@@ -417,6 +506,7 @@ void model_run_job(Worker *w, Job *job) {
     }
     memcpy(job->text, g.visible, strlen(g.visible) + 1);
 done:
+    grammar_matcher_free(matcher);
     if (g.stream)
         token_stream_free(g.stream);
     free(g.full);

@@ -96,7 +96,15 @@ char *json_analyze(const Answer *a) {
     cJSON *root = cJSON_CreateObject();
     char why[160] = "";
     cJSON *result = NULL;
-    answer_extract_json(a->text, &result, why, sizeof why);
+    if (a->constrained && strcmp(a->finish, "length") == 0)
+        snprintf(why, sizeof why,
+                 "the value is incomplete: max_tokens ended the answer before the JSON value was complete");
+    else if (a->constrained) { /* the whole text is the value the schema allowed */
+        result = cJSON_Parse(a->text);
+        if (!result)
+            snprintf(why, sizeof why, "the constrained answer did not parse as JSON");
+    } else
+        answer_extract_json(a->text, &result, why, sizeof why);
     cJSON_AddItemToObject(root, "result", result ? result : cJSON_CreateNull());
     add_text(root, "text", a->text, strlen(a->text));
     cJSON_AddNumberToObject(root, "inference_time_ms", a->inference_ms);

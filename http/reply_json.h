@@ -13,13 +13,16 @@ typedef struct {
     const char *finish; /* "stop" or "length" */
     int prompt_tokens, completion_tokens;
     double inference_ms;
+    int constrained; /* decoded under a JSON schema (response_format): the text is the value */
 } Answer;
 
 /* {"error": {"type": ..., "message": ...}} */
 char *json_error(const char *type, const char *message);
 
 /* /analyze: result (the answer's JSON value found by tokenizer/answer.h's
- * answer_extract_json, or null + parse_error), text, usage... */
+ * answer_extract_json, or null + parse_error), text, usage... A constrained
+ * answer cut by max_tokens has result null and a parse_error saying the
+ * value is incomplete. */
 char *json_analyze(const Answer *a);
 /* /generate */
 char *json_generate(const Answer *a);

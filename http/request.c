@@ -306,7 +306,66 @@ static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, c
 }
 
 /* /analyze and /generate. */
+/* response_format (chat and /analyze): {"type": "text"}, {"type":
+ * "json_object"} (any JSON object) or {"type": "json_schema", "json_schema":
+ * {"name", "schema", "strict", "description"}}; both JSON types constrain
+ * decoding (grammar/). The schema is compiled by the worker (its errors are
+ * 400s naming the keyword and path). Also "thinking_budget". */
+static int parse_response_format(const cJSON *root, JobInput *in, RequestError *e) {
+    const cJSON *tb = cJSON_GetObjectItemCaseSensitive(root, "thinking_budget");
+    if (tb && !cJSON_IsNull(tb)) {
+        if (!cJSON_IsNumber(tb) || tb->valuedouble != (double)(int)tb->valuedouble || tb->valuedouble < -1 ||
+            tb->valuedouble > 1 << 20)
+            return fail(e, "'thinking_budget' must be an integer from -1 (no thinking trace) to 1048576");
+        in->thinking_budget = tb->valueint;
+    }
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (!rf || cJSON_IsNull(rf))
+        return 0;
+    const cJSON *type = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
+    if (!type || !cJSON_IsString(type))
+        return fail(
+            e, "'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}");
+    for (const cJSON *k = rf->child; k; k = k->next)
+        if (strcmp(k->string, "type") != 0 && strcmp(k->string, "json_schema") != 0)
+            return fail(e, "'response_format.%.40s' is not a known field", k->string);
+    if (!strcmp(type->valuestring, "text"))
+        return 0;
+    if (!strcmp(type->valuestring, "json_object")) {
+        in->json_mode = JSON_MODE_OBJECT;
+        return 0;
+    }
+    if (strcmp(type->valuestring, "json_schema") != 0)
+        return fail(e,
+                    "'response_format.type' \"%.40s\" is not supported: use \"text\", \"json_object\" or "
+                    "\"json_schema\"",
+                    type->valuestring);
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+    if (!cJSON_IsObject(js))
+        return fail(e, "'response_format.json_schema' must be an object {\"name\", \"schema\", \"strict\"}");
+    for (const cJSON *k = js->child; k; k = k->next) {
+        if (!strcmp(k->string, "name") || !strcmp(k->string, "description")) {
+            if (!cJSON_IsString(k))
+                return fail(e, "'response_format.json_schema.%s' must be a string", k->string);
+        } else if (!strcmp(k->string, "strict")) {
+            if (!cJSON_IsBool(k) && !cJSON_IsNull(k))
+                return fail(e, "'response_format.json_schema.strict' must be true or false");
+        } else if (strcmp(k->string, "schema") != 0)
+            return fail(e, "'response_format.json_schema.%.40s' is not a known field", k->string);
+    }
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+    if (!schema || (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)))
+        return fail(e, "'response_format.json_schema.schema' is required and must be a JSON schema object");
+    in->json_schema = cJSON_PrintUnformatted(schema);
+    if (!in->json_schema)
+        return fail(e, "out of memory");
+    in->json_mode = JSON_MODE_SCHEMA;
+    return 0;
+}
+
 static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobInput *in, RequestError *e) {
+    if (in->endpoint == ENDPOINT_ANALYZE && parse_response_format(root, in, e) != 0)
+        return -1;
     const cJSON *pf = cJSON_GetObjectItemCaseSensitive(root, "prompt");
     if (!pf)
         return fail(e, "'prompt' is required");
@@ -485,18 +544,8 @@ static int parse_chat(const cJSON *root, const RequestLimits *lim, JobInput *in,
             return fail(e, "'stream_options' must be {\"include_usage\": true|false}");
         in->include_usage = cJSON_IsTrue(iu);
     }
-    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
-    if (rf && !cJSON_IsNull(rf)) {
-        const cJSON *type = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
-        if (!type || !cJSON_IsString(type))
-            return fail(e, "'response_format' must be {\"type\": \"text\"} or {\"type\": \"json_object\"}");
-        if (!strcmp(type->valuestring, "json_object"))
-            in->json_mode = 1;
-        else if (strcmp(type->valuestring, "text") != 0)
-            return fail(e,
-                        "'response_format.type' \"%.40s\" is not supported: use \"text\" or \"json_object\"",
-                        type->valuestring);
-    }
+    if (parse_response_format(root, in, e) != 0)
+        return -1;
     return parse_stop(root, in, e);
 }
 

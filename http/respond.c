@@ -307,15 +307,15 @@ static void answer_plain(Server *s, JobLink *l, Job *job) {
         free(body);
         return;
     }
-    Answer a = {job->text ? job->text : "", job->finish, job->prompt_tokens, job->completion_tokens,
-                job->inference_ms};
+    Answer a = {job->text ? job->text : "", job->finish,       job->prompt_tokens,
+                job->completion_tokens,     job->inference_ms, job->in.json_mode != JSON_MODE_NONE};
     char *body = NULL;
     if (job->in.endpoint == ENDPOINT_ANALYZE) {
         body = json_analyze(&a);
     } else if (job->in.endpoint == ENDPOINT_GENERATE) {
         body = json_generate(&a);
     } else {
-        char *content = chat_content(a.text, job->in.json_mode);
+        char *content = chat_content(a.text, 0); /* a JSON mode's text is the (constrained) value itself */
         if (content)
             body = json_chat(&a, content, l->chat_id, l->created, s->model_id);
         free(content);
@@ -346,12 +346,6 @@ static void job_finished(Server *s, Job *job) {
             l->completion_tokens = job->completion_tokens;
             snprintf(l->final_error_type, sizeof l->final_error_type, "%s", job->error_type);
             snprintf(l->final_error_message, sizeof l->final_error_message, "%s", job->error_message);
-            if (job->status == 200 && job->in.json_mode) {
-                char *content = chat_content(job->text ? job->text : "", 1);
-                if (content)
-                    pending_append(l, content, strlen(content));
-                free(content);
-            }
             metrics_count_request(&s->metrics, endpoint, job->status);
             stream_pump(l);
         }
@@ -392,7 +386,7 @@ void respond_on_job_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
         job->delta_len = job->delta_cap = 0;
         pthread_mutex_unlock(&s->queue.mutex);
         JobLink *l = job->link;
-        if (l && l->stream && !job->in.json_mode && delta_len)
+        if (l && l->stream && delta_len)
             pending_append(l, delta, delta_len);
         free(delta);
         if (done)

@@ -35,6 +35,8 @@ typedef struct {
     /* Worker-private. */
     Engine *engine;
     void *tokenizer;
+    void *grammar_vocab; /* GrammarVocab, built on the first JSON-mode job */
+    void *grammars;      /* GrammarCache (model.c): recently compiled response formats */
     pthread_t thread;
     int started;
 } Worker;

@@ -268,3 +268,13 @@ const char *tokenizer_piece(const Tokenizer *t, int32_t id) {
         return NULL;
     return t->pieces + t->piece_off[id];
 }
+
+int tokenizer_is_special(const Tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_ids && (t->flags[id] & TOK_SPECIAL) != 0;
+}
+
+int tokenizer_byte_fallback(const Tokenizer *t, int32_t id) {
+    if (id < 0 || id >= t->n_ids || !(t->flags[id] & TOK_BYTE))
+        return -1;
+    return t->byte_value[id];
+}

@@ -46,6 +46,10 @@ int tokenizer_token_id(const Tokenizer *t, const char *piece);
 int tokenizer_vocab_size(const Tokenizer *t);
 /* The piece of an id (NUL-terminated, owned by t), NULL if out of range. */
 const char *tokenizer_piece(const Tokenizer *t, int32_t id);
+/* 1 when id is an added token marked "special" (<bos>, <end_of_turn>, ...). */
+int tokenizer_is_special(const Tokenizer *t, int32_t id);
+/* The byte a ByteFallback piece "<0xXX>" stands for, or -1 for other ids. */
+int tokenizer_byte_fallback(const Tokenizer *t, int32_t id);
 
 /* Streaming decode for generation: push ids one by one and get the text that
  * became final. The concatenation of every piece returned (plus the flush)
