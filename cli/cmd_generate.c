@@ -28,6 +28,7 @@ static void usage(FILE *f) {
             "usage: medgemma generate --model DIR --prompt TEXT [--image FILE]... [--system TEXT]\n"
             "                         [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
             "                         [--backend auto|cpu|cuda] [--threads N] [--max-context N]\n"
+            "                         [--precision exact|bf16] [--weights bf16|q8]\n"
             "                         [--pad-to-square] [--json] [--json-schema FILE] [--thinking-budget N]\n"
             "Runs one request and prints the answer (MedGemma's thinking trace removed).\n"
             "  --model DIR        Hugging Face model dir (env MEDGEMMA_MODEL_DIR)\n"
@@ -41,6 +42,9 @@ static void usage(FILE *f) {
             "                     (env MEDGEMMA_BACKEND)\n"
             "  --threads N        CPU threads (default: all cores)\n"
             "  --max-context N    KV cache positions (default min(model, 32768))\n"
+            "  --precision P      CPU GEMMs: exact (default, fp32) or bf16 (faster; env MEDGEMMA_PRECISION)\n"
+            "  --weights W        CPU weights: bf16 (default) or q8 (8-bit, quantized at load;\n"
+            "                     env MEDGEMMA_WEIGHTS). README \"CPU precision\" gives the accuracy cost\n"
             "  --pad-to-square    zero-pad images to a square first (MedGemma's X-ray notebooks)\n"
             "  --json             print the /analyze JSON object instead of the text\n"
             "  --json-schema FILE constrain the answer to JSON valid under the schema in FILE\n"
@@ -168,6 +172,7 @@ static double now_ms(void) {
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = getenv("MEDGEMMA_MODEL_DIR"), *prompt = NULL, *system = NULL;
     const char *backend_name = getenv("MEDGEMMA_BACKEND");
+    const char *precision = NULL, *weights = NULL; /* NULL: the engine reads the environment */
     const char *image_paths[MAX_IMAGES];
     int n_images = 0, json = 0, pad = 0;
     const char *schema_path = NULL;
@@ -187,6 +192,8 @@ int cmd_generate(int argc, char **argv) {
         O_BACKEND,
         O_THREADS,
         O_MAXCTX,
+        O_PRECISION,
+        O_WEIGHTS,
         O_PAD,
         O_JSON,
         O_SCHEMA,
@@ -206,6 +213,8 @@ int cmd_generate(int argc, char **argv) {
         {"backend", required_argument, 0, O_BACKEND},
         {"threads", required_argument, 0, O_THREADS},
         {"max-context", required_argument, 0, O_MAXCTX},
+        {"precision", required_argument, 0, O_PRECISION},
+        {"weights", required_argument, 0, O_WEIGHTS},
         {"pad-to-square", no_argument, 0, O_PAD},
         {"json", no_argument, 0, O_JSON},
         {"json-schema", required_argument, 0, O_SCHEMA},
@@ -251,6 +260,12 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_BACKEND:
             backend_name = optarg;
+            break;
+        case O_PRECISION:
+            precision = optarg;
+            break;
+        case O_WEIGHTS:
+            weights = optarg;
             break;
         case O_THREADS:
             bad = parse_long(optarg, 0, 1024, &threads) ? "--threads (0..1024)" : NULL;
@@ -337,7 +352,7 @@ int cmd_generate(int argc, char **argv) {
             goto done;
         }
     }
-    EngineOptions eo = {model_dir, backend, (int)threads, (int)max_context};
+    EngineOptions eo = {model_dir, backend, (int)threads, (int)max_context, precision, weights};
     if (engine_open(&engine, &eo, &err) != 0) {
         fprintf(stderr, "generate: %s\n", err.message);
         goto done;

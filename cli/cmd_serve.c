@@ -30,6 +30,8 @@ static void usage(FILE *f) {
         "  --backend B             auto, cuda or cpu [MEDGEMMA_BACKEND] (default auto)\n"
         "  --threads N             CPU backend threads [MEDGEMMA_THREADS] (default: all cores)\n"
         "  --max-context N         KV cache positions [MEDGEMMA_MAX_CONTEXT] (default: engine's)\n"
+        "  --precision P           CPU GEMMs: exact (fp32) or bf16 [MEDGEMMA_PRECISION] (default exact)\n"
+        "  --weights W             CPU weights: bf16 or q8 (quantized at load) [MEDGEMMA_WEIGHTS] (bf16)\n"
         "  --api-key-file FILE     require 'Authorization: Bearer <key>' (key read from FILE)\n"
         "                          [MEDGEMMA_API_KEY_FILE]; or the key itself in MEDGEMMA_API_KEY\n"
         "  --max-queue N           requests waiting for the engine; more get 503 [MEDGEMMA_MAX_QUEUE] (8)\n"
@@ -61,6 +63,8 @@ enum {
     S_BACKEND,
     S_THREADS,
     S_MAX_CONTEXT,
+    S_PRECISION,
+    S_WEIGHTS,
     S_KEY_FILE,
     S_MAX_QUEUE,
     S_MAX_IMAGES,
@@ -81,6 +85,8 @@ static Setting settings[S_COUNT] = {
     {"--backend", "MEDGEMMA_BACKEND", NULL},
     {"--threads", "MEDGEMMA_THREADS", NULL},
     {"--max-context", "MEDGEMMA_MAX_CONTEXT", NULL},
+    {"--precision", "MEDGEMMA_PRECISION", NULL},
+    {"--weights", "MEDGEMMA_WEIGHTS", NULL},
     {"--api-key-file", "MEDGEMMA_API_KEY_FILE", NULL},
     {"--max-queue", "MEDGEMMA_MAX_QUEUE", NULL},
     {"--max-images", "MEDGEMMA_MAX_IMAGES", NULL},
@@ -196,6 +202,20 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "medgemma serve: --backend must be auto, cuda or cpu, got '%s'\n", backend);
         return 2;
     }
+    /* the engine reads these two from the environment (engine.h); a flag wins */
+    const char *precision = settings[S_PRECISION].value, *weights = settings[S_WEIGHTS].value;
+    if (precision && *precision && strcmp(precision, "exact") != 0 && strcmp(precision, "bf16") != 0) {
+        fprintf(stderr, "medgemma serve: --precision must be exact or bf16, got '%s'\n", precision);
+        return 2;
+    }
+    if (weights && *weights && strcmp(weights, "bf16") != 0 && strcmp(weights, "q8") != 0) {
+        fprintf(stderr, "medgemma serve: --weights must be bf16 or q8, got '%s'\n", weights);
+        return 2;
+    }
+    if (precision)
+        setenv("MEDGEMMA_PRECISION", precision, 1);
+    if (weights)
+        setenv("MEDGEMMA_WEIGHTS", weights, 1);
     double port, threads, ctx, queue, images, body_mb, max_tokens, def_tokens, timeout, grace;
     if (number_setting(S_PORT, 0, 65535, 8080, 1, &port) ||
         number_setting(S_THREADS, 0, 1024, 0, 1, &threads) ||

@@ -21,11 +21,13 @@
 #include "util/error.h"
 
 typedef struct {
-    int n_threads;     /* CPU threads (0 = all cores) */
-    int max_context;   /* KV capacity in positions (already resolved by the engine, > 0) */
-    int max_prefill;   /* most tokens one prefill call may pass (<= max_context) */
-    float embed_scale; /* text embedding factor: sqrt(hidden) rounded to the embedding's
-                          storage dtype (bf16: 50.5 for 2560), computed by the engine */
+    int n_threads;      /* CPU threads (0 = all cores) */
+    int max_context;    /* KV capacity in positions (already resolved by the engine, > 0) */
+    int max_prefill;    /* most tokens one prefill call may pass (<= max_context) */
+    int precision_bf16; /* CPU: GEMM activations rounded to bf16 (kernels.h PRECISION_BF16) */
+    int weights_q8;     /* CPU: decoder projections and output head quantized to 8 bits at load */
+    float embed_scale;  /* text embedding factor: sqrt(hidden) rounded to the embedding's
+                           storage dtype (bf16: 50.5 for 2560), computed by the engine */
 } BackendOptions;
 
 /* Optional capture buffers for tests (golden comparisons). Every pointer may

@@ -6,19 +6,30 @@
  *   h = attn(rmsnorm_in(x));     x += rmsnorm_post_attn(h)
  *   h = mlp(rmsnorm_pre_ff(x));  x += rmsnorm_post_ff(h)
  * Every buffer is sized in create(); decode allocates nothing, and prefill
- * only the AMX GEMM's scratch inside kernels/cpu (grown once, see kernels.h). */
+ * only the GEMMs' scratch inside kernels/cpu (grown once, see kernels.h).
+ * Options: precision bf16 sets the kernels' PRECISION_BF16; weights q8
+ * quantizes every decoder projection and the output head at create() and
+ * runs them through matmul_q8 (linear() below picks). */
 #include "engine/backend.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/kv_cache.h"
+#include "util/log.h"
 #include "engine/vision_cpu.h"
 #include "kernels/kernels.h"
 
 /* Prompt rows per MLP pass: bounds the [rows, intermediate] buffers. */
 #define MLP_CHUNK 256
+
+/* One layer's projections quantized to 8 bits (weights q8); data NULL = use the bf16 weights. */
+typedef struct {
+    Q8Matrix q, k, v, o, gate, up, down;
+} LayerQ8;
 
 typedef struct {
     const ModelConfig *config;
@@ -34,6 +45,8 @@ typedef struct {
     float *att;       /* [P, q_dim] attention output */
     float *gate, *up; /* [MLP_CHUNK, F] */
     KvCache cache;
+    LayerQ8 *q8;       /* [L] with weights q8, else NULL */
+    Q8Matrix q8_head;  /* the output head, quantized (weights q8) */
     VisionCpu *vision; /* NULL for text-only models */
     BackendCapture cap;
     int has_cap;
@@ -46,15 +59,29 @@ static float rope_scale_of(const TextConfig *tc, int layer) {
     return tc->layer_is_global[layer] ? tc->rope_scale_global : tc->rope_scale_local;
 }
 
-/* The MLP of one layer over rows [0, n) of xn, in chunks; result into xn. */
-static void mlp_rows(CpuState *s, const TextLayerWeights *lw, int n) {
+/* y = x w^T through the 8-bit copy when there is one (weights q8), else the bf16 weights. */
+static void linear(float *y, const float *x, const bf16 *w, const Q8Matrix *q, int n, int in, int out) {
+    if (q && q->data)
+        matmul_q8(y, x, q, NULL, n);
+    else
+        matmul(y, x, w, NULL, n, in, out);
+}
+
+static const Q8Matrix *layer_q8(const CpuState *s, int l, size_t offset) {
+    return s->q8 ? (const Q8Matrix *)((const char *)&s->q8[l] + offset) : NULL;
+}
+#define Q8(s, l, name) layer_q8(s, l, offsetof(LayerQ8, name))
+
+/* The MLP of layer l over rows [0, n) of xn, in chunks; result into xn. */
+static void mlp_rows(CpuState *s, int l, int n) {
+    const TextLayerWeights *lw = &s->w->layers[l];
     for (int r0 = 0; r0 < n; r0 += MLP_CHUNK) {
         int rows = n - r0 < MLP_CHUNK ? n - r0 : MLP_CHUNK;
         float *in = s->xn + (size_t)r0 * s->D;
-        matmul(s->gate, in, lw->gate_proj, NULL, rows, s->D, s->F);
-        matmul(s->up, in, lw->up_proj, NULL, rows, s->D, s->F);
+        linear(s->gate, in, lw->gate_proj, Q8(s, l, gate), rows, s->D, s->F);
+        linear(s->up, in, lw->up_proj, Q8(s, l, up), rows, s->D, s->F);
         gelu_tanh_gate(s->gate, s->gate, s->up, rows * s->F);
-        matmul(in, s->gate, lw->down_proj, NULL, rows, s->F, s->D);
+        linear(in, s->gate, lw->down_proj, Q8(s, l, down), rows, s->F, s->D);
     }
 }
 
@@ -86,19 +113,19 @@ static void forward_prompt(CpuState *s, const int32_t *tokens, int n, const int3
         int global = tc->layer_is_global[l];
         /* attention block */
         rmsnorm(s->xn, s->x, lw->input_norm, n, D, eps);
-        matmul(s->q, s->xn, lw->q_proj, NULL, n, D, s->q_dim);
-        matmul(s->k, s->xn, lw->k_proj, NULL, n, D, s->kv_dim);
-        matmul(s->v, s->xn, lw->v_proj, NULL, n, D, s->kv_dim);
+        linear(s->q, s->xn, lw->q_proj, Q8(s, l, q), n, D, s->q_dim);
+        linear(s->k, s->xn, lw->k_proj, Q8(s, l, k), n, D, s->kv_dim);
+        linear(s->v, s->xn, lw->v_proj, Q8(s, l, v), n, D, s->kv_dim);
         qk_norm_rope(s->q, lw->q_norm, n, s->H, s->Dh, 0, theta_of(tc, l), rope_scale_of(tc, l), eps);
         qk_norm_rope(s->k, lw->k_norm, n, s->KVH, s->Dh, 0, theta_of(tc, l), rope_scale_of(tc, l), eps);
         kv_cache_store_prompt(&s->cache, l, s->k, s->v, n);
         attention_prefill(s->att, s->q, s->k, s->v, image_block, n, s->H, s->KVH, s->Dh, 1,
                           global ? 0 : tc->sliding_window, s->attn_scale);
-        matmul(s->xn, s->att, lw->o_proj, NULL, n, s->q_dim, D);
+        linear(s->xn, s->att, lw->o_proj, Q8(s, l, o), n, s->q_dim, D);
         rmsnorm_residual(s->x, s->xn, lw->post_attn_norm, n, D, eps);
         /* MLP block */
         rmsnorm(s->xn, s->x, lw->pre_ff_norm, n, D, eps);
-        mlp_rows(s, lw, n);
+        mlp_rows(s, l, n);
         rmsnorm_residual(s->x, s->xn, lw->post_ff_norm, n, D, eps);
         if (l < s->L - 1)
             capture_hidden(s, l + 1, s->x, n);
@@ -110,8 +137,8 @@ static void forward_prompt(CpuState *s, const int32_t *tokens, int n, const int3
     rmsnorm(s->xn + (size_t)first * D, s->x + (size_t)first * D, w->final_norm, n - first, D, eps);
     capture_hidden(s, s->L, s->xn, n);
     if (s->has_cap && s->cap.all_logits && n <= s->cap.logits_capacity)
-        matmul(s->cap.all_logits, s->xn, w->lm_head, NULL, n, D, s->V);
-    matmul(logits, s->xn + (size_t)(n - 1) * D, w->lm_head, NULL, 1, D, s->V);
+        linear(s->cap.all_logits, s->xn, w->lm_head, &s->q8_head, n, D, s->V);
+    linear(logits, s->xn + (size_t)(n - 1) * D, w->lm_head, &s->q8_head, 1, D, s->V);
 }
 
 /* One token at position pos over the KV cache. */
@@ -128,22 +155,22 @@ static void forward_token(CpuState *s, int32_t token, int pos, float *logits) {
         float *v_row = s->cache.v[l] + kv_slot(&s->cache, l, pos);
         /* attention block: K and V go straight into the cache slot */
         rmsnorm(s->xn, s->x, lw->input_norm, 1, D, eps);
-        matmul(s->q, s->xn, lw->q_proj, NULL, 1, D, s->q_dim);
-        matmul(k_row, s->xn, lw->k_proj, NULL, 1, D, s->kv_dim);
-        matmul(v_row, s->xn, lw->v_proj, NULL, 1, D, s->kv_dim);
+        linear(s->q, s->xn, lw->q_proj, Q8(s, l, q), 1, D, s->q_dim);
+        linear(k_row, s->xn, lw->k_proj, Q8(s, l, k), 1, D, s->kv_dim);
+        linear(v_row, s->xn, lw->v_proj, Q8(s, l, v), 1, D, s->kv_dim);
         qk_norm_rope(s->q, lw->q_norm, 1, s->H, s->Dh, pos, theta_of(tc, l), rope_scale_of(tc, l), eps);
         qk_norm_rope(k_row, lw->k_norm, 1, s->KVH, s->Dh, pos, theta_of(tc, l), rope_scale_of(tc, l), eps);
         attention_decode(s->att, s->q, s->cache.k[l], s->cache.v[l], kv_keys(&s->cache, l, pos), s->H, s->KVH,
                          s->Dh, s->attn_scale);
-        matmul(s->xn, s->att, lw->o_proj, NULL, 1, s->q_dim, D);
+        linear(s->xn, s->att, lw->o_proj, Q8(s, l, o), 1, s->q_dim, D);
         rmsnorm_residual(s->x, s->xn, lw->post_attn_norm, 1, D, eps);
         /* MLP block */
         rmsnorm(s->xn, s->x, lw->pre_ff_norm, 1, D, eps);
-        mlp_rows(s, lw, 1);
+        mlp_rows(s, l, 1);
         rmsnorm_residual(s->x, s->xn, lw->post_ff_norm, 1, D, eps);
     }
     rmsnorm(s->xn, s->x, w->final_norm, 1, D, eps);
-    matmul(logits, s->xn, w->lm_head, NULL, 1, D, s->V);
+    linear(logits, s->xn, w->lm_head, &s->q8_head, 1, D, s->V);
 }
 
 static void cpu_destroy(void *state) {
@@ -152,8 +179,60 @@ static void cpu_destroy(void *state) {
         return;
     free(s->x), free(s->xn), free(s->q), free(s->k), free(s->v), free(s->att), free(s->gate), free(s->up);
     kv_cache_free(&s->cache);
+    if (s->q8)
+        for (int l = 0; l < s->L; l++) {
+            LayerQ8 *q = &s->q8[l];
+            q8_free(&q->q), q8_free(&q->k), q8_free(&q->v), q8_free(&q->o);
+            q8_free(&q->gate), q8_free(&q->up), q8_free(&q->down);
+        }
+    free(s->q8);
+    q8_free(&s->q8_head);
     vision_cpu_destroy(s->vision);
     free(s);
+}
+
+/* weights q8: every decoder projection and the output head, quantized from the
+ * bf16 checkpoint (threads split the rows). A matrix whose input width is not
+ * a multiple of 32 stays bf16. */
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int quantize_weights(CpuState *s, Error *err) {
+    double t0 = seconds_now();
+    s->q8 = calloc((size_t)s->L, sizeof *s->q8);
+    if (!s->q8)
+        return error_set(err, "cpu backend: out of memory for the q8 weights");
+    size_t bytes = 0;
+    for (int l = 0; l < s->L; l++) {
+        const TextLayerWeights *lw = &s->w->layers[l];
+        LayerQ8 *q = &s->q8[l];
+        struct {
+            Q8Matrix *m;
+            const bf16 *w;
+            int rows, cols;
+        } mats[] = {{&q->q, lw->q_proj, s->q_dim, s->D},   {&q->k, lw->k_proj, s->kv_dim, s->D},
+                    {&q->v, lw->v_proj, s->kv_dim, s->D},  {&q->o, lw->o_proj, s->D, s->q_dim},
+                    {&q->gate, lw->gate_proj, s->F, s->D}, {&q->up, lw->up_proj, s->F, s->D},
+                    {&q->down, lw->down_proj, s->D, s->F}};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+            if (mats[i].cols % 32 != 0)
+                continue;
+            if (q8_quantize(mats[i].m, mats[i].w, mats[i].rows, mats[i].cols) != 0)
+                return error_set(err, "cpu backend: out of memory quantizing layer %d to q8", l);
+            bytes += q8_bytes(mats[i].m);
+        }
+    }
+    if (s->D % 32 == 0) {
+        if (q8_quantize(&s->q8_head, s->w->lm_head, s->V, s->D) != 0)
+            return error_set(err, "cpu backend: out of memory quantizing the output head to q8");
+        bytes += q8_bytes(&s->q8_head);
+    }
+    log_msg(LOG_INFO, "cpu backend: weights quantized to q8 (%.2f GB) in %.2f s", (double)bytes / 1e9,
+            seconds_now() - t0);
+    return 0;
 }
 
 static int cpu_create(void **state, const ModelConfig *config, const ModelWeights *weights,
@@ -213,6 +292,14 @@ static int cpu_create(void **state, const ModelConfig *config, const ModelWeight
         return -1;
     }
     kernels_set_threads(options->n_threads);
+    kernels_set_precision(options->precision_bf16 ? PRECISION_BF16 : PRECISION_EXACT);
+    if (options->precision_bf16 && !kernels_bf16_available())
+        log_msg(LOG_WARNING, "cpu backend: precision bf16 needs AVX512_BF16, which this processor lacks; "
+                             "the GEMMs stay exact (fp32)");
+    if (options->weights_q8 && quantize_weights(s, err) != 0) {
+        cpu_destroy(s);
+        return -1;
+    }
     *state = s;
     return 0;
 }

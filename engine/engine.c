@@ -104,7 +104,20 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
         engine_close(e);
         return error_set(err, "out of memory");
     }
+    const char *precision = options->precision ? options->precision : getenv("MEDGEMMA_PRECISION");
+    const char *weights = options->weights ? options->weights : getenv("MEDGEMMA_WEIGHTS");
+    if (precision && *precision && strcmp(precision, "exact") != 0 && strcmp(precision, "bf16") != 0) {
+        engine_close(e);
+        return error_set(err, "precision must be exact or bf16 (--precision / MEDGEMMA_PRECISION), got '%s'",
+                         precision);
+    }
+    if (weights && *weights && strcmp(weights, "bf16") != 0 && strcmp(weights, "q8") != 0) {
+        engine_close(e);
+        return error_set(err, "weights must be bf16 or q8 (--weights / MEDGEMMA_WEIGHTS), got '%s'", weights);
+    }
     BackendOptions bo = {
+        .precision_bf16 = precision && !strcmp(precision, "bf16"),
+        .weights_q8 = weights && !strcmp(weights, "q8"),
         .n_threads = options->n_threads,
         .max_context = max_ctx,
         .max_prefill = max_ctx,
@@ -114,6 +127,10 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
         engine_close(e);
         return -1;
     }
+    if (e->backend != backend_cpu_get() && (bo.precision_bf16 || bo.weights_q8))
+        log_msg(LOG_WARNING,
+                "precision/weights settings apply to the CPU backend only; the %s backend ignores them",
+                e->backend->name);
     *out = e;
     return 0;
 }

@@ -22,6 +22,13 @@ typedef struct {
     BackendKind backend;
     int n_threads;   /* CPU backend threads; 0 = all cores */
     int max_context; /* KV capacity in positions; 0 = min(config, 32768) */
+    /* CPU backend only (the GPU computes in bf16 with bf16 weights whatever these say):
+     * precision "exact" (default: fp32 activations) or "bf16" (activations rounded to
+     * bf16 at every GEMM input); weights "bf16" (default: as stored) or "q8" (quantized
+     * at load, block of 32, like llama.cpp's Q8_0). NULL = env MEDGEMMA_PRECISION /
+     * MEDGEMMA_WEIGHTS, else the default. README "CPU precision" says what each costs. */
+    const char *precision;
+    const char *weights;
 } EngineOptions;
 
 /* Loads the model; fills err (naming file/tensor/field) and returns -1 on failure. */

@@ -10,8 +10,9 @@
  *  - weights are bf16 (util/bf16.h), read as given: [out, in] like nn.Linear
  *    unless the name says otherwise;
  *  - accumulation is fp32; outputs may not alias inputs unless the comment
- *    says "in place"; nothing allocates, except the CPU GEMM's AMX scratch,
- *    grown once on the first long prompt (never on the decode path);
+ *    says "in place"; nothing allocates, except the CPU GEMMs' scratch (AMX,
+ *    bf16 and q8 activations), grown once on the first long prompt (never
+ *    on the decode path);
  *  - the CPU twins split their outer loop over the kernels' thread pool
  *    (kernels_set_threads) where that pays; results do not depend on the
  *    thread count. The CPU twins pick AVX-512 / AVX2 / plain C and AMX at run
@@ -100,6 +101,44 @@ void matmul(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_row
 /* y[t, o] = sum_i x[t, i] * w[i, o]                x [T, in], w [in, out] (the projector's
  * mm_input_projection_weight layout), y [T, out]. */
 void matmul_in_out(float *y, const float *x, const bf16 *w, int n_rows, int in_dim, int out_dim);
+
+/* ---- precision of the CPU GEMMs (matmul.c, matmul_bf16.c) */
+
+/* PRECISION_EXACT (the default): fp32 activations, products exact, fp32 sums.
+ * PRECISION_BF16: matmul() rounds its activations x to bf16 (nearest even, as
+ * torch's .to(bfloat16)) and multiplies with AVX512_BF16 dot products (pairs
+ * of bf16 products summed in fp32): y = bf16(x) W^T, about twice the exact
+ * path's prefill rate. Where the processor lacks AVX512_BF16, or for odd
+ * inputs, matmul() stays exact. Process-wide, like the thread count. */
+typedef enum { PRECISION_EXACT = 0, PRECISION_BF16 = 1 } KernelsPrecision;
+void kernels_set_precision(KernelsPrecision precision);
+KernelsPrecision kernels_precision(void);
+/* 1 when PRECISION_BF16 runs its own kernels here (AVX512_BF16, not forced off by MEDGEMMA_SIMD). */
+int kernels_bf16_available(void);
+
+/* ---- matmul_q8.c: 8-bit weights (block of 32 inputs, one fp16 scale each, as Q8_0) */
+
+/* A [rows, cols] weight matrix quantized per block of 32 inputs:
+ *   d = max |w| / 127 (stored as fp16), q = round(w / d) in [-127, 127],
+ * w ~ d q. Stored in panels of 32 rows, block by block (the layout the
+ * kernels stream; opaque to callers). */
+typedef struct {
+    uint8_t *data;
+    int rows, cols;
+    size_t panel_bytes;
+} Q8Matrix;
+
+/* Quantizes w [rows, cols] (bf16) into m (allocates; threads split the rows).
+ * cols must be a multiple of 32, at most 16384. 0, or -1 (m zeroed) on bad shape or no memory. */
+int q8_quantize(Q8Matrix *m, const bf16 *w, int rows, int cols);
+void q8_free(Q8Matrix *m);
+/* Bytes a pass over the matrix reads (weights and scales). */
+size_t q8_bytes(const Q8Matrix *m);
+/* y[t, o] = sum_b dx[t, b] d[o, b] sum_{i in b} qx[t, i] q[o, i] (+ bias[o]), with the activations
+ * quantized the same way per token and block (dx = max |x| / 127, fp32): Q8_0 x Q8_0 as llama.cpp.
+ * Integer dot products (AVX512-VNNI; AVX2 or plain C elsewhere), fp32 sums over blocks.
+ * x [T, cols], y [T, rows]. Prompts use a scratch grown on demand (like the AMX GEMM). */
+void matmul_q8(float *y, const float *x, const Q8Matrix *w, const bf16 *bias, int n_rows);
 
 /* ---- residual.c */
 

@@ -1,12 +1,14 @@
 /* CPU engine speed on a model dir: prefill tokens/s for a prompt of N tokens
  * and decode tokens/s for M greedy tokens after it, best of R runs.
  * Usage: bench_cpu MODEL_DIR [--prompt N] [--decode M] [--threads T] [--runs R] [--image 1]
+ *                  [--precision exact|bf16] [--weights bf16|q8]
  * (--image 1: one synthetic image's soft tokens start the prompt; its vision
  * time is reported.)
  * Prints one JSON object. Built and run by bench/cpu/run.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/engine.h"
 
@@ -22,9 +24,14 @@ int main(int argc, char **argv) {
         return 2;
     }
     int n_prompt = 512, n_decode = 64, threads = 0, runs = 2, with_image = 0;
+    const char *precision = "exact", *weights = "bf16";
     for (int i = 2; i + 1 < argc; i += 2) {
         int v = atoi(argv[i + 1]);
-        if (!strcmp(argv[i], "--prompt"))
+        if (!strcmp(argv[i], "--precision"))
+            precision = argv[i + 1];
+        else if (!strcmp(argv[i], "--weights"))
+            weights = argv[i + 1];
+        else if (!strcmp(argv[i], "--prompt"))
             n_prompt = v;
         else if (!strcmp(argv[i], "--decode"))
             n_decode = v;
@@ -48,11 +55,18 @@ int main(int argc, char **argv) {
     EngineOptions eo = {.model_dir = argv[1],
                         .backend = BACKEND_CPU,
                         .n_threads = threads,
-                        .max_context = n_prompt + n_decode + 1};
+                        .max_context = n_prompt + n_decode + 1,
+                        .precision = precision,
+                        .weights = weights};
+    struct timespec t_open0, t_open1;
+    clock_gettime(CLOCK_MONOTONIC, &t_open0);
     if (engine_open(&engine, &eo, &err) != 0) {
         fprintf(stderr, "bench_cpu: %s\n", err.message);
         return 1;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t_open1);
+    double open_s =
+        (double)(t_open1.tv_sec - t_open0.tv_sec) + (double)(t_open1.tv_nsec - t_open0.tv_nsec) * 1e-9;
     /* A fixed pseudo-random prompt of ordinary text ids (the same one bench/cpu/hf_baseline.py uses). */
     int32_t *ids = malloc((size_t)n_prompt * sizeof *ids);
     uint32_t s = 12345;
@@ -111,10 +125,12 @@ int main(int argc, char **argv) {
     }
     /* decode_ms covers n - 1 decode steps (the first token comes from the prefill's logits) */
     double decode_tps = decoded > 1 ? (decoded - 1) / (best_decode / 1e3) : 0;
-    printf("{\"engine\": \"medgemma-cpu\", \"prompt_tokens\": %d, \"decode_tokens\": %d, \"threads\": %d, "
-           "\"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, \"vision_ms\": %.1f}\n",
-           n_prompt, decoded, threads, n_prompt / (best_prefill / 1e3), decode_tps,
-           with_image ? best_vision : 0.0);
+    printf(
+        "{\"engine\": \"medgemma-cpu\", \"precision\": \"%s\", \"weights\": \"%s\", \"prompt_tokens\": %d, "
+        "\"decode_tokens\": %d, \"threads\": %d, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
+        "\"vision_ms\": %.1f, \"open_s\": %.3f}\n",
+        precision, weights, n_prompt, decoded, threads, n_prompt / (best_prefill / 1e3), decode_tps,
+        with_image ? best_vision : 0.0, open_s);
     free(ids);
     free(pixels);
     engine_close(engine);

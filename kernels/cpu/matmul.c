@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "kernels/cpu/matmul_amx.h"
+#include "kernels/cpu/matmul_bf16.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/threadpool.h"
 #include "kernels/kernels.h"
@@ -58,23 +59,36 @@ static void matmul_panels(void *ctx, int start, int end) {
     }
 }
 
-/* Few rows: one dot product per output, columns [start, end). */
+/* Few rows (decode): weight rows in units of GEMV_UNIT, so threads write
+ * whole cache lines of y and never share one; 4 rows per pass over x. */
+#define GEMV_UNIT 16
+
 static void matmul_rows(void *ctx, int start, int end) {
     const MatmulJob *j = ctx;
     const SimdOps *ops = simd_ops();
     size_t in = (size_t)j->in_dim;
-    for (int o = start; o < end; o++) {
-        const bf16 *wo = j->w + (size_t)o * in;
-        float b = j->bias ? bf16_to_f32(j->bias[o]) : 0.0f;
+    int o0 = start * GEMV_UNIT, o1 = end * GEMV_UNIT < j->out_dim ? end * GEMV_UNIT : j->out_dim;
+    int o = o0;
+    for (; o + 4 <= o1; o += 4) /* tokens inner: the 4 rows stay in cache for T = 2, 3 */
         for (int t = 0; t < j->n_rows; t++)
-            j->y[(size_t)t * j->out_dim + o] = ops->dot_bf16(j->x + (size_t)t * in, wo, j->in_dim) + b;
-    }
+            ops->gemv4_bf16(j->y + (size_t)t * j->out_dim + o, j->x + (size_t)t * in, j->w + (size_t)o * in,
+                            in, j->in_dim);
+    for (; o < o1; o++)
+        for (int t = 0; t < j->n_rows; t++)
+            j->y[(size_t)t * j->out_dim + o] =
+                ops->dot_bf16(j->x + (size_t)t * in, j->w + (size_t)o * in, j->in_dim);
+    if (j->bias)
+        for (int t = 0; t < j->n_rows; t++)
+            for (o = o0; o < o1; o++)
+                j->y[(size_t)t * j->out_dim + o] += bf16_to_f32(j->bias[o]);
 }
 
 void matmul(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_rows, int in_dim, int out_dim) {
     MatmulJob job = {y, x, w, bias, n_rows, in_dim, out_dim};
+    if (kernels_precision() == PRECISION_BF16 && matmul_bf16(y, x, w, bias, n_rows, in_dim, out_dim) == 0)
+        return;
     if (n_rows < MIN_PANEL_ROWS) {
-        parallel_for(out_dim, 64, matmul_rows, &job);
+        parallel_for((out_dim + GEMV_UNIT - 1) / GEMV_UNIT, 4, matmul_rows, &job);
         return;
     }
     if (n_rows >= AMX_MIN_ROWS && amx_available() && matmul_amx(y, x, w, bias, n_rows, in_dim, out_dim) == 0)

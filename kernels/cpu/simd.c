@@ -21,6 +21,11 @@ static float dot_bf16_scalar(const float *x, const bf16 *w, int n) {
     return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
+static void gemv4_bf16_scalar(float *y, const float *x, const bf16 *w, size_t ldw, int n) {
+    for (int o = 0; o < 4; o++)
+        y[o] = dot_bf16_scalar(x, w + o * ldw, n);
+}
+
 static float dot_f32_scalar(const float *a, const float *b, int n) {
     float acc[4] = {0, 0, 0, 0};
     int i = 0;
@@ -89,6 +94,7 @@ static void pack_panel8(float *panel, const bf16 *w, size_t ldw, int n_cols, int
 static const SimdOps ops_scalar = {
     .name = "scalar",
     .dot_bf16 = dot_bf16_scalar,
+    .gemv4_bf16 = gemv4_bf16_scalar,
     .dot_f32 = dot_f32_scalar,
     .axpy_f32 = axpy_f32_scalar,
     .scale_f32 = scale_f32_scalar,
@@ -133,6 +139,36 @@ AVX2 static float dot_bf16_avx2(const float *x, const bf16 *w, int n) {
     for (; i < n; i++)
         s += x[i] * bf16_to_f32(w[i]);
     return s;
+}
+
+/* 4 rows x 2 accumulators: 8 independent FMA chains, one x load per 4 rows. */
+AVX2 static void gemv4_bf16_avx2(float *y, const float *x, const bf16 *w, size_t ldw, int n) {
+    const bf16 *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);
+        a0 = _mm256_fmadd_ps(xa, load8_bf16(w0 + i), a0),
+        b0 = _mm256_fmadd_ps(xb, load8_bf16(w0 + i + 8), b0);
+        a1 = _mm256_fmadd_ps(xa, load8_bf16(w1 + i), a1),
+        b1 = _mm256_fmadd_ps(xb, load8_bf16(w1 + i + 8), b1);
+        a2 = _mm256_fmadd_ps(xa, load8_bf16(w2 + i), a2),
+        b2 = _mm256_fmadd_ps(xb, load8_bf16(w2 + i + 8), b2);
+        a3 = _mm256_fmadd_ps(xa, load8_bf16(w3 + i), a3),
+        b3 = _mm256_fmadd_ps(xb, load8_bf16(w3 + i + 8), b3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 xa = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(xa, load8_bf16(w0 + i), a0), a1 = _mm256_fmadd_ps(xa, load8_bf16(w1 + i), a1);
+        a2 = _mm256_fmadd_ps(xa, load8_bf16(w2 + i), a2), a3 = _mm256_fmadd_ps(xa, load8_bf16(w3 + i), a3);
+    }
+    float s[4] = {hsum8(_mm256_add_ps(a0, b0)), hsum8(_mm256_add_ps(a1, b1)), hsum8(_mm256_add_ps(a2, b2)),
+                  hsum8(_mm256_add_ps(a3, b3))};
+    for (; i < n; i++)
+        for (int o = 0; o < 4; o++)
+            s[o] += x[i] * bf16_to_f32(w[o * ldw + i]);
+    for (int o = 0; o < 4; o++)
+        y[o] = s[o];
 }
 
 AVX2 static float dot_f32_avx2(const float *a, const float *b, int n) {
@@ -251,6 +287,7 @@ static void pack_panel16(float *panel, const bf16 *w, size_t ldw, int n_cols, in
 static const SimdOps ops_avx2 = {
     .name = "avx2",
     .dot_bf16 = dot_bf16_avx2,
+    .gemv4_bf16 = gemv4_bf16_avx2,
     .dot_f32 = dot_f32_avx2,
     .axpy_f32 = axpy_f32_avx2,
     .scale_f32 = scale_f32_avx2,
@@ -291,6 +328,47 @@ AVX512 static float dot_bf16_avx512(const float *x, const bf16 *w, int n) {
         a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), load16_bf16_masked(w + i, m), a1);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+/* 4 rows x 2 accumulators (8 FMA chains), 32 inputs per step: one pair of x
+ * loads serves the 4 rows. The tail is masked. */
+AVX512 static void gemv4_bf16_avx512(float *y, const float *x, const bf16 *w, size_t ldw, int n) {
+    const bf16 *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int i = 0;
+    /* Short rows (<= 8 KiB) end before the hardware prefetcher is up to speed: fetch the
+     * next 4 rows (the caller's next pass) at the same offset, so their streams start
+     * warm. Measured on Zen 4: +10% on 2560-wide rows, -15% on 10240-wide ones (hence the limit). */
+    const int prefetch_next = n <= 4096;
+    for (; i + 32 <= n; i += 32) {
+        if (prefetch_next) {
+            _mm_prefetch((const char *)(w0 + 4 * ldw + i), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w1 + 4 * ldw + i), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w2 + 4 * ldw + i), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w3 + 4 * ldw + i), _MM_HINT_T0);
+        }
+        __m512 xa = _mm512_loadu_ps(x + i), xb = _mm512_loadu_ps(x + i + 16);
+        a0 = _mm512_fmadd_ps(xa, load16_bf16(w0 + i), a0),
+        b0 = _mm512_fmadd_ps(xb, load16_bf16(w0 + i + 16), b0);
+        a1 = _mm512_fmadd_ps(xa, load16_bf16(w1 + i), a1),
+        b1 = _mm512_fmadd_ps(xb, load16_bf16(w1 + i + 16), b1);
+        a2 = _mm512_fmadd_ps(xa, load16_bf16(w2 + i), a2),
+        b2 = _mm512_fmadd_ps(xb, load16_bf16(w2 + i + 16), b2);
+        a3 = _mm512_fmadd_ps(xa, load16_bf16(w3 + i), a3),
+        b3 = _mm512_fmadd_ps(xb, load16_bf16(w3 + i + 16), b3);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 xa = _mm512_maskz_loadu_ps(m, x + i);
+        a0 = _mm512_fmadd_ps(xa, load16_bf16_masked(w0 + i, m), a0);
+        a1 = _mm512_fmadd_ps(xa, load16_bf16_masked(w1 + i, m), a1);
+        a2 = _mm512_fmadd_ps(xa, load16_bf16_masked(w2 + i, m), a2);
+        a3 = _mm512_fmadd_ps(xa, load16_bf16_masked(w3 + i, m), a3);
+    }
+    y[0] = _mm512_reduce_add_ps(_mm512_add_ps(a0, b0));
+    y[1] = _mm512_reduce_add_ps(_mm512_add_ps(a1, b1));
+    y[2] = _mm512_reduce_add_ps(_mm512_add_ps(a2, b2));
+    y[3] = _mm512_reduce_add_ps(_mm512_add_ps(a3, b3));
 }
 
 AVX512 static float dot_f32_avx512(const float *a, const float *b, int n) {
@@ -534,6 +612,7 @@ AVX512 static void gelu_avx512(float *out, const float *gate, const float *up, i
 static const SimdOps ops_avx512 = {
     .name = "avx512",
     .dot_bf16 = dot_bf16_avx512,
+    .gemv4_bf16 = gemv4_bf16_avx512,
     .dot_f32 = dot_f32_avx512,
     .axpy_f32 = axpy_f32_avx512,
     .scale_f32 = scale_f32_avx512,

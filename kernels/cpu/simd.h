@@ -10,6 +10,9 @@ typedef struct {
     const char *name;
     /* sum_i x[i] * w[i] */
     float (*dot_bf16)(const float *x, const bf16 *w, int n);
+    /* The decode GEMV's inner loop, 4 weight rows per pass over x so each
+     * activation load serves 4 rows: y[o] = sum_i x[i] * w[o * ldw + i], o < 4. */
+    void (*gemv4_bf16)(float *y, const float *x, const bf16 *w, size_t ldw, int n);
     /* sum_i a[i] * b[i] */
     float (*dot_f32)(const float *a, const float *b, int n);
     /* y[i] += a * x[i] */

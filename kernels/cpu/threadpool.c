@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "kernels/cpu/matmul_amx.h"
+#include "kernels/cpu/matmul_bf16.h"
+#include "kernels/cpu/matmul_q8.h"
 #include "kernels/kernels.h"
 
 #define MAX_THREADS 256
@@ -103,6 +105,8 @@ static void pool_start(void) {
 
 void kernels_shutdown(void) {
     matmul_amx_release();
+    matmul_bf16_release();
+    matmul_q8_release();
     if (pool.n_threads == 0)
         return;
     pthread_mutex_lock(&pool.lock);

@@ -1,0 +1,240 @@
+/* Per-op CPU timing and the machine's read bandwidth.
+ *
+ *   bench_ops bandwidth [--mb N]            read bandwidth of the kernels' thread pool
+ *   bench_ops gemv|gemm [--shape 4b|270m] [--rows T] [--mode exact|bf16|q8]
+ *
+ * bandwidth: every thread of the pool (the same threads the GEMV runs on)
+ * sums its contiguous share of an N MiB buffer with 64-byte loads; the median
+ * of 9 passes is reported in GB/s (1e9 bytes/s). This is the ceiling decode
+ * can reach: a decode step reads every weight once.
+ * gemv: matmul with T = 1 (decode) on the model's projection shapes, weight
+ * copies cycled so that at least 512 MiB pass between reuses (nothing comes
+ * from cache); reports GB/s of weights read. gemm: T rows (prefill), GFLOP/s.
+ * caller_cpu_ms is the calling thread's CPU time per call: with MEDGEMMA_THREADS=1
+ * it prices a kernel on a machine whose other jobs preempt it.
+ * One JSON object per line. Threads: env MEDGEMMA_THREADS (default all cores). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/cpu/threadpool.h"
+#include "kernels/kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the calling thread: with one thread, what the kernel cost even
+ * while other jobs preempt it (a shared machine). */
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- read bandwidth */
+
+typedef struct {
+    const uint8_t *buf;
+    size_t bytes;
+    uint64_t sums[256 * 8]; /* one cache line per thread part */
+} ReadJob;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static uint64_t read_range(const uint8_t *p, size_t n) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i + 128 <= n; i += 128) {
+        a0 = _mm256_xor_si256(a0, _mm256_load_si256((const __m256i *)(p + i)));
+        a1 = _mm256_xor_si256(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
+        a2 = _mm256_xor_si256(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
+        a3 = _mm256_xor_si256(a3, _mm256_load_si256((const __m256i *)(p + i + 96)));
+    }
+    __m256i a = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#else
+static uint64_t read_range(const uint8_t *p, size_t n) {
+    uint64_t s = 0;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        s ^= v;
+    }
+    return s;
+}
+#endif
+
+/* Parts are 4 KiB pages; each thread reads one contiguous run of them. */
+static void read_pages(void *ctx, int start, int end) {
+    ReadJob *j = ctx;
+    j->sums[(size_t)(start % 256) * 8] ^=
+        read_range(j->buf + (size_t)start * 4096, (size_t)(end - start) * 4096);
+}
+
+/* GB/s by wall time; *cpu_gbs by the calling thread's CPU time (meaningful with one thread). */
+static double bandwidth_gbs(size_t mib, double *cpu_gbs) {
+    size_t bytes = mib << 20;
+    uint8_t *buf = aligned_alloc(4096, bytes);
+    if (!buf)
+        return 0;
+    for (size_t i = 0; i < bytes; i++)
+        buf[i] = (uint8_t)(i * 131u);
+    ReadJob *job = calloc(1, sizeof *job);
+    job->buf = buf;
+    job->bytes = bytes;
+    double t[9], tc[9];
+    parallel_for((int)(bytes / 4096), 1, read_pages, job); /* warm the pool and the TLB */
+    for (int r = 0; r < 9; r++) {
+        double t0 = now_s(), c0 = thread_cpu_s();
+        parallel_for((int)(bytes / 4096), 1, read_pages, job);
+        t[r] = now_s() - t0;
+        tc[r] = thread_cpu_s() - c0;
+    }
+    double gbs = (double)bytes / median(t, 9) / 1e9;
+    *cpu_gbs = (double)bytes / median(tc, 9) / 1e9;
+    uint64_t x = 0;
+    for (int i = 0; i < 256; i++)
+        x ^= job->sums[i * 8];
+    if (x == 42) /* keeps the reads from being optimized away */
+        fprintf(stderr, "\n");
+    free(job);
+    free(buf);
+    return gbs;
+}
+
+/* ---- GEMV / GEMM on model shapes */
+
+typedef struct {
+    const char *name;
+    int in, out;
+} Shape;
+
+static const Shape shapes_4b[] = {{"q_proj", 2560, 2048},     {"k_proj", 2560, 1024},
+                                  {"o_proj", 2048, 2560},     {"gate_proj", 2560, 10240},
+                                  {"down_proj", 10240, 2560}, {"lm_head", 2560, 262208}};
+static const Shape shapes_270m[] = {{"q_proj", 640, 1024},    {"k_proj", 640, 256},
+                                    {"o_proj", 1024, 640},    {"gate_proj", 640, 2048},
+                                    {"down_proj", 2048, 640}, {"lm_head", 640, 262144}};
+
+static void run_shape(const Shape *sh, int rows, const char *mode) {
+    size_t wcount = (size_t)sh->in * sh->out;
+    size_t wbytes = wcount * 2;
+    int copies = (int)((512u << 20) / wbytes) + 1;
+    if (rows > 1 || copies < 2)
+        copies = rows > 1 ? 1 : 2;
+    bf16 *w = malloc(wcount * 2 * copies);
+    float *x = malloc((size_t)rows * sh->in * sizeof *x), *y = malloc((size_t)rows * sh->out * sizeof *y);
+    if (!w || !x || !y) {
+        fprintf(stderr, "bench_ops: out of memory for %s\n", sh->name);
+        exit(1);
+    }
+    for (size_t i = 0; i < wcount * copies; i++)
+        w[i] = f32_to_bf16((float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f);
+    for (size_t i = 0; i < (size_t)rows * sh->in; i++)
+        x[i] = (float)((i * 40503u) % 1001) / 500.0f - 1.0f;
+    Q8Matrix *q = NULL;
+    if (!strcmp(mode, "q8")) {
+        q = calloc((size_t)copies, sizeof *q);
+        for (int c = 0; c < copies; c++)
+            if (q8_quantize(&q[c], w + wcount * c, sh->out, sh->in) != 0) {
+                fprintf(stderr, "bench_ops: q8 quantization failed for %s\n", sh->name);
+                exit(1);
+            }
+    }
+    kernels_set_precision(!strcmp(mode, "bf16") ? PRECISION_BF16 : PRECISION_EXACT);
+    int reps = rows > 1 ? 5 : 3 * copies;
+    if (reps > 60)
+        reps = 60;
+    double *t = malloc(sizeof *t * reps), *tc = malloc(sizeof *tc * reps);
+    for (int r = -1; r < reps; r++) {
+        int c = (r + copies) % copies;
+        double t0 = now_s(), c0 = thread_cpu_s();
+        if (q)
+            matmul_q8(y, x, &q[c], NULL, rows);
+        else
+            matmul(y, x, w + wcount * c, NULL, rows, sh->in, sh->out);
+        if (r >= 0) {
+            t[r] = now_s() - t0;
+            tc[r] = thread_cpu_s() - c0;
+        }
+    }
+    double s = median(t, reps), sc = median(tc, reps);
+    double bytes = q ? (double)q8_bytes(&q[0]) : (double)wbytes;
+    printf("{\"op\": \"%s\", \"mode\": \"%s\", \"rows\": %d, \"in\": %d, \"out\": %d, \"ms\": %.3f, "
+           "\"weight_gb_s\": %.2f, \"gflop_s\": %.1f, \"caller_cpu_ms\": %.3f, \"gflop_per_cpu_s\": %.1f}\n",
+           sh->name, mode, rows, sh->in, sh->out, s * 1e3, bytes / s / 1e9, 2.0 * rows * wcount / s / 1e9,
+           sc * 1e3, 2.0 * rows * wcount / sc / 1e9);
+    fflush(stdout);
+    if (q) {
+        for (int c = 0; c < copies; c++)
+            q8_free(&q[c]);
+        free(q);
+    }
+    free(t), free(tc), free(w), free(x), free(y);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_ops bandwidth [--mb N] | gemv|gemm [--shape 4b|270m] [--rows T] "
+                        "[--mode exact|bf16|q8] [--op NAME]\n");
+        return 2;
+    }
+    const char *what = argv[1], *shape = "4b", *mode = "exact", *only = NULL;
+    int mb = 1024, rows = 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--mb"))
+            mb = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--shape"))
+            shape = argv[i + 1];
+        else if (!strcmp(argv[i], "--rows"))
+            rows = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--mode"))
+            mode = argv[i + 1];
+        else if (!strcmp(argv[i], "--op"))
+            only = argv[i + 1];
+        else {
+            fprintf(stderr, "bench_ops: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    const char *threads = getenv("MEDGEMMA_THREADS");
+    kernels_set_threads(threads ? atoi(threads) : 0);
+    if (!strcmp(what, "bandwidth")) {
+        double cpu_gbs, gbs = bandwidth_gbs((size_t)(mb > 64 ? mb : 64), &cpu_gbs);
+        printf("{\"op\": \"read_bandwidth\", \"threads\": %d, \"mib\": %d, \"gb_s\": %.2f, "
+               "\"gb_per_caller_cpu_s\": %.2f}\n",
+               kernels_threads(), mb, gbs, cpu_gbs);
+        return 0;
+    }
+    int is_gemv = !strcmp(what, "gemv");
+    if (!is_gemv && strcmp(what, "gemm") != 0) {
+        fprintf(stderr, "bench_ops: unknown benchmark %s\n", what);
+        return 2;
+    }
+    if (rows <= 0)
+        rows = is_gemv ? 1 : 128;
+    const Shape *list = !strcmp(shape, "270m") ? shapes_270m : shapes_4b;
+    for (int i = 0; i < 6; i++)
+        if (!only || !strcmp(only, list[i].name))
+            run_shape(&list[i], rows, mode);
+    kernels_shutdown();
+    return 0;
+}
