@@ -130,3 +130,9 @@ clean:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 -include $(shell find build-fuzz/obj -name '*.d' 2>/dev/null)
+
+# ---- onemodel (issue 17): the op table's conformance harness (tests/ops/; `op_harness --perf` times it).
+PROGRAMS += $(BUILD)/op_harness
+all: $(BUILD)/op_harness
+$(BUILD)/op_harness: $(BUILD)/obj/tests/ops/op_harness.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
