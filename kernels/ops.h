@@ -35,18 +35,18 @@
 #include "util/bf16.h"
 #include "util/error.h"
 
-typedef enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 } DType;
+typedef enum { TENSOR_F32 = 0, TENSOR_BF16 = 1 } TensorType;
 
 typedef struct {
     void *data;
-    DType dtype;
+    TensorType dtype;
     int rows, cols;
     int ld; /* elements between rows (>= cols) */
 } Tensor;
 
 /* Rows [r0, r0 + n) of t. */
 static inline Tensor tensor_rows(Tensor t, int r0, int n) {
-    size_t elem = t.dtype == DTYPE_F32 ? sizeof(float) : sizeof(bf16);
+    size_t elem = t.dtype == TENSOR_F32 ? sizeof(float) : sizeof(bf16);
     t.data = (char *)t.data + (size_t)r0 * t.ld * elem;
     t.rows = n;
     return t;
@@ -152,19 +152,19 @@ struct Ops {
 };
 
 /* Every op of the table by name (the conformance harness needs a row for each). */
-#define OPS_FOR_EACH(X)                                                                                          \
-    X(embed)                                                                                                     \
-    X(rmsnorm)                                                                                                   \
-    X(rmsnorm_residual)                                                                                          \
-    X(rmsnorm_residual_norm)                                                                                     \
-    X(layernorm)                                                                                                 \
-    X(linear)                                                                                                    \
-    X(qk_rope_store)                                                                                             \
-    X(attention)                                                                                                 \
-    X(gelu_gate)                                                                                                 \
-    X(gelu)                                                                                                      \
-    X(add)                                                                                                       \
-    X(patch_embed)                                                                                               \
+#define OPS_FOR_EACH(X)                                                                                      \
+    X(embed)                                                                                                 \
+    X(rmsnorm)                                                                                               \
+    X(rmsnorm_residual)                                                                                      \
+    X(rmsnorm_residual_norm)                                                                                 \
+    X(layernorm)                                                                                             \
+    X(linear)                                                                                                \
+    X(qk_rope_store)                                                                                         \
+    X(attention)                                                                                             \
+    X(gelu_gate)                                                                                             \
+    X(gelu)                                                                                                  \
+    X(add)                                                                                                   \
+    X(patch_embed)                                                                                           \
     X(avgpool)
 #define OPS_COUNT_ONE_(name) +1
 #define OPS_COUNT (0 OPS_FOR_EACH(OPS_COUNT_ONE_))

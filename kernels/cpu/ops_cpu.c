@@ -29,7 +29,7 @@ static const bf16 *bf(const Weight *w) {
 /* ---- memory */
 
 static Tensor cpu_alloc(void *ctx, int rows, int cols) {
-    Tensor t = {NULL, DTYPE_F32, rows, cols, cols};
+    Tensor t = {NULL, TENSOR_F32, rows, cols, cols};
     t.data = malloc((size_t)rows * cols * sizeof(float) + 1);
     return t;
 }

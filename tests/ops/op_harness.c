@@ -238,7 +238,8 @@ static void op_layernorm(Run *r, const Shape *s) {
                 var += (x[(size_t)t * D + i] - mean) * (x[(size_t)t * D + i] - mean);
             var /= D;
             for (int i = 0; i < D; i++)
-                ref[(size_t)t * D + i] = (x[(size_t)t * D + i] - mean) / sqrt(var + 1e-6) * wv(w, i) + wv(b, i);
+                ref[(size_t)t * D + i] =
+                    (x[(size_t)t * D + i] - mean) / sqrt(var + 1e-6) * wv(w, i) + wv(b, i);
         }
         compare(r, out, ref, 1);
         free(ref);
@@ -305,7 +306,8 @@ static void ref_qk_norm_rope(double *x, const bf16 *w, int n, int heads, int Dh,
             for (int i = 0; i < Dh; i++)
                 v[i] = v[i] * inv * (1.0 + wv(w, i));
             for (int i = 0; i < half; i++) {
-                float inv_freq = (1.0f / (float)pow((double)theta, (double)((float)(2 * i) / (float)Dh))) / 1.0f;
+                float inv_freq =
+                    (1.0f / (float)pow((double)theta, (double)((float)(2 * i) / (float)Dh))) / 1.0f;
                 float a = (float)(pos0 + t) * inv_freq;
                 double x1 = v[i], x2 = v[i + half];
                 v[i] = x1 * cos(a) - x2 * sin(a);
@@ -319,7 +321,8 @@ static void op_qk_rope_store(Run *r, const Shape *s) {
     int n = s->a, H = s->b, KVH = s->c, Dh = s->d, pos0 = s->e, cap = s->f;
     int qd = H * Dh, kd = KVH * Dh;
     float theta = 10000.0f;
-    float *q = rand_f32((size_t)n * qd, 2.0f), *k = rand_f32((size_t)n * kd, 2.0f), *v = rand_f32((size_t)n * kd, 1);
+    float *q = rand_f32((size_t)n * qd, 2.0f), *k = rand_f32((size_t)n * kd, 2.0f),
+          *v = rand_f32((size_t)n * kd, 1);
     bf16 *qn = rand_bf16(Dh, 0.5f), *kn = rand_bf16(Dh, 0.5f);
     Weight QN = weight_bf16(qn, 1, Dh), KN = weight_bf16(kn, 1, Dh);
     Tensor tq = up(r, q, n, qd), tk = up(r, k, n, kd), tv = up(r, v, n, kd);
@@ -364,7 +367,8 @@ static void op_attention(Run *r, const Shape *s) {
     if (mode == 2) {
         blocks = malloc(n * sizeof *blocks);
         for (int t = 0; t < n; t++)
-            blocks[t] = t >= n / 4 && t < n / 4 + 80 && t < n ? 0 : -1; /* 80 soft tokens, longer than the window */
+            blocks[t] =
+                t >= n / 4 && t < n / 4 + 80 && t < n ? 0 : -1; /* 80 soft tokens, longer than the window */
     }
     float scale = 1.0f / sqrtf((float)Dh);
     AttnShape sh = {H, KVH, Dh, scale, mode != 0, mode == 2 ? 64 : 0};
@@ -401,7 +405,8 @@ static void op_attention(Run *r, const Shape *s) {
                     sum += p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - mx);
                 for (int j = 0; j < keys; j++)
                     for (int i = 0; i < Dh; i++)
-                        ref[(size_t)t * qd + h * Dh + i] += p[j] / sum * v[(size_t)j * kd + (h / group) * Dh + i];
+                        ref[(size_t)t * qd + h * Dh + i] +=
+                            p[j] / sum * v[(size_t)j * kd + (h / group) * Dh + i];
             }
         compare(r, tout, ref, 1);
         free(ref), free(p);
@@ -506,7 +511,8 @@ static void op_avgpool(Run *r, const Shape *s) {
         for (int row = 0; row < G; row++)
             for (int col = 0; col < G; col++)
                 for (int i = 0; i < D; i++)
-                    ref[((size_t)(row / k) * g + col / k) * D + i] += x[((size_t)row * G + col) * D + i] / (k * k);
+                    ref[((size_t)(row / k) * g + col / k) * D + i] +=
+                        x[((size_t)row * G + col) * D + i] / (k * k);
         compare(r, out, ref, 1);
         free(ref);
     }
@@ -528,7 +534,11 @@ typedef struct {
  * SigLIP: 896 px, patch 14 (64 x 64 = 4096 patches), hidden 1152, MLP 4304, 16 heads of 72;
  * projector: 4 x 4 pooling to 256 tokens. Odd sizes catch tails of vector loops and tiles. */
 static const OpRow rows[] = {
-    {"embed", op_embed, 1e-6, 1e-6, {{1, 7, 1, .label = "1x1"}, {5, 300, 2560, .label = "D2560"}, {3, 1000, 1153}}},
+    {"embed",
+     op_embed,
+     1e-6,
+     1e-6,
+     {{1, 7, 1, .label = "1x1"}, {5, 300, 2560, .label = "D2560"}, {3, 1000, 1153}}},
     {"rmsnorm",
      op_rmsnorm,
      1e-6,
