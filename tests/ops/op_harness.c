@@ -591,16 +591,20 @@ static const OpRow rows[] = {
 
 /* ---- backends */
 
+/* Every op table under test: a name, how to make and free it, and whether its GEMMs
+ * change the math (tol_lowp applies). A new backend is one more line here. */
 typedef struct {
     const char *name;
+    int (*create)(Ops *ops, const OpsOptions *options, Error *err);
+    void (*destroy)(Ops *ops);
     OpsOptions opt;
-    int lowp; /* changes GEMM math: tol_lowp applies */
+    int lowp;
 } BackendSpec;
 
 static const BackendSpec backends[] = {
-    {"cpu", {0, 0, 0}, 0},
-    {"cpu-bf16", {0, 1, 0}, 1},
-    {"cpu-q8", {0, 0, 1}, 1},
+    {"cpu", ops_cpu_create, ops_cpu_destroy, {0, 0, 0}, 0},
+    {"cpu-bf16", ops_cpu_create, ops_cpu_destroy, {0, 1, 0}, 1},
+    {"cpu-q8", ops_cpu_create, ops_cpu_destroy, {0, 0, 1}, 1},
 };
 
 static const OpRow *find_row(const char *op) {
@@ -630,7 +634,7 @@ int main(int argc, char **argv) {
         const BackendSpec *be = &backends[bi];
         Ops ops;
         Error err;
-        if (ops_cpu_create(&ops, &be->opt, &err) != 0) {
+        if (be->create(&ops, &be->opt, &err) != 0) {
             printf("FAIL ops_%s_create: %s\n", be->name, err.message);
             failed = 1;
             continue;
@@ -675,7 +679,7 @@ int main(int argc, char **argv) {
                 fflush(stdout);
             }
         }
-        ops_cpu_destroy(&ops);
+        be->destroy(&ops);
     }
     printf("skip ops_cuda: the CUDA backend does not fill the op table yet (issue 17, after emu's CPU "
            "execution layer lands); its kernels are checked by tests/gpu\n");
