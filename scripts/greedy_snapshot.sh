@@ -53,9 +53,9 @@ for l in lines:
 open(p, "w").write("\n".join(out) + "\n")
 PY
 }
-for prec in "exact bf16" "exact q8" "bf16 bf16" "bf16 q8"; do
-    set -- $prec
-    tag="$1-$2"
+for prec in exact-bf16 exact-q8 bf16-bf16 bf16-q8; do
+    set -- "${prec%-*}" "${prec#*-}"
+    tag="$prec"
     if [ -f "$M270/model.safetensors" ]; then
         run "270m-$tag-chat" --model "$M270" --precision "$1" --weights "$2" --max-tokens 40 \
             --prompt "What is the capital of France? Answer in one sentence."
@@ -72,4 +72,4 @@ for prec in "exact bf16" "exact q8" "bf16 bf16" "bf16 q8"; do
     run "tiny-$tag-image" --model "$tmp/tiny" --precision "$1" --weights "$2" --max-tokens 24 --prompt "describe" \
         --image "$tmp/img.png" --image "$tmp/img.png"
 done
-echo "snapshot written to $OUT ($(ls "$OUT" | wc -l) files)"
+echo "snapshot written to $OUT ($(find "$OUT" -type f | wc -l) files)"

@@ -33,7 +33,7 @@ out="$tmp/rows"
 case_run() { # LABEL MODEL ARGS...
     local label=$1 model=$2
     shift 2
-    for r in $(seq "$REPS"); do
+    for _ in $(seq "$REPS"); do
         for which in base new; do
             local load
             load=$(cut -d' ' -f1 /proc/loadavg)

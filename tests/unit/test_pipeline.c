@@ -52,8 +52,8 @@ static int stop_soon(void *user) {
 }
 
 static PipelineRequest text_request(const ChatMessage *msg, Streamed *s) {
-    PipelineRequest rq = {.messages = msg, .n_messages = 1, .max_tokens = 20, .top_p = 1, .on_text = on_text,
-                          .user = s};
+    PipelineRequest rq = {
+        .messages = msg, .n_messages = 1, .max_tokens = 20, .top_p = 1, .on_text = on_text, .user = s};
     return rq;
 }
 
