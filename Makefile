@@ -101,7 +101,7 @@ test-asan: models
 # ASan/UBSan, then one binary per tests/fuzz/fuzz_*.c.
 FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. -pthread -MMD -MP \
   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIB_SRC := $(filter-out http/%,$(CORE_SRC))
+FUZZ_LIB_SRC := $(filter-out http/%,$(CORE_SRC)) http/request.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=build-fuzz/obj/%.o)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 build-fuzz/obj/%.o: %.c

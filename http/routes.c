@@ -10,8 +10,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include "engine/map_guard.h"
 #include "http/reply_json.h"
 #include "http/server_state.h"
+#include "util/log.h"
 
 Server *routes_server;
 
@@ -87,11 +89,27 @@ static void send_json_tree(const Reply *r, int status, cJSON *root) {
     free(body);
 }
 
+/* 1 when a mapped model file changed under the server (engine/map_guard.h):
+ * /health turns 503 and generation is refused before a read can fault. Logged
+ * once. Loop thread only. */
+static int model_files_changed(Error *err) {
+    static int logged;
+    if (map_guard_check(err) == 0)
+        return 0;
+    if (!logged) {
+        logged = 1;
+        log_fields(LOG_ERROR, err->message, "\"event\":\"model_files_changed\"");
+    }
+    return 1;
+}
+
 static void handle_health(Server *s, const Reply *r) {
     int state = atomic_load(&s->worker.state);
     int depth, running;
     job_queue_counts(&s->queue, &depth, &running);
-    int healthy = state == WORKER_READY && !s->draining;
+    Error files_err = {{0}};
+    int files_changed = state == WORKER_READY && model_files_changed(&files_err);
+    int healthy = state == WORKER_READY && !s->draining && !files_changed;
     int loaded = state == WORKER_READY || state == WORKER_DEVICE_LOST; /* w->info is published */
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "status",
@@ -122,6 +140,8 @@ static void handle_health(Server *s, const Reply *r) {
         cJSON_AddBoolToObject(root, "draining", 1);
     if (state == WORKER_FAILED || state == WORKER_DEVICE_LOST)
         cJSON_AddStringToObject(root, "error", s->worker.error);
+    else if (files_changed)
+        cJSON_AddStringToObject(root, "error", files_err.message);
     send_json_tree(r, healthy ? 200 : 503, root);
 }
 
@@ -165,6 +185,11 @@ static void handle_generation(Server *s, const Reply *r, Endpoint endpoint) {
                       state == WORKER_LOADING ? "the model is still loading; retry when /health says healthy"
                       : state == WORKER_DEVICE_LOST ? "the GPU of this instance failed; see /health"
                                                     : "the model failed to load; see /health");
+        return;
+    }
+    Error files_err = {{0}};
+    if (model_files_changed(&files_err)) {
+        respond_error(r, 503, "unavailable", files_err.message);
         return;
     }
     if (req->entity.len > s->opt.max_body_bytes) {

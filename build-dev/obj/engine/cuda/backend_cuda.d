@@ -1,0 +1,66 @@
+build-dev/obj/engine/cuda/backend_cuda.o: engine/cuda/backend_cuda.c \
+ engine/backend.h engine/config.h util/error.h engine/engine.h \
+ grammar/grammar.h tokenizer/tokenizer.h engine/weights.h \
+ engine/safetensors.h util/bf16.h engine/cuda/cuda_check.h \
+ /usr/local/cuda/include/cublasLt.h /usr/local/cuda/include/cublas_api.h \
+ /usr/local/cuda/include/driver_types.h \
+ /usr/local/cuda/include/crt/host_defines.h \
+ /usr/local/cuda/include/vector_types.h \
+ /usr/local/cuda/include/cuComplex.h /usr/local/cuda/include/cuda_fp16.h \
+ /usr/local/cuda/include/vector_functions.h \
+ /usr/local/cuda/include/cuda_runtime_api.h \
+ /usr/local/cuda/include/builtin_types.h \
+ /usr/local/cuda/include/device_types.h \
+ /usr/local/cuda/include/surface_types.h \
+ /usr/local/cuda/include/texture_types.h \
+ /usr/local/cuda/include/cuda_device_runtime_api.h \
+ /usr/local/cuda/include/vector_functions.hpp \
+ /usr/local/cuda/include/nv/target \
+ /usr/local/cuda/include/nv/detail/__target_macros \
+ /usr/local/cuda/include/nv/detail/__preprocessor \
+ /usr/local/cuda/include/cuda_fp16.hpp \
+ /usr/local/cuda/include/cuda_bf16.h /usr/local/cuda/include/cuda_fp16.h \
+ /usr/local/cuda/include/cuda_bf16.hpp \
+ /usr/local/cuda/include/library_types.h \
+ /usr/local/cuda/include/cuda_runtime_api.h engine/cuda/device_plan.h \
+ engine/cuda/gemm.h engine/cuda/upload.h kernels/cuda/kernels_cuda.h \
+ util/log.h
+engine/backend.h:
+engine/config.h:
+util/error.h:
+engine/engine.h:
+grammar/grammar.h:
+tokenizer/tokenizer.h:
+engine/weights.h:
+engine/safetensors.h:
+util/bf16.h:
+engine/cuda/cuda_check.h:
+/usr/local/cuda/include/cublasLt.h:
+/usr/local/cuda/include/cublas_api.h:
+/usr/local/cuda/include/driver_types.h:
+/usr/local/cuda/include/crt/host_defines.h:
+/usr/local/cuda/include/vector_types.h:
+/usr/local/cuda/include/cuComplex.h:
+/usr/local/cuda/include/cuda_fp16.h:
+/usr/local/cuda/include/vector_functions.h:
+/usr/local/cuda/include/cuda_runtime_api.h:
+/usr/local/cuda/include/builtin_types.h:
+/usr/local/cuda/include/device_types.h:
+/usr/local/cuda/include/surface_types.h:
+/usr/local/cuda/include/texture_types.h:
+/usr/local/cuda/include/cuda_device_runtime_api.h:
+/usr/local/cuda/include/vector_functions.hpp:
+/usr/local/cuda/include/nv/target:
+/usr/local/cuda/include/nv/detail/__target_macros:
+/usr/local/cuda/include/nv/detail/__preprocessor:
+/usr/local/cuda/include/cuda_fp16.hpp:
+/usr/local/cuda/include/cuda_bf16.h:
+/usr/local/cuda/include/cuda_fp16.h:
+/usr/local/cuda/include/cuda_bf16.hpp:
+/usr/local/cuda/include/library_types.h:
+/usr/local/cuda/include/cuda_runtime_api.h:
+engine/cuda/device_plan.h:
+engine/cuda/gemm.h:
+engine/cuda/upload.h:
+kernels/cuda/kernels_cuda.h:
+util/log.h:

@@ -1,0 +1,2 @@
+build-dev/obj/tokenizer/answer.o: tokenizer/answer.c tokenizer/answer.h
+tokenizer/answer.h:

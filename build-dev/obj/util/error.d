@@ -1,0 +1,2 @@
+build-dev/obj/util/error.o: util/error.c util/error.h
+util/error.h:
