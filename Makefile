@@ -130,3 +130,8 @@ clean:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 -include $(shell find build-fuzz/obj -name '*.d' 2>/dev/null)
+
+# ---- harden (issue 18): soak benchmark (20 min on the Gemma 3 270M, bench lock; results committed)
+.PHONY: soak
+soak: all models
+	flock /work/locks/bench.lock python3 bench/soak/soak.py

@@ -262,8 +262,8 @@ int server_run(const ServerOptions *options) {
     s->config.http1.upgrade_to_http2 = 1;
     /* Slow and idle clients: HTTP/1 gets client_timeout_s to send a request
      * and between keep-alive requests, HTTP/2 connections close after as
-     * long without a frame; an HTTP/2 connection runs at most 32 streams at
-     * once (more are refused with REFUSED_STREAM). Header blocks are capped by
+     * long without a frame; an HTTP/2 connection runs at most 32 requests at
+     * once (later streams wait). Header blocks are capped by
      * h2o (HTTP/1: 8 KiB of request line + headers, a 400 past it). */
     if (s->opt.client_timeout_s > 0) {
         uint64_t ms = (uint64_t)(s->opt.client_timeout_s * 1000);
