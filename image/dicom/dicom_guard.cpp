@@ -1,0 +1,166 @@
+/* Guards around GDCM (image/dicom owns this). Debian builds GDCM with
+ * assert() enabled, and GDCM sizes buffers from lengths declared in the file,
+ * so a hostile file could end the process or make it allocate gigabytes.
+ * While a thread is inside a guard (dicom_gdcm.cpp's calls into GDCM):
+ *   - operator new: one allocation larger than the guard's cap (derived from
+ *     the file size and the checked decoded size) throws std::bad_alloc
+ *     before any memory is touched: a 200-byte file that declares a 4 GB
+ *     element is refused at once;
+ *   - every allocation is linked into the guard's arena, and a failed GDCM
+ *     assertion (__assert_fail, which glibc declares noexcept, so it cannot
+ *     throw) siglongjmps back to the shim, which frees the whole arena: no
+ *     crash, no leak.
+ * Outside a guard both hooks behave like the standard ones. This file must
+ * not include <assert.h> (its __assert_fail declaration differs). */
+#include "image/dicom/dicom_guard.h"
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+
+namespace {
+
+/* Header before every block from our operator new: 32 bytes keeps 16-byte
+ * alignment. prev/next are NULL for blocks outside any arena. */
+struct Block {
+    Block *prev, *next;
+    size_t size;
+    size_t pad;
+};
+
+thread_local int guard_depth = 0;
+thread_local size_t guard_cap = 0;
+thread_local DicomArena *guard_arena = nullptr;
+thread_local sigjmp_buf *guard_jump = nullptr;
+
+} // namespace
+
+struct DicomArena {
+    Block head; /* circular list sentinel */
+};
+
+DicomArena *dicom_arena_new() {
+    DicomArena *a = static_cast<DicomArena *>(std::malloc(sizeof(DicomArena)));
+    if (a)
+        a->head.prev = a->head.next = &a->head;
+    return a;
+}
+
+void dicom_arena_release(DicomArena *a) {
+    if (!a)
+        return;
+    for (Block *b = a->head.next; b != &a->head;) {
+        Block *next = b->next;
+        b->prev = b->next = nullptr;
+        b = next;
+    }
+    std::free(a);
+}
+
+void dicom_arena_free_all(DicomArena *a) {
+    if (!a)
+        return;
+    for (Block *b = a->head.next; b != &a->head;) {
+        Block *next = b->next;
+        std::free(b);
+        b = next;
+    }
+    std::free(a);
+}
+
+void dicom_guard_enter(DicomArena *arena, size_t cap, sigjmp_buf *jump) {
+    guard_depth++;
+    guard_arena = arena;
+    guard_cap = cap;
+    guard_jump = jump;
+}
+
+void dicom_guard_leave() {
+    if (--guard_depth <= 0) {
+        guard_depth = 0;
+        guard_arena = nullptr;
+        guard_cap = 0;
+        guard_jump = nullptr;
+    }
+}
+
+extern "C" [[noreturn]] void __assert_fail(const char *assertion, const char *file, unsigned int line,
+                                           const char *function) {
+    if (guard_depth > 0 && guard_jump)
+        siglongjmp(*guard_jump, 1);
+    std::fprintf(stderr, "%s:%u: %s: Assertion `%s' failed.\n", file, line, function ? function : "?",
+                 assertion);
+    std::abort();
+}
+
+static void *allocate(size_t n) {
+    if (guard_depth > 0 && guard_cap > 0 && n > guard_cap)
+        throw std::bad_alloc();
+    if (n > (size_t)-1 - sizeof(Block))
+        throw std::bad_alloc();
+    Block *b = static_cast<Block *>(std::malloc(sizeof(Block) + n));
+    if (!b)
+        throw std::bad_alloc();
+    b->size = n;
+    if (guard_depth > 0 && guard_arena) {
+        Block *head = &guard_arena->head;
+        b->prev = head;
+        b->next = head->next;
+        head->next->prev = b;
+        head->next = b;
+    } else {
+        b->prev = b->next = nullptr;
+    }
+    return b + 1;
+}
+
+static void release(void *p) {
+    if (!p)
+        return;
+    Block *b = static_cast<Block *>(p) - 1;
+    if (b->prev) {
+        b->prev->next = b->next;
+        b->next->prev = b->prev;
+    }
+    std::free(b);
+}
+
+void *operator new(size_t n) {
+    return allocate(n);
+}
+void *operator new[](size_t n) {
+    return allocate(n);
+}
+void *operator new(size_t n, const std::nothrow_t &) noexcept {
+    try {
+        return allocate(n);
+    } catch (...) {
+        return nullptr;
+    }
+}
+void *operator new[](size_t n, const std::nothrow_t &) noexcept {
+    try {
+        return allocate(n);
+    } catch (...) {
+        return nullptr;
+    }
+}
+void operator delete(void *p) noexcept {
+    release(p);
+}
+void operator delete[](void *p) noexcept {
+    release(p);
+}
+void operator delete(void *p, size_t) noexcept {
+    release(p);
+}
+void operator delete[](void *p, size_t) noexcept {
+    release(p);
+}
+void operator delete(void *p, const std::nothrow_t &) noexcept {
+    release(p);
+}
+void operator delete[](void *p, const std::nothrow_t &) noexcept {
+    release(p);
+}
