@@ -86,7 +86,7 @@ $(BUILD)/dicom-tool: $(BUILD)/obj/tests/image/dicom_tool.o $(BUILD)/libmedgemma.
 build-fuzz/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	clang++ -std=c++17 -g -O1 -I. -I/usr/include/gdcm-3.0 -pthread -MMD -MP \
-	  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -c $< -o $@
+	  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined -c $< -o $@
 build-fuzz/libfuzzcore.a: $(DICOM_CXX_SRC:%.cpp=build-fuzz/obj/%.o)
 # ---- end DICOM
 

@@ -11,6 +11,7 @@
 
 #include "engine/engine.h"
 #include "http/visible_text.h"
+#include "http/dicom_job.h"
 #include "image/base64.h"
 #include "image/ct_window.h"
 #include "image/image.h"
@@ -218,6 +219,8 @@ static int decode_images(Job *job, Error *err) {
 /* The job's images -> one float tensor each (image_size^2 * 3). */
 static int make_tensors(Worker *w, Job *job, float **pixels, int *n_out, Error *err) {
     JobInput *in = &job->in;
+    if (in->series == SERIES_DICOM) /* image/dicom: count and layout known only after decoding */
+        return dicom_job_tensors(in, w->info.image_size, pixels, n_out, err);
     int size = w->info.image_size;
     size_t per = (size_t)3 * size * size;
     int n = in->series ? series_output_count(in->n_images, &in->series_options) : in->n_images;

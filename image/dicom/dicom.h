@@ -134,6 +134,13 @@ int dicom_files_to_tensors(const uint8_t *const *files, const size_t *sizes, int
 
 void dicom_result_free(DicomResult *r);
 
+/* One DICOM file as one image (image_to_tensor's DICOM path: a chat
+ * image_url, an /analyze "images" entry, `generate --image`): modality from
+ * (0008,0060), one tensor (3*size*size floats). A file that holds several
+ * frames is refused with a message pointing at the "dicom" field. */
+int dicom_file_to_tensor(const uint8_t *bytes, size_t n, const PreprocessOptions *po, float *out_chw,
+                         Error *err);
+
 /* 1 when bytes look like a DICOM Part 10 file ("DICM" at offset 128). */
 int dicom_is_dicom(const uint8_t *bytes, size_t n);
 

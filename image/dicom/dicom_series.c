@@ -412,3 +412,34 @@ int dicom_files_to_tensors(const uint8_t *const *files, const size_t *sizes, int
                            float **tensors, DicomResult *out, Error *err) {
     return run(files, sizes, n_files, limits, opt, po, tensors, out, err);
 }
+
+int dicom_file_to_tensor(const uint8_t *bytes, size_t n, const PreprocessOptions *po, float *out_chw,
+                         Error *err) {
+    DicomHeader h;
+    if (dicom_read_header(bytes, n, NULL, &h, err) != 0)
+        return -1;
+    int frames = h.frames;
+    memset(&h, 0, sizeof h);
+    if (frames != 1)
+        return error_set(err,
+                         "the DICOM file holds %d frames: send multi-frame files and series in /analyze's "
+                         "\"dicom\" field (or `generate --dicom-dir`)",
+                         frames);
+    DicomOptions opt = {0};
+    opt.max_images = 1;
+    opt.threads = 1;
+    DicomResult r;
+    float *t = NULL;
+    if (dicom_files_to_tensors(&bytes, &n, 1, NULL, &opt, po, &t, &r, err) != 0) {
+        /* one file: drop the "dicom[0]: " prefix, the caller names the image */
+        const char *p = strncmp(err->message, "dicom[0]: ", 10) == 0 ? err->message + 10 : NULL;
+        if (p)
+            memmove(err->message, p, strlen(p) + 1);
+        return -1;
+    }
+    size_t s = po && po->size > 0 ? (size_t)po->size : IMAGE_MODEL_SIZE;
+    memcpy(out_chw, t, sizeof(float) * 3 * s * s);
+    free(t);
+    dicom_result_free(&r);
+    return 0;
+}
