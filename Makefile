@@ -75,7 +75,7 @@ $(BUILD)/grammar-tool: $(BUILD)/obj/tests/grammar/grammar_tool.o $(BUILD)/libmed
 DICOM_CXX_SRC := $(wildcard image/dicom/*.cpp)
 DICOM_CXX_OBJ := $(DICOM_CXX_SRC:%.cpp=$(BUILD)/obj/%.o)
 DICOM_CXXFLAGS := -std=c++17 -g $(OPT) -Wall -Wextra -I. -I/usr/include/gdcm-3.0 -pthread -MMD -MP $(SAN)
-DICOM_LDLIBS := -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++
+DICOM_LDLIBS := -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lgdcmjpeg8 -lgdcmjpeg12 -lgdcmjpeg16 -lstdc++ -ldl
 LDLIBS += $(DICOM_LDLIBS)
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -86,7 +86,7 @@ $(BUILD)/dicom-tool: $(BUILD)/obj/tests/image/dicom_tool.o $(BUILD)/libmedgemma.
 build-fuzz/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	clang++ -std=c++17 -g -O1 -I. -I/usr/include/gdcm-3.0 -pthread -MMD -MP \
-	  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined -c $< -o $@
+	  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function -fno-sanitize-recover=undefined -c $< -o $@
 build-fuzz/libfuzzcore.a: $(DICOM_CXX_SRC:%.cpp=build-fuzz/obj/%.o)
 # ---- end DICOM
 

@@ -398,7 +398,9 @@ extern "C" void dicom_gdcm_close(DicomGdcm *g) {
         });
         g->impl = nullptr;
     }
+    /* Blocks still in the arena now were leaked by GDCM on an error path of a
+     * malformed file (it does not free every partly read element): free them. */
     if (g->arena)
-        dicom_arena_release(g->arena);
+        dicom_arena_free_all(g->arena);
     std::free(g);
 }

@@ -10,10 +10,29 @@
  *     assertion (__assert_fail, which glibc declares noexcept, so it cannot
  *     throw) siglongjmps back to the shim, which frees the whole arena: no
  *     crash, no leak.
- * Outside a guard both hooks behave like the standard ones. This file must
+ *   - zlib (deflated datasets): inflate streams started inside a guard get
+ *     allocators that use the arena too, so an abort mid-inflate leaks
+ *     nothing either (inflateInit2_ is wrapped; the real one is found with
+ *     dlsym(RTLD_NEXT)).
+ *   - GDCM's bundled libjpeg (8/12/16-bit builds) gets its memory through
+ *     jpeg_get_small/large: those are replaced (the libraries call them
+ *     through the PLT) to use the arena as well, because GDCM's JPEG codec
+ *     does not always destroy its decompressor on a corrupt stream.
+ *   - tempnam and system: GDCM falls back to its PVRG JPEG codec when its
+ *     own JPEG decoder gives up, and that codec writes the stream to a temp
+ *     file and runs the external `pvrg-jpeg` program through system(). A
+ *     service must not spawn programs on hostile input: inside a guard
+ *     tempnam returns NULL and system fails, so that codec refuses.
+ * Blocks left in an arena when its file is closed are what GDCM leaked on an
+ * error path; dicom_gdcm_close frees them.
+ * Outside a guard every hook behaves like the standard one. This file must
  * not include <assert.h> (its __assert_fail declaration differs). */
 #include "image/dicom/dicom_guard.h"
 
+#include <dlfcn.h>
+#include <zlib.h>
+
+#include <cerrno>
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
@@ -163,4 +182,69 @@ void operator delete(void *p, const std::nothrow_t &) noexcept {
 }
 void operator delete[](void *p, const std::nothrow_t &) noexcept {
     release(p);
+}
+
+/* zlib's allocator hooks for streams opened inside a guard. */
+static voidpf arena_zalloc(voidpf, uInt items, uInt size) {
+    try {
+        return allocate((size_t)items * size);
+    } catch (...) {
+        return Z_NULL;
+    }
+}
+
+static void arena_zfree(voidpf, voidpf p) { release(p); }
+
+extern "C" int inflateInit2_(z_streamp strm, int window_bits, const char *version, int stream_size) {
+    using Fn = int (*)(z_streamp, int, const char *, int);
+    static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "inflateInit2_"));
+    if (!real)
+        return Z_VERSION_ERROR;
+    if (guard_depth > 0 && strm && strm->zalloc == Z_NULL && strm->zfree == Z_NULL) {
+        strm->zalloc = arena_zalloc;
+        strm->zfree = arena_zfree;
+        strm->opaque = Z_NULL;
+    }
+    return real(strm, window_bits, version, stream_size);
+}
+
+/* libjpeg's jmemnobs.c, replaced for GDCM's three builds (must not throw
+ * through C code: NULL makes libjpeg report "out of memory"). */
+static void *nothrow_allocate(size_t n) {
+    try {
+        return allocate(n);
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+#define DICOM_JPEG_MEMORY_HOOKS(prefix)                                                                      \
+    extern "C" void *prefix##_jpeg_get_small(void *, size_t n) { return nothrow_allocate(n); }                \
+    extern "C" void *prefix##_jpeg_get_large(void *, size_t n) { return nothrow_allocate(n); }                \
+    extern "C" void prefix##_jpeg_free_small(void *, void *p, size_t) { release(p); }                         \
+    extern "C" void prefix##_jpeg_free_large(void *, void *p, size_t) { release(p); }
+
+DICOM_JPEG_MEMORY_HOOKS(gdcmjpeg8)
+DICOM_JPEG_MEMORY_HOOKS(gdcmjpeg12)
+DICOM_JPEG_MEMORY_HOOKS(gdcmjpeg16)
+
+/* No temp files and no child processes from inside GDCM. */
+extern "C" char *tempnam(const char *dir, const char *prefix) {
+    if (guard_depth > 0) {
+        errno = EPERM;
+        return nullptr;
+    }
+    using Fn = char *(*)(const char *, const char *);
+    static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "tempnam"));
+    return real ? real(dir, prefix) : nullptr;
+}
+
+extern "C" int system(const char *command) {
+    if (guard_depth > 0) {
+        errno = EPERM;
+        return -1;
+    }
+    using Fn = int (*)(const char *);
+    static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "system"));
+    return real ? real(command) : -1;
 }
