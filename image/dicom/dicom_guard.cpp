@@ -23,6 +23,11 @@
  *     file and runs the external `pvrg-jpeg` program through system(). A
  *     service must not spawn programs on hostile input: inside a guard
  *     tempnam returns NULL and system fails, so that codec refuses.
+ *   - OpenJPEG (JPEG 2000): GDCM does not destroy the decoded image on some
+ *     error paths; images, codecs and streams made inside a guard are
+ *     recorded (opj_read_header, opj_create_decompress, opj_stream_create are
+ *     wrapped) and whatever is left when the outermost guard ends is
+ *     destroyed there.
  * Blocks left in an arena when its file is closed are what GDCM leaked on an
  * error path; dicom_gdcm_close frees them.
  * Outside a guard every hook behaves like the standard one. This file must
@@ -95,7 +100,11 @@ void dicom_guard_enter(DicomArena *arena, size_t cap, sigjmp_buf *jump) {
     guard_jump = jump;
 }
 
+static void opj_leftovers_destroy();
+
 void dicom_guard_leave() {
+    if (guard_depth == 1)
+        opj_leftovers_destroy();
     if (--guard_depth <= 0) {
         guard_depth = 0;
         guard_arena = nullptr;
@@ -247,4 +256,92 @@ extern "C" int system(const char *command) {
     using Fn = int (*)(const char *);
     static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "system"));
     return real ? real(command) : -1;
+}
+
+/* ---- OpenJPEG objects made inside a guard (see the top of the file) */
+namespace {
+enum { OPJ_IMAGE, OPJ_CODEC, OPJ_STREAM };
+struct OpjObject {
+    int kind;
+    void *p;
+};
+constexpr int OPJ_MAX = 16;
+thread_local OpjObject opj_objects[OPJ_MAX];
+thread_local int opj_count = 0;
+
+void opj_record(int kind, void *p) {
+    if (guard_depth > 0 && p && opj_count < OPJ_MAX)
+        opj_objects[opj_count++] = {kind, p};
+}
+
+void opj_forget(void *p) {
+    for (int i = 0; i < opj_count; i++)
+        if (opj_objects[i].p == p) {
+            opj_objects[i] = opj_objects[--opj_count];
+            return;
+        }
+}
+
+template <typename Fn> Fn real_fn(const char *name) { return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name)); }
+using DestroyFn = void (*)(void *);
+} // namespace
+
+extern "C" int opj_read_header(void *stream, void *codec, void **image) {
+    static auto real = real_fn<int (*)(void *, void *, void **)>("opj_read_header");
+    int ok = real ? real(stream, codec, image) : 0;
+    if (image)
+        opj_record(OPJ_IMAGE, *image);
+    return ok;
+}
+
+extern "C" void opj_image_destroy(void *image) {
+    static auto real = real_fn<DestroyFn>("opj_image_destroy");
+    opj_forget(image);
+    if (real)
+        real(image);
+}
+
+extern "C" void *opj_create_decompress(int format) {
+    static auto real = real_fn<void *(*)(int)>("opj_create_decompress");
+    void *c = real ? real(format) : nullptr;
+    opj_record(OPJ_CODEC, c);
+    return c;
+}
+
+extern "C" void opj_destroy_codec(void *codec) {
+    static auto real = real_fn<DestroyFn>("opj_destroy_codec");
+    opj_forget(codec);
+    if (real)
+        real(codec);
+}
+
+extern "C" void *opj_stream_create(size_t buffer_size, int is_input) {
+    static auto real = real_fn<void *(*)(size_t, int)>("opj_stream_create");
+    void *st = real ? real(buffer_size, is_input) : nullptr;
+    opj_record(OPJ_STREAM, st);
+    return st;
+}
+
+extern "C" void opj_stream_destroy(void *stream) {
+    static auto real = real_fn<DestroyFn>("opj_stream_destroy");
+    opj_forget(stream);
+    if (real)
+        real(stream);
+}
+
+static void opj_leftovers_destroy() {
+    static const char *names[] = {"opj_image_destroy", "opj_destroy_codec", "opj_stream_destroy"};
+    for (int kind = OPJ_IMAGE; kind <= OPJ_STREAM; kind++) {
+        DestroyFn destroy = real_fn<DestroyFn>(names[kind]);
+        for (int i = 0; i < opj_count;) {
+            if (opj_objects[i].kind == kind) {
+                void *p = opj_objects[i].p;
+                opj_objects[i] = opj_objects[--opj_count];
+                if (destroy)
+                    destroy(p);
+            } else {
+                i++;
+            }
+        }
+    }
 }
