@@ -109,16 +109,18 @@ static void ybr_full_to_rgb(uint8_t *p, size_t n_pixels) {
 }
 
 /* Colour photometric interpretations: 0 = RGB already, 1 = YBR_FULL to
- * convert, -1 = refused. JPEG 2000's YBR_RCT/YBR_ICT and JPEG's YBR_FULL_422
- * come out of their decoders as RGB. */
+ * convert, -1 = refused. JPEG 2000's YBR_RCT/YBR_ICT come out of OpenJPEG as
+ * RGB; JPEG-coded YBR_FULL and YBR_FULL_422 come out of GDCM as YCbCr (the
+ * 4:2:2 upsampled), converted here as pydicom does. Uncompressed YBR_FULL_422
+ * (subsampled samples) is refused. */
 static int color_mode(const DicomHeader *h) {
     const char *pi = h->photometric;
     if (!strcmp(pi, "RGB") || !strcmp(pi, "YBR_RCT") || !strcmp(pi, "YBR_ICT"))
         return 0;
     if (!strcmp(pi, "YBR_FULL"))
         return 1;
-    if (!strcmp(pi, "YBR_FULL_422"))
-        return strstr(h->transfer_syntax, "1.2.840.10008.1.2.4.") ? 0 : -1;
+    if (!strcmp(pi, "YBR_FULL_422")) /* GDCM's JPEG decoder gives it upsampled, still YCbCr */
+        return strstr(h->transfer_syntax, "1.2.840.10008.1.2.4.") ? 1 : -1;
     return -1;
 }
 

@@ -246,6 +246,11 @@ static int fill_header(Impl *g, DicomHeader *h, Error *err) {
     if (h->frames < 1)
         return error_set(err, "(0028,0008) NumberOfFrames is zero");
     const gdcm::PixelFormat &pf = img.GetPixelFormat();
+    if (img.GetPhotometricInterpretation() == gdcm::PhotometricInterpretation::YBR_FULL_422 &&
+        !img.GetTransferSyntax().IsEncapsulated())
+        return error_set(err,
+                         "(0028,0004) PhotometricInterpretation YBR_FULL_422 is supported in JPEG-compressed "
+                         "files only (this one is uncompressed)");
     {
         const gdcm::DataElement &px = ds.GetDataElement(gdcm::Tag(0x7fe0, 0x0010));
         const gdcm::ByteValue *bv = px.GetByteValue();

@@ -202,7 +202,9 @@ static voidpf arena_zalloc(voidpf, uInt items, uInt size) {
     }
 }
 
-static void arena_zfree(voidpf, voidpf p) { release(p); }
+static void arena_zfree(voidpf, voidpf p) {
+    release(p);
+}
 
 extern "C" int inflateInit2_(z_streamp strm, int window_bits, const char *version, int stream_size) {
     using Fn = int (*)(z_streamp, int, const char *, int);
@@ -228,10 +230,18 @@ static void *nothrow_allocate(size_t n) {
 }
 
 #define DICOM_JPEG_MEMORY_HOOKS(prefix)                                                                      \
-    extern "C" void *prefix##_jpeg_get_small(void *, size_t n) { return nothrow_allocate(n); }                \
-    extern "C" void *prefix##_jpeg_get_large(void *, size_t n) { return nothrow_allocate(n); }                \
-    extern "C" void prefix##_jpeg_free_small(void *, void *p, size_t) { release(p); }                         \
-    extern "C" void prefix##_jpeg_free_large(void *, void *p, size_t) { release(p); }
+    extern "C" void *prefix##_jpeg_get_small(void *, size_t n) {                                             \
+        return nothrow_allocate(n);                                                                          \
+    }                                                                                                        \
+    extern "C" void *prefix##_jpeg_get_large(void *, size_t n) {                                             \
+        return nothrow_allocate(n);                                                                          \
+    }                                                                                                        \
+    extern "C" void prefix##_jpeg_free_small(void *, void *p, size_t) {                                      \
+        release(p);                                                                                          \
+    }                                                                                                        \
+    extern "C" void prefix##_jpeg_free_large(void *, void *p, size_t) {                                      \
+        release(p);                                                                                          \
+    }
 
 DICOM_JPEG_MEMORY_HOOKS(gdcmjpeg8)
 DICOM_JPEG_MEMORY_HOOKS(gdcmjpeg12)
@@ -282,7 +292,9 @@ void opj_forget(void *p) {
         }
 }
 
-template <typename Fn> Fn real_fn(const char *name) { return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name)); }
+template <typename Fn> Fn real_fn(const char *name) {
+    return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+}
 using DestroyFn = void (*)(void *);
 } // namespace
 
@@ -329,6 +341,19 @@ extern "C" void opj_stream_destroy(void *stream) {
         real(stream);
 }
 
+/* OpenJPEG's messages (codestream errors) would go to stderr through GDCM's
+ * handlers: nothing from a file is printed, the shim's error says what failed. */
+static void opj_quiet(const char *, void *) {}
+using OpjHandler = void (*)(const char *, void *);
+#define DICOM_OPJ_QUIET(name)                                                                                \
+    extern "C" int name(void *codec, OpjHandler, void *data) {                                               \
+        static auto real = real_fn<int (*)(void *, OpjHandler, void *)>(#name);                              \
+        return real ? real(codec, opj_quiet, data) : 0;                                                      \
+    }
+DICOM_OPJ_QUIET(opj_set_error_handler)
+DICOM_OPJ_QUIET(opj_set_warning_handler)
+DICOM_OPJ_QUIET(opj_set_info_handler)
+
 static void opj_leftovers_destroy() {
     static const char *names[] = {"opj_image_destroy", "opj_destroy_codec", "opj_stream_destroy"};
     for (int kind = OPJ_IMAGE; kind <= OPJ_STREAM; kind++) {
@@ -345,3 +370,27 @@ static void opj_leftovers_destroy() {
         }
     }
 }
+
+/* libjpeg's default output_message prints warnings and errors to stderr;
+ * GDCM's three builds keep it. jpeg_std_error is wrapped to make it silent
+ * (the struct starts with error_exit, emit_message, output_message). */
+namespace {
+struct JpegErrorHead {
+    void (*error_exit)(void *);
+    void (*emit_message)(void *, int);
+    void (*output_message)(void *);
+};
+void jpeg_quiet(void *) {}
+} // namespace
+
+#define DICOM_JPEG_QUIET(prefix)                                                                             \
+    extern "C" void *prefix##_jpeg_std_error(void *err) {                                                    \
+        static auto real = real_fn<void *(*)(void *)>(#prefix "_jpeg_std_error");                            \
+        void *e = real ? real(err) : err;                                                                    \
+        if (e)                                                                                               \
+            static_cast<JpegErrorHead *>(e)->output_message = jpeg_quiet;                                    \
+        return e;                                                                                            \
+    }
+DICOM_JPEG_QUIET(gdcmjpeg8)
+DICOM_JPEG_QUIET(gdcmjpeg12)
+DICOM_JPEG_QUIET(gdcmjpeg16)
