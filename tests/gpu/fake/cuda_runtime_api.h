@@ -9,10 +9,15 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus /* kernels/cuda/<op>.cu compiled by cudaemu (tests/gpu/cudaemu/) */
+extern "C" {
+#endif
+
 typedef enum { /* the real runtime's numbers */
                cudaSuccess = 0,
                cudaErrorInvalidValue = 1,
                cudaErrorMemoryAllocation = 2,
+               cudaErrorInvalidConfiguration = 9,
                cudaErrorNoDevice = 100,
                cudaErrorECCUncorrectable = 214,
                cudaErrorIllegalAddress = 700,
@@ -90,6 +95,9 @@ void fake_submit(void (*fn)(void *args), const void *args, size_t args_bytes);
 /* fake_submit, then what a launcher returns in real CUDA (cudaGetLastError()
  * after <<<>>>). */
 cudaError_t fake_launch(void (*fn)(void *args), const void *args, size_t args_bytes);
+/* A launch the caller found invalid (tests/gpu/cudaemu/: a block too large, too
+ * much shared memory): not run, and the next cudaGetLastError() returns e. */
+void fake_launch_rejected(cudaError_t e);
 /* Launches recorded in the decode graph and replays done (tests). */
 int fake_graph_replays(void);
 
@@ -118,5 +126,9 @@ int fake_error_is_sticky(cudaError_t error);
 void fake_device_allocations(int *count, size_t *bytes);
 /* Kernel launches executed so far. */
 long fake_launch_count(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
