@@ -199,7 +199,9 @@ __device__ void mass_descent(const float *p, int n, double goal, int strict, Sam
     __syncthreads();
 }
 
-__global__ void __launch_bounds__(SAMPLE_THREADS)
+/* (1024, 1): one block per SM may use 64 registers a thread; without the 1, ptxas
+ * gave sm_90 32 and spilled (tests/gpu/test_ptxas_resources.sh). */
+__global__ void __launch_bounds__(SAMPLE_THREADS, 1)
     sample_kernel(int32_t *out, float *x, int n, float temperature, int top_k, float top_p, float coin,
                   int greedy) {
     __shared__ SampleShared sh;

@@ -23,8 +23,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
+
 #include <map>
+#include <set>
 #include <string>
+#include <tuple>
 
 #if defined(__x86_64__) && !defined(CUDAEMU_UCONTEXT)
 #define CUDAEMU_ASM_SWITCH 1
@@ -145,7 +149,8 @@ struct Engine {
     const void *sched_stack_bottom;
     size_t sched_stack_size;
 #endif
-    std::map<const void *, int> max_dyn_smem; /* cudaFuncSetAttribute opt-ins */
+    std::map<const void *, int> max_dyn_smem;                              /* cudaFuncSetAttribute opt-ins */
+    std::set<std::tuple<const void *, unsigned long long, size_t>> logged; /* CUDAEMU_LAUNCH_LOG */
     long long blocks_run, switches;
 };
 
@@ -208,9 +213,10 @@ void die(const char *fmt, ...) {
     const LaunchConfig *c = E.cfg;
     char where[256] = "";
     if (c)
-        snprintf(where, sizeof where, " in kernel %s, block (%u,%u,%u) of grid (%u,%u,%u), block size (%u,%u,%u)",
-                 c->name, blockIdx.x, blockIdx.y, blockIdx.z, c->grid.x, c->grid.y, c->grid.z, c->block.x,
-                 c->block.y, c->block.z);
+        snprintf(where, sizeof where,
+                 " in kernel %s, block (%u,%u,%u) of grid (%u,%u,%u), block size (%u,%u,%u)", c->name,
+                 blockIdx.x, blockIdx.y, blockIdx.z, c->grid.x, c->grid.y, c->grid.z, c->block.x, c->block.y,
+                 c->block.z);
     printf("FAIL cudaemu: %s%s [schedule %s]\n", msg, where, schedule_names[E.schedule]);
     fflush(stdout);
     fprintf(stderr, "cudaemu: %s%s [schedule %s]\n", msg, where, schedule_names[E.schedule]);
@@ -268,7 +274,8 @@ void describe_threads(char *out, size_t n) {
             len += snprintf(out + len, n - len, "%s exited; ", range);
             break;
         case AT_BARRIER:
-            len += snprintf(out + len, n - len, "%s at __syncthreads (%s:%d); ", range, base_name(f.file), f.line);
+            len += snprintf(out + len, n - len, "%s at __syncthreads (%s:%d); ", range, base_name(f.file),
+                            f.line);
             break;
         case AT_WARP:
             len += snprintf(out + len, n - len, "%s at %s mask %08x (%s:%d); ", range, op_name(f.op), f.mask,
@@ -421,10 +428,10 @@ void start_fiber(Fiber *f) {
     /* cudaemu_switch's frame: MXCSR + x87 control word, r15..rbp, then its ret
      * address (the entry), then the entry's own (never used) return address. */
     uint64_t *sp = (uint64_t *)((uintptr_t)top & ~(uintptr_t)15);
-    *--sp = 0;                                           /* the entry's return address */
+    *--sp = 0;                                         /* the entry's return address */
     *--sp = (uint64_t)(uintptr_t)&cudaemu_fiber_entry; /* cudaemu_switch returns here */
     for (int i = 0; i < 6; i++)
-        *--sp = 0; /* rbp, rbx, r12..r15 */
+        *--sp = 0;                         /* rbp, rbx, r12..r15 */
     *--sp = 0x1F80ull | (0x037Full << 32); /* MXCSR default, x87 control word default */
     f->sp = sp;
 #else
@@ -460,7 +467,8 @@ void ensure_fibers(int n) {
     free(E.fibers);
     /* one guard page below each stack: an overflow faults instead of corrupting the next fiber */
     size_t each = E.stack_size + page, total = (size_t)n * each;
-    E.stacks = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    E.stacks =
+        (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (E.stacks == MAP_FAILED)
         die("cannot map %d fiber stacks of %zu KB: %s", n, E.stack_size >> 10, strerror(errno));
     E.fibers = (Fiber *)calloc(n, sizeof(Fiber));
@@ -559,7 +567,8 @@ void warp_complete(int w, const Fiber &arrived) {
         if (g.op != arrived.op || g.mask != mask || g.file != arrived.file || g.line != arrived.line) {
             char who[2048];
             describe_threads(who, sizeof who);
-            die("divergent warp collective: lane %u at %s mask %08x (%s:%d), lane %u at %s mask %08x (%s:%d); %s",
+            die("divergent warp collective: lane %u at %s mask %08x (%s:%d), lane %u at %s mask %08x "
+                "(%s:%d); %s",
                 g.linear & 31, op_name(g.op), g.mask, base_name(g.file), g.line, arrived.linear & 31,
                 op_name(arrived.op), mask, base_name(arrived.file), arrived.line, who);
         }
@@ -625,8 +634,8 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
     Fiber *f = current(op_name(op), file, line);
     int w = f->linear >> 5, lane = f->linear & 31;
     if (!(mask & (1u << lane)))
-        die("%s (%s:%d): lane %d calls it with mask %08x, which does not name it", op_name(op), base_name(file),
-            line, lane, mask);
+        die("%s (%s:%d): lane %d calls it with mask %08x, which does not name it", op_name(op),
+            base_name(file), line, lane, mask);
     if (width <= 0 || width > 32 || (width & (width - 1)))
         die("%s (%s:%d): width %d is not a power of two <= 32", op_name(op), base_name(file), line, width);
     int warp_lanes = E.n_threads - (w << 5) < 32 ? E.n_threads - (w << 5) : 32;
@@ -652,7 +661,8 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
     return f->out;
 }
 
-void mma_m16n8k16_bf16(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+void mma_m16n8k16_bf16(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                       uint32_t b1) {
     Fiber *f = current("mma.sync", __FILE__, __LINE__);
     f->mma_c = c;
     f->mma_a[0] = a0, f->mma_a[1] = a1, f->mma_a[2] = a2, f->mma_a[3] = a3;
@@ -683,13 +693,16 @@ cudaError_t func_set_attribute(const void *func, cudaFuncAttribute attr, int val
     init();
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
         (size_t)value > limits().smem_optin) {
-        fprintf(stderr, "cudaemu: cudaFuncSetAttribute(MaxDynamicSharedMemorySize, %d) exceeds %s's %zu bytes\n",
+        fprintf(stderr,
+                "cudaemu: cudaFuncSetAttribute(MaxDynamicSharedMemorySize, %d) exceeds %s's %zu bytes\n",
                 value, limits().name, limits().smem_optin);
         return cudaErrorInvalidValue;
     }
     E.max_dyn_smem[func] = value;
     return cudaSuccess;
 }
+
+void log_launch(const LaunchConfig &c);
 
 cudaError_t check_launch(const LaunchConfig &c) {
     init();
@@ -723,8 +736,31 @@ cudaError_t check_launch(const LaunchConfig &c) {
         printf("# cudaemu: launch of %s rejected on %s: %s\n", c.name, L.name, why);
         fflush(stdout);
         fprintf(stderr, "cudaemu: launch of %s rejected on %s: %s\n", c.name, L.name, why);
+    } else {
+        log_launch(c);
     }
     return e;
+}
+
+/* CUDAEMU_LAUNCH_LOG=FILE: each distinct (kernel, threads per block, dynamic
+ * shared memory) launched is appended to FILE as "<mangled name> <threads>
+ * <bytes>", the sizes tests/gpu/ptxas_check.py checks the kernels' registers
+ * and shared memory at. The name comes from the dynamic symbol table (the
+ * programs link with -rdynamic); it is the mangled name nvcc gives the kernel. */
+void log_launch(const LaunchConfig &c) {
+    static const char *path = getenv("CUDAEMU_LAUNCH_LOG");
+    if (!path || !*path)
+        return;
+    unsigned long long threads = (unsigned long long)c.block.x * c.block.y * c.block.z;
+    if (!E.logged.insert(std::make_tuple(c.func, threads, c.smem)).second)
+        return;
+    Dl_info info;
+    const char *sym = dladdr(c.func, &info) && info.dli_sname ? info.dli_sname : NULL;
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return;
+    fprintf(f, "%s %llu %zu %s\n", sym ? sym : "?", threads, c.smem, c.name);
+    fclose(f);
 }
 
 void reject_launch(cudaError_t e) {

@@ -62,7 +62,8 @@ void syncthreads(const char *file, int line);
 enum WarpOp { OP_SHFL_XOR, OP_SHFL_DOWN, OP_SHFL_UP, OP_SHFL_IDX, OP_SYNCWARP, OP_MMA };
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width, const char *file,
                          int line);
-void mma_m16n8k16_bf16(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1);
+void mma_m16n8k16_bf16(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                       uint32_t b1);
 void *dynamic_smem(void);
 
 template <typename T> T shfl(WarpOp op, unsigned mask, T v, int arg, int width, const char *file, int line) {
@@ -125,13 +126,16 @@ void launch(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, size_
 #define __syncthreads() cudaemu::syncthreads(__FILE__, __LINE__)
 #define __syncwarp(...) cudaemu::syncwarp_at(__FILE__, __LINE__, ##__VA_ARGS__)
 #define __shfl_xor_sync(mask, v, lane_mask, ...)                                                             \
-    cudaemu::shfl(cudaemu::OP_SHFL_XOR, mask, v, lane_mask, cudaemu::width_or_32(__VA_ARGS__), __FILE__, __LINE__)
+    cudaemu::shfl(cudaemu::OP_SHFL_XOR, mask, v, lane_mask, cudaemu::width_or_32(__VA_ARGS__), __FILE__,     \
+                  __LINE__)
 #define __shfl_down_sync(mask, v, delta, ...)                                                                \
-    cudaemu::shfl(cudaemu::OP_SHFL_DOWN, mask, v, delta, cudaemu::width_or_32(__VA_ARGS__), __FILE__, __LINE__)
+    cudaemu::shfl(cudaemu::OP_SHFL_DOWN, mask, v, delta, cudaemu::width_or_32(__VA_ARGS__), __FILE__,        \
+                  __LINE__)
 #define __shfl_up_sync(mask, v, delta, ...)                                                                  \
     cudaemu::shfl(cudaemu::OP_SHFL_UP, mask, v, delta, cudaemu::width_or_32(__VA_ARGS__), __FILE__, __LINE__)
 #define __shfl_sync(mask, v, src_lane, ...)                                                                  \
-    cudaemu::shfl(cudaemu::OP_SHFL_IDX, mask, v, src_lane, cudaemu::width_or_32(__VA_ARGS__), __FILE__, __LINE__)
+    cudaemu::shfl(cudaemu::OP_SHFL_IDX, mask, v, src_lane, cudaemu::width_or_32(__VA_ARGS__), __FILE__,      \
+                  __LINE__)
 
 namespace cudaemu {
 static inline int width_or_32(int w = 32) {
@@ -215,7 +219,8 @@ enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 namespace cudaemu {
 cudaError_t func_set_attribute(const void *func, cudaFuncAttribute attr, int value);
 }
-template <typename F> static inline cudaError_t cudaFuncSetAttribute(F *func, cudaFuncAttribute attr, int value) {
+template <typename F>
+static inline cudaError_t cudaFuncSetAttribute(F *func, cudaFuncAttribute attr, int value) {
     return cudaemu::func_set_attribute((const void *)func, attr, value);
 }
 

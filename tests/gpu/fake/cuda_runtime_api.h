@@ -1,9 +1,10 @@
-/* A fake CUDA runtime for tests/gpu/test_backend_emulated.sh: just what the CUDA
- * backend's host code and the GPU test program call, with "device" memory in
- * host RAM and stream capture recorded as a list of host closures (fake.c).
- * Not a CUDA emulator: the kernels behind kernels/cuda/kernels_cuda.h are
- * replaced by plain C (fake_kernels.c). It lets the host code run end to end
- * where no GPU exists. */
+/* A fake CUDA runtime: just what the CUDA backend's host code and the GPU test
+ * program call, with "device" memory in host RAM (each allocation exactly its
+ * size, so ASan sees overruns) and stream capture recorded as a list of host
+ * closures (fake_runtime.c). The kernels behind kernels/cuda/kernels_cuda.h are
+ * either the real ones run by the CPU emulator (tests/gpu/cudaemu/, through
+ * fake_submit) or plain-C stand-ins (fake_kernels.c). It lets the host code run
+ * end to end where no GPU exists. */
 #ifndef TESTS_GPU_FAKE_CUDA_RUNTIME_API_H
 #define TESTS_GPU_FAKE_CUDA_RUNTIME_API_H
 
