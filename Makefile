@@ -42,6 +42,8 @@ endif
 # The CUDA backend's host code on a fake device (no nvcc needed): tests/gpu/fake/fake.mk
 # (absent from the image build's context, which has no tests/).
 -include tests/gpu/fake/fake.mk
+# The real CUDA kernels run on the CPU (cudaemu): tests/gpu/cudaemu/cudaemu.mk
+-include tests/gpu/cudaemu/cudaemu.mk
 
 .PHONY: all deps test test-asan test-grammar-full fuzz format lint clean models run
 all: $(PROGRAMS) $(CUDA_PROGRAMS)

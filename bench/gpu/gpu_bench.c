@@ -91,7 +91,7 @@ static void *fill_part(void *arg) {
 }
 
 /* --tiny: a small model with every structural feature (checks this program's flow
- * where speed does not matter, e.g. tests/gpu/test_backend_emulated.sh). */
+ * where speed does not matter, e.g. tests/gpu/test_cudaemu.sh). */
 static void tiny_config(ModelConfig *c) {
     synth_config(c);
     TextConfig *t = &c->text;

@@ -20,18 +20,7 @@
 
 // ---- kernels: prefill
 
-/* One m16n8k16 bf16 MMA with fp32 accumulators (sm_80+: Ampere, Ada, Hopper).
- * Fragment layout (PTX ISA, g = lane / 4, t = lane % 4):
- *   a0 (row g, k 2t..2t+1)  a1 (row g+8, k 2t..)  a2 (row g, k 2t+8..)  a3 (row g+8, k 2t+8..)
- *   b0 (k 2t..2t+1, col g)  b1 (k 2t+8.., col g)
- *   c0,c1 (row g, col 2t, 2t+1)  c2,c3 (row g+8, col 2t, 2t+1) */
-__device__ __forceinline__ void mma_bf16_16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                               uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
+/* mma_bf16_16816 (one tensor-core MMA) is in common.cuh. */
 
 __device__ __forceinline__ uint32_t lds32(const bf16_t *p) {
     return *reinterpret_cast<const uint32_t *>(p);
@@ -69,7 +58,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
                          const int32_t *image_block, int T, int n_heads, int n_kv_heads, int head_dim,
                          int causal, int window, float scale) {
     using S = FlashSmem<DP>;
-    extern __shared__ __align__(16) unsigned char fa_smem[];
+    CUDA_DYNAMIC_SMEM(unsigned char, fa_smem);
     bf16_t *Qs = reinterpret_cast<bf16_t *>(fa_smem);
     bf16_t *Ks = Qs + S::q_elems;
     bf16_t *Vt = Ks + S::k_elems;
@@ -272,8 +261,8 @@ static cudaError_t launch_flash_prefill(bf16_t *out, const bf16_t *q, int ld_q, 
         attr_set = true;
     }
     dim3 grid(ceil_div_u(T, FA_BR), n_heads);
-    flash_prefill_kernel<DP><<<grid, FA_WARPS * 32, smem, stream>>>(
-        out, q, ld_q, k, v, ld_kv, image_block, T, n_heads, n_kv_heads, head_dim, causal, window, scale);
+    CUDA_LAUNCH(flash_prefill_kernel<DP>, grid, FA_WARPS * 32, smem, stream, out, q, ld_q, k, v, ld_kv,
+                image_block, T, n_heads, n_kv_heads, head_dim, causal, window, scale);
     return cudaGetLastError();
 }
 
@@ -481,20 +470,20 @@ extern "C" cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf1
     const bf16_t *qq = (const bf16_t *)q, *kc = (const bf16_t *)k_cache, *vc = (const bf16_t *)v_cache;
     switch (n_heads / n_kv_heads) {
     case 1:
-        decode_split_kernel<1><<<grid, DEC_WARPS * 32, 0, stream>>>(scratch, qq, kc, vc, d_pos, ring, n_heads,
-                                                                    n_kv_heads, head_dim, scale);
+        CUDA_LAUNCH(decode_split_kernel<1>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, kc, vc, d_pos, ring,
+                    n_heads, n_kv_heads, head_dim, scale);
         break;
     case 2:
-        decode_split_kernel<2><<<grid, DEC_WARPS * 32, 0, stream>>>(scratch, qq, kc, vc, d_pos, ring, n_heads,
-                                                                    n_kv_heads, head_dim, scale);
+        CUDA_LAUNCH(decode_split_kernel<2>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, kc, vc, d_pos, ring,
+                    n_heads, n_kv_heads, head_dim, scale);
         break;
     case 4:
-        decode_split_kernel<4><<<grid, DEC_WARPS * 32, 0, stream>>>(scratch, qq, kc, vc, d_pos, ring, n_heads,
-                                                                    n_kv_heads, head_dim, scale);
+        CUDA_LAUNCH(decode_split_kernel<4>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, kc, vc, d_pos, ring,
+                    n_heads, n_kv_heads, head_dim, scale);
         break;
     case 8:
-        decode_split_kernel<8><<<grid, DEC_WARPS * 32, 0, stream>>>(scratch, qq, kc, vc, d_pos, ring, n_heads,
-                                                                    n_kv_heads, head_dim, scale);
+        CUDA_LAUNCH(decode_split_kernel<8>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, kc, vc, d_pos, ring,
+                    n_heads, n_kv_heads, head_dim, scale);
         break;
     default:
         return cudaErrorInvalidValue;
@@ -502,7 +491,8 @@ extern "C" cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf1
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
         return e;
-    decode_merge_kernel<<<n_heads, 256, 0, stream>>>((bf16_t *)out, scratch, n_splits, n_heads, head_dim);
+    CUDA_LAUNCH(decode_merge_kernel, n_heads, 256, 0, stream, (bf16_t *)out, scratch, n_splits, n_heads,
+                head_dim);
     return cudaGetLastError();
 }
 
@@ -511,7 +501,7 @@ extern "C" cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k
                                      cudaStream_t stream) {
     if (n_tokens <= 0)
         return cudaSuccess;
-    kv_store_kernel<<<n_tokens, 256, 0, stream>>>((bf16_t *)k_cache, (bf16_t *)v_cache, (const bf16_t *)k,
-                                                  (const bf16_t *)v, ld, n_tokens, kv_dim, d_pos, ring);
+    CUDA_LAUNCH(kv_store_kernel, n_tokens, 256, 0, stream, (bf16_t *)k_cache, (bf16_t *)v_cache,
+                (const bf16_t *)k, (const bf16_t *)v, ld, n_tokens, kv_dim, d_pos, ring);
     return cudaGetLastError();
 }

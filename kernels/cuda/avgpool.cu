@@ -26,6 +26,7 @@ extern "C" cudaError_t cuda_avgpool_grid(bf16 *out, const bf16 *x, int grid, int
     if (k <= 0 || grid <= 0 || grid % k || dim <= 0)
         return cudaErrorInvalidValue;
     int g_out = grid / k;
-    avgpool_grid_kernel<<<g_out * g_out, 256, 0, stream>>>((bf16_t *)out, (const bf16_t *)x, grid, k, dim);
+    CUDA_LAUNCH(avgpool_grid_kernel, g_out * g_out, 256, 0, stream, (bf16_t *)out, (const bf16_t *)x, grid, k,
+                dim);
     return cudaGetLastError();
 }

@@ -12,6 +12,42 @@
 
 typedef __nv_bfloat16 bf16_t;
 
+/* The three CUDA constructs the CPU emulator (tests/gpu/cudaemu/, which defines
+ * CUDAEMU) cannot take as written, each behind one helper so the kernels
+ * compile unmodified for both:
+ *   CUDA_LAUNCH(kernel, grid, block, smem, stream, args...)  kernel<<<grid, block, smem, stream>>>(args...)
+ *   CUDA_DYNAMIC_SMEM(type, name)                            extern __shared__ type name[] (16-byte aligned)
+ *   mma_bf16_16816(c, a0..a3, b0, b1)                        one mma.sync.m16n8k16 (below) */
+#ifdef CUDAEMU
+#define CUDA_LAUNCH(kernel, grid, block, smem, stream, ...)                                                  \
+    cudaemu::launch(#kernel, kernel, grid, block, smem, stream, __VA_ARGS__)
+#define CUDA_DYNAMIC_SMEM(type, name) type *name = reinterpret_cast<type *>(cudaemu::dynamic_smem())
+#else
+#define CUDA_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#define CUDA_DYNAMIC_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
+/* D = A B + C on tensor cores: one m16n8k16 bf16 MMA with fp32 accumulators, a
+ * warp-wide instruction (sm_80+: Ampere, Ada, Hopper). Fragment layout (PTX ISA,
+ * "Matrix Fragments for mma.m16n8k16", g = lane / 4, t = lane % 4; each 32-bit
+ * register holds two bf16, the lower column / k index in the low half):
+ *   a0 (row g, k 2t..2t+1)  a1 (row g+8, k 2t..)  a2 (row g, k 2t+8..)  a3 (row g+8, k 2t+8..)
+ *   b0 (k 2t..2t+1, col g)  b1 (k 2t+8.., col g)
+ *   c0,c1 (row g, col 2t, 2t+1)  c2,c3 (row g+8, col 2t, 2t+1)
+ * The emulator rebuilds the 16x16 A, 16x8 B and 16x8 C of the warp from these
+ * layouts (tests/gpu/cudaemu/cudaemu.cpp); tests/gpu/run.sh pins it to the GPU. */
+__device__ __forceinline__ void mma_bf16_16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1) {
+#ifdef CUDAEMU
+    cudaemu::mma_m16n8k16_bf16(c, a0, a1, a2, a3, b0, b1);
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
 __device__ __forceinline__ float to_f32(bf16_t v) {
     return __bfloat162float(v);
 }

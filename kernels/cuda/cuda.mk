@@ -7,7 +7,8 @@ CUDA_ARCH_FLAGS ?= -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,
   -gencode arch=compute_89,code=compute_89
 CUBLAS_INC ?= $(CUDA_HOME)/include
 CUBLAS_LIB ?= $(CUDA_HOME)/lib64
-NVCCFLAGS ?= -O3 -std=c++17 -lineinfo $(CUDA_ARCH_FLAGS) -I. -I$(CUBLAS_INC)
+# -warn-spills: ptxas says when a kernel spills registers; -Wall for the host code.
+NVCCFLAGS ?= -O3 -std=c++17 -lineinfo $(CUDA_ARCH_FLAGS) -I. -I$(CUBLAS_INC) -Xptxas -warn-spills -Xcompiler -Wall
 
 CUDA_CU_SRC := $(wildcard kernels/cuda/*.cu)
 CUDA_HOST_SRC := $(wildcard engine/cuda/*.c)
@@ -16,9 +17,14 @@ CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -L$(CUBLAS_LIB) -Wl,-rpath,$(CUDA_HOME)/lib6
   -lcublasLt -lcudart -lstdc++
 CFLAGS += -DMEDGEMMA_CUDA=1 -I$(CUDA_HOME)/include -I$(CUBLAS_INC)
 
+# ptxas's resource report of each kernel (registers, spills, static shared memory
+# per architecture) is kept next to the object as <op>.ptxas.txt for the static
+# resource check (tests/gpu/test_ptxas_resources.sh); everything else nvcc says
+# (warnings) is shown.
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -Xptxas -v -c $< -o $@ 2>$(@:.o=.ptxas.txt) || { cat $(@:.o=.ptxas.txt) >&2; exit 1; }
+	@grep -vE '^ptxas info|^    [0-9]+ bytes stack frame' $(@:.o=.ptxas.txt) >&2 || true
 
 # The GPU test program and benchmark link only what they use (no HTTP, image
 # codecs or network libraries: cJSON is their one library besides CUDA), so a

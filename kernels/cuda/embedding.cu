@@ -31,8 +31,8 @@ extern "C" cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const
                                              int dim, float scale, cudaStream_t stream) {
     if (n_tokens <= 0 || dim <= 0)
         return cudaSuccess;
-    embedding_lookup_kernel<<<n_tokens, 256, 0, stream>>>((bf16_t *)out, (const bf16_t *)table, ids, dim,
-                                                          scale);
+    CUDA_LAUNCH(embedding_lookup_kernel, n_tokens, 256, 0, stream, (bf16_t *)out, (const bf16_t *)table, ids,
+                dim, scale);
     return cudaGetLastError();
 }
 
@@ -40,6 +40,6 @@ extern "C" cudaError_t cuda_rows_scatter(bf16 *out, const bf16 *src, const int32
                                          cudaStream_t stream) {
     if (n_src <= 0 || dim <= 0)
         return cudaSuccess;
-    rows_scatter_kernel<<<n_src, 256, 0, stream>>>((bf16_t *)out, (const bf16_t *)src, rows, dim);
+    CUDA_LAUNCH(rows_scatter_kernel, n_src, 256, 0, stream, (bf16_t *)out, (const bf16_t *)src, rows, dim);
     return cudaGetLastError();
 }

@@ -41,14 +41,14 @@ extern "C" cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows
     long long n = (long long)n_rows * width;
     if (n <= 0)
         return cudaSuccess;
-    gelu_tanh_gate_kernel<<<elementwise_blocks(n), 256, 0, stream>>>((bf16_t *)out, (const bf16_t *)gu,
-                                                                     n_rows, width);
+    CUDA_LAUNCH(gelu_tanh_gate_kernel, elementwise_blocks(n), 256, 0, stream, (bf16_t *)out,
+                (const bf16_t *)gu, n_rows, width);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t cuda_gelu_tanh(bf16 *x, long long n, cudaStream_t stream) {
     if (n <= 0)
         return cudaSuccess;
-    gelu_tanh_kernel<<<elementwise_blocks(n), 256, 0, stream>>>((bf16_t *)x, n);
+    CUDA_LAUNCH(gelu_tanh_kernel, elementwise_blocks(n), 256, 0, stream, (bf16_t *)x, n);
     return cudaGetLastError();
 }

@@ -32,7 +32,7 @@ extern "C" cudaError_t cuda_layernorm(bf16 *out, const bf16 *x, const bf16 *w, c
                                       int dim, float eps, cudaStream_t stream) {
     if (n_rows <= 0 || dim <= 0)
         return cudaSuccess;
-    layernorm_kernel<<<n_rows, dim >= 1024 ? 256 : 128, 0, stream>>>(
-        (bf16_t *)out, (const bf16_t *)x, (const bf16_t *)w, (const bf16_t *)b, dim, eps);
+    CUDA_LAUNCH(layernorm_kernel, n_rows, dim >= 1024 ? 256 : 128, 0, stream, (bf16_t *)out,
+                (const bf16_t *)x, (const bf16_t *)w, (const bf16_t *)b, dim, eps);
     return cudaGetLastError();
 }

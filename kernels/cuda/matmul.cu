@@ -92,9 +92,10 @@ static cudaError_t launch_gemv(OutT *y, const bf16_t *x, const bf16_t *w, const 
         return cudaErrorInvalidValue;
     unsigned blocks = ceil_div_u(out_dim, GEMV_WARPS);
     if (in_dim % 8 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)w & 15) == 0)
-        gemv_kernel<OutT><<<blocks, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, in_dim, out_dim);
+        CUDA_LAUNCH(gemv_kernel<OutT>, blocks, GEMV_WARPS * 32, 0, stream, y, x, w, bias, in_dim, out_dim);
     else
-        gemv_scalar_kernel<OutT><<<blocks, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, in_dim, out_dim);
+        CUDA_LAUNCH(gemv_scalar_kernel<OutT>, blocks, GEMV_WARPS * 32, 0, stream, y, x, w, bias, in_dim,
+                    out_dim);
     return cudaGetLastError();
 }
 

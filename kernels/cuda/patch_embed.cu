@@ -38,7 +38,7 @@ extern "C" cudaError_t cuda_patch_im2col(bf16 *patches, const float *pixels, int
     long long blocks = (n + 255) / 256;
     if (blocks > 65535 * 8)
         blocks = 65535 * 8;
-    patch_im2col_kernel<<<(unsigned)blocks, 256, 0, stream>>>((bf16_t *)patches, pixels, image_size, patch,
-                                                              channels, k_pad);
+    CUDA_LAUNCH(patch_im2col_kernel, (unsigned)blocks, 256, 0, stream, (bf16_t *)patches, pixels, image_size,
+                patch, channels, k_pad);
     return cudaGetLastError();
 }

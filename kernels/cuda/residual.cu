@@ -19,6 +19,6 @@ extern "C" cudaError_t cuda_residual_add(bf16 *x, const bf16 *y, long long n, cu
     long long blocks = (n + 255) / 256;
     if (blocks > 65535 * 8)
         blocks = 65535 * 8;
-    residual_add_kernel<<<(unsigned)blocks, 256, 0, stream>>>((bf16_t *)x, (const bf16_t *)y, n);
+    CUDA_LAUNCH(residual_add_kernel, (unsigned)blocks, 256, 0, stream, (bf16_t *)x, (const bf16_t *)y, n);
     return cudaGetLastError();
 }

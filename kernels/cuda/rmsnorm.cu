@@ -62,8 +62,8 @@ extern "C" cudaError_t cuda_rmsnorm(bf16 *out, const bf16 *x, const bf16 *w, int
                                     cudaStream_t stream) {
     if (n_rows <= 0 || dim <= 0)
         return cudaSuccess;
-    rmsnorm_kernel<<<n_rows, norm_threads(dim), 0, stream>>>((bf16_t *)out, (const bf16_t *)x,
-                                                             (const bf16_t *)w, dim, eps);
+    CUDA_LAUNCH(rmsnorm_kernel, n_rows, norm_threads(dim), 0, stream, (bf16_t *)out, (const bf16_t *)x,
+                (const bf16_t *)w, dim, eps);
     return cudaGetLastError();
 }
 
@@ -71,8 +71,8 @@ extern "C" cudaError_t cuda_rmsnorm_residual(bf16 *x, const bf16 *h, const bf16 
                                              float eps, cudaStream_t stream) {
     if (n_rows <= 0 || dim <= 0)
         return cudaSuccess;
-    rmsnorm_residual_kernel<<<n_rows, norm_threads(dim), 0, stream>>>((bf16_t *)x, nullptr, (const bf16_t *)h,
-                                                                      (const bf16_t *)w, nullptr, dim, eps);
+    CUDA_LAUNCH(rmsnorm_residual_kernel, n_rows, norm_threads(dim), 0, stream, (bf16_t *)x, nullptr,
+                (const bf16_t *)h, (const bf16_t *)w, nullptr, dim, eps);
     return cudaGetLastError();
 }
 
@@ -81,8 +81,7 @@ extern "C" cudaError_t cuda_rmsnorm_residual_norm(bf16 *x, bf16 *out, const bf16
                                                   cudaStream_t stream) {
     if (n_rows <= 0 || dim <= 0)
         return cudaSuccess;
-    rmsnorm_residual_kernel<<<n_rows, norm_threads(dim), 0, stream>>>(
-        (bf16_t *)x, (bf16_t *)out, (const bf16_t *)h, (const bf16_t *)w_post, (const bf16_t *)w_next, dim,
-        eps);
+    CUDA_LAUNCH(rmsnorm_residual_kernel, n_rows, norm_threads(dim), 0, stream, (bf16_t *)x, (bf16_t *)out,
+                (const bf16_t *)h, (const bf16_t *)w_post, (const bf16_t *)w_next, dim, eps);
     return cudaGetLastError();
 }

@@ -87,8 +87,8 @@ extern "C" cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, in
         return cudaSuccess;
     if (head_dim <= 0 || head_dim % 2)
         return cudaErrorInvalidValue;
-    qk_norm_rope_kernel<<<n_tokens * n_heads, 128, 0, stream>>>(
-        (bf16_t *)x, ld, (const bf16_t *)norm_w, n_heads, head_dim, d_pos0, theta, rope_scale, eps);
+    CUDA_LAUNCH(qk_norm_rope_kernel, n_tokens * n_heads, 128, 0, stream, (bf16_t *)x, ld,
+                (const bf16_t *)norm_w, n_heads, head_dim, d_pos0, theta, rope_scale, eps);
     return cudaGetLastError();
 }
 
@@ -104,8 +104,8 @@ extern "C" cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm
     long long blocks = (long long)n_tokens * (n_heads + 2 * n_kv_heads);
     if (blocks > 0x7fffffffLL)
         return cudaErrorInvalidValue;
-    qkv_rope_store_kernel<<<(unsigned)blocks, 128, 0, stream>>>(
-        (bf16_t *)qkv, ld, (const bf16_t *)q_norm, (const bf16_t *)k_norm, n_tokens, n_heads, n_kv_heads,
-        head_dim, d_pos0, theta, rope_scale, eps, (bf16_t *)k_cache, (bf16_t *)v_cache, ring);
+    CUDA_LAUNCH(qkv_rope_store_kernel, (unsigned)blocks, 128, 0, stream, (bf16_t *)qkv, ld,
+                (const bf16_t *)q_norm, (const bf16_t *)k_norm, n_tokens, n_heads, n_kv_heads, head_dim,
+                d_pos0, theta, rope_scale, eps, (bf16_t *)k_cache, (bf16_t *)v_cache, ring);
     return cudaGetLastError();
 }

@@ -199,7 +199,9 @@ __device__ void mass_descent(const float *p, int n, double goal, int strict, Sam
     __syncthreads();
 }
 
-__global__ void __launch_bounds__(SAMPLE_THREADS)
+/* (1024, 1): one block per SM may use 64 registers a thread; without the 1, ptxas
+ * gave sm_90 32 and spilled (tests/gpu/test_ptxas_resources.sh). */
+__global__ void __launch_bounds__(SAMPLE_THREADS, 1)
     sample_kernel(int32_t *out, float *x, int n, float temperature, int top_k, float top_p, float coin,
                   int greedy) {
     __shared__ SampleShared sh;
@@ -385,14 +387,14 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) softmax_kernel(float *x, int n
 extern "C" cudaError_t cuda_softmax(float *x, int n, cudaStream_t stream) {
     if (n <= 0)
         return cudaSuccess;
-    softmax_kernel<<<1, SAMPLE_THREADS, 0, stream>>>(x, n);
+    CUDA_LAUNCH(softmax_kernel, 1, SAMPLE_THREADS, 0, stream, x, n);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t cuda_argmax(int32_t *out, const float *x, int n, cudaStream_t stream) {
     if (n <= 0)
         return cudaErrorInvalidValue;
-    sample_kernel<<<1, SAMPLE_THREADS, 0, stream>>>(out, (float *)x, n, 0.0f, 0, 1.0f, 0.0f, 1);
+    CUDA_LAUNCH(sample_kernel, 1, SAMPLE_THREADS, 0, stream, out, (float *)x, n, 0.0f, 0, 1.0f, 0.0f, 1);
     return cudaGetLastError();
 }
 
@@ -407,6 +409,7 @@ extern "C" cudaError_t cuda_sample_logits(int32_t *out, float *logits, int n, fl
     if (n <= 0)
         return cudaErrorInvalidValue;
     int greedy = temperature <= 0.0f || n == 1;
-    sample_kernel<<<1, SAMPLE_THREADS, 0, stream>>>(out, logits, n, temperature, top_k, top_p, coin, greedy);
+    CUDA_LAUNCH(sample_kernel, 1, SAMPLE_THREADS, 0, stream, out, logits, n, temperature, top_k, top_p, coin,
+                greedy);
     return cudaGetLastError();
 }

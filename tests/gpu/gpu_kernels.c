@@ -631,6 +631,7 @@ void gpu_kernel_tests(void) {
     test_attention_prefill("attn_prefill_one_token", 1, 8, 4, 256, 1, 0, NULL, 1);
     test_attention_prefill("attn_prefill_dh32_window", 70, 4, 2, 32, 1, 12, NULL, 0);
     test_attention_prefill("attn_prefill_dh128", 100, 4, 4, 128, 1, 0, NULL, 0);
+    test_attention_prefill("attn_prefill_dh64_gqa", 90, 8, 2, 64, 1, 0, NULL, 1); /* the DP = 64 instance */
 
     test_attention_decode("attn_decode_4b_global", 4096, 2999, 0, 8, 4, 256, 64);
     test_attention_decode("attn_decode_4b_ring", 1024, 5000, 1024, 8, 4, 256, 32);

@@ -2,6 +2,7 @@
 # Everything a lent GPU is for, in one run (docs/gpu.md, GPU.md), ~6 minutes:
 #   1. nvidia-smi; find nvcc, cublasLt.h, libcublasLt.so; unpack carried .debs
 #      (.deps-device/: cJSON, the GPU programs' only library besides CUDA); build
+#   1b. mma.sync on random fragments: the GPU vs the CPU emulator (build/mma_check*)
 #   2. kernel tests: every CUDA kernel vs its CPU twin      (build/gpu_tests kernels)
 #   3. model parity on the GPU vs the transformers goldens  (build/gpu_tests golden)
 #   4. compute-sanitizer memcheck over the kernel tests     (--small shapes)
@@ -82,9 +83,12 @@ if [ ! -e /usr/include/cjson/cJSON.h ]; then
 fi
 export LD_LIBRARY_PATH="$CUBLAS_LIB_REAL:$CUDA_HOME/lib64:${LD_LIBRARY_PATH:-}"
 
-log "build (make -j16 build/gpu_tests build/gpu_bench)"
+log "build (make -j16 build/gpu_tests build/gpu_bench build/mma_check build/mma_check_emu)"
+EMU_CXX=$(command -v clang++ || command -v g++) # mma_check_emu needs no clang-only feature
+EMU_CC=$(command -v clang || command -v gcc)
 if ! make -j16 NVCC="$NVCC" CUDA_HOME="$CUDA_HOME" CUBLAS_INC="$CUBLAS_INC" CUBLAS_LIB="$LIBDIR" \
-    build/gpu_tests build/gpu_bench >"$OUT/build.log" 2>&1; then
+    EMU_CXX="$EMU_CXX" EMU_CC="$EMU_CC" build/gpu_tests build/gpu_bench build/mma_check build/mma_check_emu \
+    >"$OUT/build.log" 2>&1; then
     echo "FAIL build: see build.log; last lines:"
     tail -30 "$OUT/build.log"
     exit 1
@@ -94,6 +98,18 @@ row build "ok ($((SECONDS - T0)) s)"
 counts() { # LOG -> "N passed, N failed"
     echo "$(grep -c '^ok ' "$1") passed, $(grep -c '^FAIL ' "$1") failed"
 }
+
+# ---- 1b. mma.sync on the silicon vs the CPU emulator (tests/gpu/cudaemu/) that runs
+# the kernels in CI: the same random fragments through both, compared value by value
+log "mma.sync micro-test: GPU vs the CPU emulator"
+{
+    timeout 60 build/mma_check --seed 7 --trials 4096 --out "$OUT/mma_gpu.txt"
+    timeout 120 build/mma_check_emu --seed 7 --trials 4096 --out "$OUT/mma_emu.txt"
+    build/mma_check --compare "$OUT/mma_gpu.txt" "$OUT/mma_emu.txt"
+} >"$OUT/mma.log" 2>&1
+MMA_RC=$?
+grep -E '^(ok|FAIL)' "$OUT/mma.log"
+row "mma.sync vs emulator" "$(grep -E '^(ok|FAIL) mma_gpu_vs' "$OUT/mma.log" | cut -c1-90) (exit $MMA_RC)"
 
 # ---- 2. kernel tests, one process per op group: a crash (a sticky CUDA error
 # poisons the context) then hides only its own group. Keep in sync with gpu_kernels.c.
@@ -188,6 +204,10 @@ SUMMARY="$OUT/$DATE-$CARD_SLUG-tests.md"
     echo "|---|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
+    echo "## mma.sync: GPU vs the CPU emulator (tests/gpu/mma_check.cu)"
+    echo
+    sed 's/^/    /' "$OUT/mma.log" 2>/dev/null
+    echo
     echo "## Kernel errors (rel. L2 vs CPU twin)"
     echo
     echo "| test | rel err | tol | |"
@@ -219,4 +239,4 @@ sed -n '/^| metric/,/^$/p' "$OUT/bench.log" 2>/dev/null
 echo
 printf '%s\n' "${ROWS[@]}"
 echo "total $((SECONDS - T0)) s"
-[ "$K_RC" -eq 0 ] && [ "$G_RC" -eq 0 ]
+[ "$K_RC" -eq 0 ] && [ "$G_RC" -eq 0 ] && [ "$MMA_RC" -eq 0 ]

@@ -1,4 +1,4 @@
-/* A fake cuBLASLt for tests/gpu/test_backend_emulated.sh (see cuda_runtime_api.h):
+/* A fake cuBLASLt for the fake device (see cuda_runtime_api.h):
  * the descriptor API engine/cuda/gemm.c uses, and a column-major matmul on the
  * host that follows the descriptors (transposes, layouts, bias epilogue), so
  * the "TN"/"NN" mappings are checked for real. */

@@ -1,18 +1,24 @@
-/* A fake CUDA runtime for tests/gpu/test_backend_emulated.sh: just what the CUDA
- * backend's host code and the GPU test program call, with "device" memory in
- * host RAM and stream capture recorded as a list of host closures (fake.c).
- * Not a CUDA emulator: the kernels behind kernels/cuda/kernels_cuda.h are
- * replaced by plain C (fake_kernels.c). It lets the host code run end to end
- * where no GPU exists. */
+/* A fake CUDA runtime: just what the CUDA backend's host code and the GPU test
+ * program call, with "device" memory in host RAM (each allocation exactly its
+ * size, so ASan sees overruns) and stream capture recorded as a list of host
+ * closures (fake_runtime.c). The kernels behind kernels/cuda/kernels_cuda.h are
+ * either the real ones run by the CPU emulator (tests/gpu/cudaemu/, through
+ * fake_submit) or plain-C stand-ins (fake_kernels.c). It lets the host code run
+ * end to end where no GPU exists. */
 #ifndef TESTS_GPU_FAKE_CUDA_RUNTIME_API_H
 #define TESTS_GPU_FAKE_CUDA_RUNTIME_API_H
 
 #include <stddef.h>
 
+#ifdef __cplusplus /* kernels/cuda/<op>.cu compiled by cudaemu (tests/gpu/cudaemu/) */
+extern "C" {
+#endif
+
 typedef enum { /* the real runtime's numbers */
                cudaSuccess = 0,
                cudaErrorInvalidValue = 1,
                cudaErrorMemoryAllocation = 2,
+               cudaErrorInvalidConfiguration = 9,
                cudaErrorNoDevice = 100,
                cudaErrorECCUncorrectable = 214,
                cudaErrorIllegalAddress = 700,
@@ -90,6 +96,9 @@ void fake_submit(void (*fn)(void *args), const void *args, size_t args_bytes);
 /* fake_submit, then what a launcher returns in real CUDA (cudaGetLastError()
  * after <<<>>>). */
 cudaError_t fake_launch(void (*fn)(void *args), const void *args, size_t args_bytes);
+/* A launch the caller found invalid (tests/gpu/cudaemu/: a block too large, too
+ * much shared memory): not run, and the next cudaGetLastError() returns e. */
+void fake_launch_rejected(cudaError_t e);
 /* Launches recorded in the decode graph and replays done (tests). */
 int fake_graph_replays(void);
 
@@ -118,5 +127,9 @@ int fake_error_is_sticky(cudaError_t error);
 void fake_device_allocations(int *count, size_t *bytes);
 /* Kernel launches executed so far. */
 long fake_launch_count(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,8 +1,10 @@
-/* Plain-C stand-ins for kernels/cuda/kernels_cuda.h in the emulated build
- * (tests/gpu/test_backend_emulated.sh): the same math and the same bf16
- * rounding points as the .cu kernels, run on the host through fake_launch so a
- * captured decode graph replays them. They test the backend's host code, not
- * the kernels (tests/gpu/gpu_tests does that on a GPU). */
+/* Plain-C stand-ins for kernels/cuda/kernels_cuda.h on the fake device: the
+ * same math and the same bf16 rounding points as the .cu kernels, run on the
+ * host through fake_launch so a captured decode graph replays them. They test
+ * the backend's host code, not the kernels, and are kept for speed: the
+ * server tests (medgemma-fakegpu) and MedGemma 4B's full shape
+ * (tests/gpu/test_full_shape.sh) would take far longer on the emulated real
+ * kernels. The real kernels run on the CPU in tests/gpu/test_cudaemu.sh. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -184,6 +184,8 @@ const char *cudaGetErrorString(cudaError_t e) {
         return "invalid argument";
     case cudaErrorMemoryAllocation:
         return "out of memory";
+    case cudaErrorInvalidConfiguration:
+        return "invalid configuration argument";
     case cudaErrorNoDevice:
         return "no CUDA-capable device is detected";
     case cudaErrorIllegalAddress:
@@ -243,9 +245,12 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
         dev.allocs = grown;
         dev.cap_allocs = cap;
     }
-    *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
-    if (!*p)
+    /* exactly `bytes` (256-byte aligned like cudaMalloc's): under ASan, a kernel
+     * reading or writing one element past the end is reported */
+    if (posix_memalign(p, 256, bytes ? bytes : 1) != 0) {
+        *p = NULL;
         return cudaErrorMemoryAllocation;
+    }
     memset(*p, 0xA5, bytes); /* garbage, like fresh device memory */
     dev.allocs[dev.n_allocs++] = (Allocation){*p, bytes};
     dev.live_bytes += bytes;
@@ -296,6 +301,12 @@ void fake_submit(void (*fn)(void *args), const void *args, size_t args_bytes) {
         record(fn, args, args_bytes, 1);
     else
         execute_kernel(fn, (void *)args);
+}
+
+void fake_launch_rejected(cudaError_t e) {
+    init();
+    if (dev.sticky == cudaSuccess)
+        dev.last = e;
 }
 
 cudaError_t fake_launch(void (*fn)(void *args), const void *args, size_t args_bytes) {
