@@ -176,6 +176,7 @@ std::string kernel_name(const LaunchConfig *c) {
     return name;
 }
 
+#ifndef CUDAEMU_ASAN
 /* A kernel's invalid access outside ASan (which has its own report): name the
  * kernel, block and thread on stdout as a FAIL line, then die of the signal. */
 void on_fault(int sig) {
@@ -189,6 +190,8 @@ void on_fault(int sig) {
         n = 0;
     signal(sig, SIG_DFL); /* returning re-executes the access: the default action ends the process */
 }
+
+#endif
 
 void install_fault_handler() {
 #ifndef CUDAEMU_ASAN

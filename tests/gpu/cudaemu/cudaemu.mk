@@ -51,7 +51,7 @@ $(BUILD)/gpu_bench_emu: $(EMU_BENCH_OBJ)
 EMU_MMA_OBJ := $(BUILD)/obj-emu/tests/gpu/mma_check.cu.o $(BUILD)/obj-emu/tests/gpu/cudaemu/cudaemu.cpp.o \
   $(BUILD)/obj-emu/tests/gpu/fake/fake_runtime.o $(patsubst %.c,$(BUILD)/obj-emu/%.o,$(wildcard kernels/cpu/*.c util/*.c))
 $(BUILD)/mma_check_emu: $(EMU_MMA_OBJ)
-	$(EMU_CXX) -pthread -rdynamic $^ -lm -ldl -o $@
+	$(EMU_CXX) -pthread -rdynamic $^ -lcjson -lm -ldl -o $@
 
 PROGRAMS += $(BUILD)/gpu_tests_emu $(BUILD)/gpu_tests_emu_asan $(BUILD)/gpu_bench_emu $(BUILD)/mma_check_emu
 
