@@ -731,6 +731,7 @@ static int allocate_device_memory(CudaState *st, const ModelWeights *w, int cc_m
         return error_set(err, "cuda backend: cudaMalloc of %s failed: %s", summary, cudaGetErrorString(e));
     }
     point_buffers(st);
+    device_plan_guard(&st->plan, st->device); /* a no-op except on the emulated device under ASan */
     log_msg(LOG_INFO, "cuda backend: device memory %s", summary);
     return 0;
 }

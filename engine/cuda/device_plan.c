@@ -4,6 +4,21 @@
 #include <stdint.h>
 #include <string.h>
 
+/* device_plan_guard poisons the redzones only in an ASan build of the emulated
+ * device (tests/gpu/cudaemu/cudaemu.mk sets DEVICE_PLAN_REDZONE), where "device"
+ * memory is host memory. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PLAN_ASAN 1
+#endif
+#elif defined(__SANITIZE_ADDRESS__)
+#define PLAN_ASAN 1
+#endif
+#if DEVICE_PLAN_REDZONE > 0 && defined(PLAN_ASAN)
+#include <sanitizer/asan_interface.h>
+#define PLAN_CAN_POISON 1
+#endif
+
 static const char *const group_names[PLAN_GROUP_COUNT] = {
     "weights", "kv cache", "text activations", "vision activations", "cuBLASLt workspace",
 };
@@ -47,7 +62,8 @@ static void set(Sizer *s, DeviceRegionId id, const char *name, DevicePlanGroup g
     r->bytes_each = mul(s, elems, elem_bytes);
     if (r->bytes_each > SIZE_MAX - DEVICE_PLAN_ALIGN)
         s->overflow = 1;
-    r->stride = (r->bytes_each + DEVICE_PLAN_ALIGN - 1) / DEVICE_PLAN_ALIGN * DEVICE_PLAN_ALIGN;
+    r->stride =
+        (r->bytes_each + DEVICE_PLAN_REDZONE + DEVICE_PLAN_ALIGN - 1) / DEVICE_PLAN_ALIGN * DEVICE_PLAN_ALIGN;
     r->bytes = mul(s, count, r->stride);
 }
 
@@ -182,6 +198,23 @@ int device_plan_build(DevicePlan *plan, const ModelConfig *config, const DeviceP
         return error_set(err, "device plan: the model's sizes overflow (corrupt config?)");
     plan->total = off;
     return 0;
+}
+
+void device_plan_guard(const DevicePlan *plan, void *base) {
+#ifdef PLAN_CAN_POISON
+    for (int id = 0; id < REGION_COUNT; id++) {
+        const DeviceRegion *r = &plan->region[id];
+        for (size_t i = 0; i < r->count; i++) {
+            uintptr_t end = (uintptr_t)base + r->offset + i * r->stride + r->bytes_each;
+            uintptr_t from = (end + 7) & ~(uintptr_t)7,
+                      to = (uintptr_t)base + r->offset + (i + 1) * r->stride;
+            if (to > from)
+                ASAN_POISON_MEMORY_REGION((void *)from, to - from);
+        }
+    }
+#else
+    (void)plan, (void)base;
+#endif
 }
 
 void *device_plan_slice(const DevicePlan *plan, void *base, DeviceRegionId region, size_t i) {

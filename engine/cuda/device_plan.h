@@ -24,6 +24,12 @@
 #include "util/error.h"
 
 #define DEVICE_PLAN_ALIGN 256
+/* Bytes of redzone after every slice: 0, except in the emulated test build
+ * (tests/gpu/cudaemu/cudaemu.mk), where an ASan build poisons them
+ * (device_plan_guard) so a kernel overrunning its carve is reported. */
+#ifndef DEVICE_PLAN_REDZONE
+#define DEVICE_PLAN_REDZONE 0
+#endif
 /* Most blocks one decode attention splits its KV slots over; the decode
  * scratch is sized for it (kernels/cuda/attention.cu). */
 #define DEVICE_PLAN_DECODE_SPLITS 64
@@ -145,6 +151,9 @@ size_t device_plan_gemm_workspace(int cc_major);
 
 /* Address of slice i of a region inside the allocation at base. */
 void *device_plan_slice(const DevicePlan *plan, void *base, DeviceRegionId region, size_t i);
+/* With DEVICE_PLAN_REDZONE under ASan (emulated device only): poisons the bytes
+ * between each slice's end and the next slice. Otherwise does nothing. */
+void device_plan_guard(const DevicePlan *plan, void *base);
 
 const char *device_plan_group_name(DevicePlanGroup group);
 

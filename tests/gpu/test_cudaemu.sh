@@ -15,6 +15,7 @@
 #   mma                         mma.sync on random fragments vs a reference (tests/gpu/mma_check.cu)
 # plus gpu_bench's --tiny flow and its JSON on the emulated kernels.
 # Env: GPU_TEST_SEED (inputs, default 1), CUDAEMU_QUICK=1 (only the forward run, for mutation checks).
+# Under make test-asan (MEDGEMMA_ASAN set) only the asan and mma runs: the rest is make test's.
 set -u
 cd "${REPO_ROOT:-$(dirname "$0")/../..}" || exit 1
 BUILD="${BUILD:-build}"
@@ -50,6 +51,12 @@ run() {
 }
 
 EMU="$BUILD/gpu_tests_emu"
+if [ -n "${MEDGEMMA_ASAN:-}" ]; then
+    run mma "$BUILD/mma_check_emu" --seed 7 --trials 512
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run asan "$BUILD/gpu_tests_emu_asan" --seed "$SEED" --small all
+    exit "$rc"
+fi
 rm -f "$OUT/launches.txt" # launch sizes for tests/gpu/test_ptxas_resources.sh
 CUDAEMU_SCHEDULE=forward CUDAEMU_LAUNCH_LOG="$OUT/launches.txt" run forward "$EMU" --seed "$SEED" all
 if [ -z "${CUDAEMU_QUICK:-}" ]; then

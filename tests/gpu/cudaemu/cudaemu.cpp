@@ -17,12 +17,14 @@
 #include "cudaemu.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
 #include <dlfcn.h>
 
 #include <map>
@@ -156,10 +158,61 @@ struct Engine {
 
 thread_local Engine E;
 
+/* The kernel's name with its template arguments ("flash_prefill_kernel<256>"),
+ * from the dynamic symbol table (-rdynamic); else the name at the launch site. */
+std::string kernel_name(const LaunchConfig *c) {
+    Dl_info info;
+    if (!c || !dladdr(c->func, &info) || !info.dli_sname)
+        return c ? c->name : "?";
+    int status = 0;
+    char *d = abi::__cxa_demangle(info.dli_sname, NULL, NULL, &status);
+    std::string name = status == 0 && d ? d : info.dli_sname;
+    free(d);
+    size_t paren = name.find('(');
+    if (paren != std::string::npos)
+        name.resize(paren);
+    if (name.compare(0, 5, "void ") == 0)
+        name.erase(0, 5);
+    return name;
+}
+
+#ifndef CUDAEMU_ASAN
+/* A kernel's invalid access outside ASan (which has its own report): name the
+ * kernel, block and thread on stdout as a FAIL line, then die of the signal. */
+void on_fault(int sig) {
+    char msg[512];
+    const LaunchConfig *c = E.cfg;
+    int n =
+        snprintf(msg, sizeof msg, "FAIL cudaemu: %s in kernel %s, block (%u,%u,%u), thread %d\n",
+                 sig == SIGSEGV ? "segmentation fault (an invalid address)" : "bus error",
+                 kernel_name(c).c_str(), blockIdx.x, blockIdx.y, blockIdx.z, E.cur ? (int)E.cur->linear : -1);
+    if (c && n > 0 && write(1, msg, (size_t)n) < 0)
+        n = 0;
+    signal(sig, SIG_DFL); /* returning re-executes the access: the default action ends the process */
+}
+
+#endif
+
+void install_fault_handler() {
+#ifndef CUDAEMU_ASAN
+    static char alt_stack[64 << 10]; /* a fiber's own stack may be what overflowed */
+    stack_t ss = {};
+    ss.ss_sp = alt_stack;
+    ss.ss_size = sizeof alt_stack;
+    sigaltstack(&ss, NULL);
+    struct sigaction sa = {};
+    sa.sa_handler = on_fault;
+    sa.sa_flags = SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+#endif
+}
+
 void init() {
     if (E.ready)
         return;
     E.ready = 1;
+    install_fault_handler();
     const char *s = getenv("CUDAEMU_SCHEDULE");
     E.schedule = FORWARD;
     if (s && *s) {
@@ -214,9 +267,9 @@ void die(const char *fmt, ...) {
     char where[256] = "";
     if (c)
         snprintf(where, sizeof where,
-                 " in kernel %s, block (%u,%u,%u) of grid (%u,%u,%u), block size (%u,%u,%u)", c->name,
-                 blockIdx.x, blockIdx.y, blockIdx.z, c->grid.x, c->grid.y, c->grid.z, c->block.x, c->block.y,
-                 c->block.z);
+                 " in kernel %s, block (%u,%u,%u) of grid (%u,%u,%u), block size (%u,%u,%u)",
+                 kernel_name(c).c_str(), blockIdx.x, blockIdx.y, blockIdx.z, c->grid.x, c->grid.y, c->grid.z,
+                 c->block.x, c->block.y, c->block.z);
     printf("FAIL cudaemu: %s%s [schedule %s]\n", msg, where, schedule_names[E.schedule]);
     fflush(stdout);
     fprintf(stderr, "cudaemu: %s%s [schedule %s]\n", msg, where, schedule_names[E.schedule]);
@@ -733,9 +786,10 @@ cudaError_t check_launch(const LaunchConfig &c) {
         }
     }
     if (e != cudaSuccess) {
-        printf("# cudaemu: launch of %s rejected on %s: %s\n", c.name, L.name, why);
+        std::string name = kernel_name(&c);
+        printf("# cudaemu: launch of %s rejected on %s: %s\n", name.c_str(), L.name, why);
         fflush(stdout);
-        fprintf(stderr, "cudaemu: launch of %s rejected on %s: %s\n", c.name, L.name, why);
+        fprintf(stderr, "cudaemu: launch of %s rejected on %s: %s\n", name.c_str(), L.name, why);
     } else {
         log_launch(c);
     }

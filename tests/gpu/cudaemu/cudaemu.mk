@@ -12,7 +12,10 @@
 EMU_CC ?= clang
 EMU_CXX ?= clang++
 EMU_WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-EMU_CFLAGS = -std=c11 -g -D_GNU_SOURCE -DMEDGEMMA_CUDA=1 -Itests/gpu/fake -I. -pthread -MMD -MP $(EMU_WARN)
+# DEVICE_PLAN_REDZONE: 256 poisoned bytes after every carve of the backend's one
+# device allocation (engine/cuda/device_plan.h), so ASan sees a carve overrun too.
+EMU_CFLAGS = -std=c11 -g -D_GNU_SOURCE -DMEDGEMMA_CUDA=1 -DDEVICE_PLAN_REDZONE=256 -Itests/gpu/fake -I. -pthread \
+  -MMD -MP $(EMU_WARN)
 EMU_CXXFLAGS = -x c++ -std=c++17 -g -DCUDAEMU -fno-strict-aliasing -Itests/gpu/cudaemu -Itests/gpu/fake -I. \
   -pthread -MMD -MP $(EMU_WARN)
 EMU_ASAN := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -48,7 +51,7 @@ $(BUILD)/gpu_bench_emu: $(EMU_BENCH_OBJ)
 EMU_MMA_OBJ := $(BUILD)/obj-emu/tests/gpu/mma_check.cu.o $(BUILD)/obj-emu/tests/gpu/cudaemu/cudaemu.cpp.o \
   $(BUILD)/obj-emu/tests/gpu/fake/fake_runtime.o $(patsubst %.c,$(BUILD)/obj-emu/%.o,$(wildcard kernels/cpu/*.c util/*.c))
 $(BUILD)/mma_check_emu: $(EMU_MMA_OBJ)
-	$(EMU_CXX) -pthread -rdynamic $^ -lm -ldl -o $@
+	$(EMU_CXX) -pthread -rdynamic $^ -lcjson -lm -ldl -o $@
 
 PROGRAMS += $(BUILD)/gpu_tests_emu $(BUILD)/gpu_tests_emu_asan $(BUILD)/gpu_bench_emu $(BUILD)/mma_check_emu
 
