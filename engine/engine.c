@@ -128,7 +128,8 @@ static int engine_open_caches(Engine *e, int ring_extra, Error *err) {
                 "prefix cache: the %s backend cannot continue a cached prefix; every prompt is prefilled "
                 "from position 0 (the image-embedding cache still works)",
                 e->backend->name);
-    size_t budget = e->cache_on ? (size_t)env_long("MEDGEMMA_IMAGE_CACHE_MB", DEFAULT_IMAGE_CACHE_MB) << 20 : 0;
+    size_t budget =
+        e->cache_on ? (size_t)env_long("MEDGEMMA_IMAGE_CACHE_MB", DEFAULT_IMAGE_CACHE_MB) << 20 : 0;
     e->images = image_cache_create(budget);
     if (!e->images)
         return error_set(err, "out of memory");
@@ -365,7 +366,8 @@ static int image_embeddings(Engine *e, const GenerateRequest *r, int i, const Im
 
 /* Images -> embeddings and the prompt -> KV cache + the last position's logits: from the
  * longest usable cached prefix (prefix_cache.h) when the caches are on, else from 0. */
-static int prefill_prompt(Engine *e, const GenerateRequest *r, int n_soft, GenerateResult *result, Error *err) {
+static int prefill_prompt(Engine *e, const GenerateRequest *r, int n_soft, GenerateResult *result,
+                          Error *err) {
     const ModelConfig *c = &e->model.config;
     double t_start = now_ms(), now = t_start / 1e3;
     size_t per_image = (size_t)c->mm_tokens_per_image * c->text.hidden_size;
@@ -433,17 +435,18 @@ static int prefill_prompt(Engine *e, const GenerateRequest *r, int n_soft, Gener
 
     prefix_forget(&e->prefix); /* the cache changes now */
     if (rc == 0 && k > 0)
-        rc = e->backend->continue_prefill(e->state, r->tokens + k, n - k, k,
-                                          n_soft > soft_before ? e->image_block + k : NULL,
-                                          embeds ? embeds + (size_t)soft_before * c->text.hidden_size : NULL,
-                                          e->logits, err);
+        rc = e->backend->continue_prefill(
+            e->state, r->tokens + k, n - k, k, n_soft > soft_before ? e->image_block + k : NULL,
+            embeds ? embeds + (size_t)soft_before * c->text.hidden_size : NULL, e->logits, err);
     else if (rc == 0)
         rc = e->backend->prefill(e->state, r->tokens, n, n_soft ? e->image_block : NULL, embeds, e->logits,
                                  err);
     free(embeds);
     if (rc == 0 && e->prefix_on &&
-        prefix_record(&e->prefix, r->cache_tenant, r->tokens, n, e->image_block, hashes, r->n_images, now) != 0)
-        log_msg(LOG_WARNING, "prefix cache: out of memory for the record; the next prompt is prefilled from 0");
+        prefix_record(&e->prefix, r->cache_tenant, r->tokens, n, e->image_block, hashes, r->n_images, now) !=
+            0)
+        log_msg(LOG_WARNING,
+                "prefix cache: out of memory for the record; the next prompt is prefilled from 0");
     free(hashes);
     if (rc != 0)
         return backend_failed(e, rc, err);

@@ -97,10 +97,10 @@ typedef struct {
 
 /* The caches' counters since engine_open (docs/caching.md), for /metrics. */
 typedef struct {
-    int prefix_enabled;           /* MEDGEMMA_PREFIX_CACHE on and the backend can continue a prefix */
-    long long prefix_hits;        /* prompts continued from a cached prefix */
-    long long prefix_misses;      /* prompts prefilled from position 0 (prefix enabled) */
-    long long prefix_fallbacks;   /* of the misses: a common prefix existed but could not be used */
+    int prefix_enabled;         /* MEDGEMMA_PREFIX_CACHE on and the backend can continue a prefix */
+    long long prefix_hits;      /* prompts continued from a cached prefix */
+    long long prefix_misses;    /* prompts prefilled from position 0 (prefix enabled) */
+    long long prefix_fallbacks; /* of the misses: a common prefix existed but could not be used */
     long long prefix_tokens_reused;
     long long image_hits, image_misses;
     long long image_bytes, image_entries; /* held now */

@@ -49,7 +49,8 @@ void image_cache_destroy(ImageCache *c) {
 
 static int find(const ImageCache *c, uint64_t tenant, ImageHash hash) {
     for (int i = 0; i < c->n; i++)
-        if (c->entries[i].tenant == tenant && c->entries[i].hash.a == hash.a && c->entries[i].hash.b == hash.b)
+        if (c->entries[i].tenant == tenant && c->entries[i].hash.a == hash.a &&
+            c->entries[i].hash.b == hash.b)
             return i;
     return -1;
 }

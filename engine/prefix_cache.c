@@ -105,15 +105,16 @@ static int reserve(void **p, int *cap, int n, size_t size) {
     return 0;
 }
 
-int prefix_record(PrefixRecord *rec, uint64_t tenant, const int32_t *tokens, int n, const int32_t *image_block,
-                  const ImageHash *images, int n_images, double now) {
+int prefix_record(PrefixRecord *rec, uint64_t tenant, const int32_t *tokens, int n,
+                  const int32_t *image_block, const ImageHash *images, int n_images, double now) {
     rec->valid = 0;
     int cap_tokens = rec->cap_tokens;
     if (reserve((void **)&rec->tokens, &cap_tokens, n, sizeof *rec->tokens) != 0)
         return -1;
     if (reserve((void **)&rec->image_block, &rec->cap_tokens, n, sizeof *rec->image_block) != 0)
         return -1;
-    if (reserve((void **)&rec->images, &rec->cap_images, n_images > 0 ? n_images : 1, sizeof *rec->images) != 0)
+    if (reserve((void **)&rec->images, &rec->cap_images, n_images > 0 ? n_images : 1, sizeof *rec->images) !=
+        0)
         return -1;
     memcpy(rec->tokens, tokens, (size_t)n * sizeof *tokens);
     memcpy(rec->image_block, image_block, (size_t)n * sizeof *image_block);

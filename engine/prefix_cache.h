@@ -53,11 +53,11 @@ typedef struct {
 } PrefixRecord;
 
 typedef enum {
-    PREFIX_COLD_EMPTY,  /* nothing cached, another tenant's, expired, or no common prefix */
-    PREFIX_COLD_SHORT,  /* the common prefix is shorter than one aligned chunk */
-    PREFIX_COLD_RING,   /* a local layer's ring no longer holds the window before the prefix */
-    PREFIX_COLD_LONG,   /* the new part is longer than the ring's extra slots allow */
-    PREFIX_HIT,         /* continue from the planned position */
+    PREFIX_COLD_EMPTY, /* nothing cached, another tenant's, expired, or no common prefix */
+    PREFIX_COLD_SHORT, /* the common prefix is shorter than one aligned chunk */
+    PREFIX_COLD_RING,  /* a local layer's ring no longer holds the window before the prefix */
+    PREFIX_COLD_LONG,  /* the new part is longer than the ring's extra slots allow */
+    PREFIX_HIT,        /* continue from the planned position */
 } PrefixOutcome;
 
 const char *prefix_outcome_name(PrefixOutcome o);
@@ -65,12 +65,13 @@ const char *prefix_outcome_name(PrefixOutcome o);
 /* The position a new prompt's prefill can start at (0 = a full prefill); *outcome
  * says why. image_block [n] as engine.c fills it (block index = image index). */
 int prefix_plan(const PrefixRecord *rec, const PrefixGeometry *g, uint64_t tenant, const int32_t *tokens,
-                int n, const int32_t *image_block, const ImageHash *images, int n_images, PrefixOutcome *outcome);
+                int n, const int32_t *image_block, const ImageHash *images, int n_images,
+                PrefixOutcome *outcome);
 
 /* The cache now holds this prompt (positions 0..n-1, written = n). 0, or -1 (out of
  * memory: the record is left invalid). */
-int prefix_record(PrefixRecord *rec, uint64_t tenant, const int32_t *tokens, int n, const int32_t *image_block,
-                  const ImageHash *images, int n_images, double now);
+int prefix_record(PrefixRecord *rec, uint64_t tenant, const int32_t *tokens, int n,
+                  const int32_t *image_block, const ImageHash *images, int n_images, double now);
 void prefix_forget(PrefixRecord *rec);
 void prefix_record_free(PrefixRecord *rec);
 

@@ -96,8 +96,9 @@ void attention_cached(float *out, const float *q, const float *k_cache, const fl
 
 /* One query at position pos over a ring of `capacity` slots (slot = p % capacity): keys
  * [max(0, pos - window + 1, pos - capacity + 1), pos] in position order (window 0 = all). */
-void attention_decode_ring(float *out, const float *q, const float *k_cache, const float *v_cache, int capacity,
-                           int pos, int window, int n_heads, int n_kv_heads, int head_dim, float scale);
+void attention_decode_ring(float *out, const float *q, const float *k_cache, const float *v_cache,
+                           int capacity, int pos, int window, int n_heads, int n_kv_heads, int head_dim,
+                           float scale);
 
 /* ---- gelu.c */
 

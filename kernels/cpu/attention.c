@@ -88,9 +88,9 @@ static void key_range(const PrefillJob *j, int t, int *lo, int *hi) {
 /* Blocked prefill: QUERY_BLOCK queries of one head against KEY_BLOCK keys at a
  * time (query blocks aligned to multiples of QUERY_BLOCK in position and key
  * blocks starting at the block's first position's window start, so a row's sums
- * are the same whether the batch starts at 0 or continues a cached prefix), both products on the GEMM micro-kernel (scores = Q K^T with K^T packed
- * as a panel; out += P V with V packed), the softmax carried across key blocks
- * per row as in attend(). */
+ * are the same whether the batch starts at 0 or continues a cached prefix), both products on the GEMM
+ * micro-kernel (scores = Q K^T with K^T packed as a panel; out += P V with V packed), the softmax carried
+ * across key blocks per row as in attend(). */
 #define QUERY_BLOCK 96 /* a multiple of GEMM_ROWS */
 #define KEY_BLOCK 64   /* a multiple of every panel width (8, 16, 32) */
 #define BLOCKED_MAX_HEAD_DIM 256
@@ -233,16 +233,16 @@ static void run_prefill(PrefillJob *job) {
 void attention_prefill(float *out, const float *q, const float *k, const float *v, const int32_t *image_block,
                        int n_tokens, int n_heads, int n_kv_heads, int head_dim, int causal, int window,
                        float scale) {
-    PrefillJob job = {out,    q,      k,     v, image_block, n_tokens, n_heads, n_kv_heads, head_dim,
-                      causal, window, scale, 0, INT_MAX};
+    PrefillJob job = {out,        q,        k,      v,      image_block, n_tokens, n_heads,
+                      n_kv_heads, head_dim, causal, window, scale,       0,        INT_MAX};
     run_prefill(&job);
 }
 
 void attention_cached(float *out, const float *q, const float *k_cache, const float *v_cache, int capacity,
                       const int32_t *image_block, int n_tokens, int pos0, int n_heads, int n_kv_heads,
                       int head_dim, int window, float scale) {
-    PrefillJob job = {out,  q,      k_cache, v_cache, image_block, n_tokens, n_heads, n_kv_heads, head_dim,
-                      1,    window, scale,   pos0,    capacity};
+    PrefillJob job = {out,        q,        k_cache, v_cache, image_block, n_tokens, n_heads,
+                      n_kv_heads, head_dim, 1,       window,  scale,       pos0,     capacity};
     run_prefill(&job);
 }
 
@@ -262,8 +262,8 @@ static void decode_range(void *ctx, int start, int end) {
     for (int h = start; h < end; h++) {
         int kvh = h / group;
         attend(j->out + (size_t)h * j->head_dim, j->q + (size_t)h * j->head_dim,
-               j->k + (size_t)kvh * j->head_dim, j->v + (size_t)kvh * j->head_dim, kv_ld, j->cap, j->lo, j->hi,
-               j->head_dim, j->scale, ops);
+               j->k + (size_t)kvh * j->head_dim, j->v + (size_t)kvh * j->head_dim, kv_ld, j->cap, j->lo,
+               j->hi, j->head_dim, j->scale, ops);
     }
 }
 
@@ -273,8 +273,9 @@ void attention_decode(float *out, const float *q, const float *k_cache, const fl
     parallel_for(n_heads, 1, decode_range, &job);
 }
 
-void attention_decode_ring(float *out, const float *q, const float *k_cache, const float *v_cache, int capacity,
-                           int pos, int window, int n_heads, int n_kv_heads, int head_dim, float scale) {
+void attention_decode_ring(float *out, const float *q, const float *k_cache, const float *v_cache,
+                           int capacity, int pos, int window, int n_heads, int n_kv_heads, int head_dim,
+                           float scale) {
     int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
     if (pos - capacity + 1 > lo)
         lo = pos - capacity + 1;

@@ -156,8 +156,8 @@ static void cpu_attention(void *ctx, Tensor out, Tensor q, Tensor k, Tensor v, c
         return;
     }
     /* one token over the cache: the window's positions, slot = pos % capacity */
-    attention_decode_ring(f32(out), f32(q), f32(kv->k), f32(kv->v), kv->capacity, b->pos0, s->window, s->n_heads,
-                          s->n_kv_heads, s->head_dim, s->scale);
+    attention_decode_ring(f32(out), f32(q), f32(kv->k), f32(kv->v), kv->capacity, b->pos0, s->window,
+                          s->n_heads, s->n_kv_heads, s->head_dim, s->scale);
 }
 
 static void cpu_gelu_gate(void *ctx, Tensor out, Tensor gate, Tensor up) {

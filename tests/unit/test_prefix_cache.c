@@ -68,8 +68,8 @@ static int rig_open(Rig *r, int ring_extra, int precision_bf16, int weights_q8) 
     r->image_token = c->image_token_id;
     r->geom.window = c->text.sliding_window;
     r->geom.max_context = MAX_CTX;
-    r->geom.ring_capacity = c->text.sliding_window + ring_extra < MAX_CTX ? c->text.sliding_window + ring_extra
-                                                                           : MAX_CTX;
+    r->geom.ring_capacity =
+        c->text.sliding_window + ring_extra < MAX_CTX ? c->text.sliding_window + ring_extra : MAX_CTX;
     CHECK(r->be->continue_prefill != NULL);
     return 0;
 }
@@ -140,8 +140,8 @@ static float *run(Rig *r, const Prompt *p, int pos0, int decode_steps) {
     Error err;
     int rc = pos0 == 0 ? r->be->prefill(r->state, p->ids, p->n, has_img ? p->block : NULL, emb, logits, &err)
                        : r->be->continue_prefill(r->state, p->ids + pos0, p->n - pos0, pos0,
-                                                 has_img ? p->block + pos0 : NULL, has_img ? emb : NULL, logits,
-                                                 &err);
+                                                 has_img ? p->block + pos0 : NULL, has_img ? emb : NULL,
+                                                 logits, &err);
     CHECK_MSG(rc == 0, "prefill at %d: %s", pos0, err.message);
     for (int s = 0; s < decode_steps && rc == 0; s++) {
         const float *l = logits + (size_t)s * r->V;
@@ -165,9 +165,9 @@ static int check_reuse(Rig *r, const Prompt *old, int old_decode, const Prompt *
     rec.written = old->n + old_decode;
     PrefixOutcome outcome;
     int k = prefix_plan(&rec, &r->geom, 7, now->ids, now->n, now->block, now->hash, now->n_images, &outcome);
-    CHECK_MSG(prefix_plan(&rec, &r->geom, 8, now->ids, now->n, now->block, now->hash, now->n_images,
-                          &outcome) == 0,
-              "%s: another tenant got a prefix", what);
+    CHECK_MSG(
+        prefix_plan(&rec, &r->geom, 8, now->ids, now->n, now->block, now->hash, now->n_images, &outcome) == 0,
+        "%s: another tenant got a prefix", what);
     prefix_record_free(&rec);
     float *warm = run(r, now, k, DECODE_STEPS);
     float *cold = run(r, now, 0, DECODE_STEPS);
@@ -177,8 +177,9 @@ static int check_reuse(Rig *r, const Prompt *old, int old_decode, const Prompt *
         for (size_t i = 0; i < bytes / sizeof(float); i++)
             if (memcmp(&warm[i], &cold[i], sizeof(float)) != 0 && !diff++)
                 first = i;
-        test_fail(__FILE__, __LINE__, "%s: continued at %d of %d, %zu logits differ (first at step %zu: %g vs %g)",
-                  what, k, now->n, diff, first / (size_t)r->V, warm[first], cold[first]);
+        test_fail(__FILE__, __LINE__,
+                  "%s: continued at %d of %d, %zu logits differ (first at step %zu: %g vs %g)", what, k,
+                  now->n, diff, first / (size_t)r->V, warm[first], cold[first]);
     }
     free(warm);
     free(cold);
