@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/engine.h"
 #include "image/ct_window.h"
 
 typedef enum { ENDPOINT_ANALYZE, ENDPOINT_GENERATE, ENDPOINT_CHAT } Endpoint;
@@ -75,6 +76,7 @@ typedef struct {
     char *json_schema;   /* JSON_MODE_SCHEMA: the schema's text (compact) */
     int thinking_budget; /* with a JSON mode: the engine's thinking_budget (0 = default) */
     int include_usage;   /* chat stream: stream_options.include_usage */
+    uint64_t cache_salt; /* hash of the request's cache_salt (0 = none; docs/caching.md) */
 } JobInput;
 
 void job_input_free(JobInput *in);
@@ -120,6 +122,11 @@ typedef struct Job {
     double vision_ms, ttft_ms;
     double engine_ms;    /* engine_generate */
     double inference_ms; /* everything the worker did */
+    /* caches (docs/caching.md): the namespace (API key + cache_salt), the prompt tokens
+     * reused, and the engine's counters after this job (the loop copies them to /metrics) */
+    uint64_t cache_tenant;
+    int cached_tokens;
+    EngineCacheStats cache_stats;
 } Job;
 
 typedef struct {

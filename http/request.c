@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,8 @@ static int get_number(const cJSON *obj, const char *name, int want_int, double l
 }
 
 /* Optional string field; *value NULL when absent. */
+static int parse_cache_salt(const cJSON *root, JobInput *in, RequestError *e);
+
 static int get_string(const cJSON *obj, const char *name, const char **value, RequestError *e) {
     *value = NULL;
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
@@ -183,6 +186,25 @@ static int parse_sampling(const cJSON *root, const RequestLimits *lim, JobInput 
     v = 1;
     if (get_number(root, "n", 1, 1, 1, &v, e) != 0)
         return fail(e, "'n' must be 1: one answer per request");
+    return parse_cache_salt(root, in, e);
+}
+
+/* "cache_salt" (as vLLM): a string naming the caller's cache namespace (docs/caching.md);
+ * kept only as a hash. */
+static int parse_cache_salt(const cJSON *root, JobInput *in, RequestError *e) {
+    const char *salt = NULL;
+    if (get_string(root, "cache_salt", &salt, e) != 0)
+        return -1;
+    if (!salt)
+        return 0;
+    if (!*salt || strlen(salt) > 256)
+        return fail(e, "'cache_salt' must be a string of 1 to 256 characters");
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_Digest(salt, strlen(salt), digest, &n, EVP_sha256(), NULL) || n < 8)
+        return fail(e, "'cache_salt' could not be hashed");
+    memcpy(&in->cache_salt, digest, 8);
+    in->cache_salt |= 1; /* never 0 (no salt) */
     return 0;
 }
 

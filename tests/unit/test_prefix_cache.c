@@ -5,6 +5,7 @@
  * plan falls back to a full prefill where the ring no longer holds the window. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/backend.h"
 #include "engine/model.h"
@@ -326,4 +327,177 @@ TEST(prefix_plan_falls_back_when_the_ring_has_moved_on) {
     CHECK_EQ_INT(outcome, PREFIX_COLD_SHORT);
     prefix_record_free(&rec);
     rig_close(&r);
+}
+
+/* ---- engine level: a long randomized session, cache on vs off */
+
+#include "engine/engine.h"
+
+typedef struct {
+    int32_t ids[64];
+    int n;
+} Tokens;
+
+static int collect_token(void *user, int32_t id) {
+    Tokens *t = user;
+    if (t->n < 64)
+        t->ids[t->n++] = id;
+    return 0;
+}
+
+static Engine *open_engine(const char *prefix_cache) {
+    setenv("MEDGEMMA_PREFIX_CACHE", prefix_cache, 1);
+    setenv("MEDGEMMA_IMAGE_CACHE_MB", "1", 1);
+    Engine *e;
+    Error err;
+    EngineOptions eo = {
+        .model_dir = tiny_dir(), .backend = BACKEND_CPU, .n_threads = 2, .max_context = MAX_CTX};
+    if (engine_open(&e, &eo, &err) != 0) {
+        test_fail(__FILE__, __LINE__, "engine_open: %s", err.message);
+        return NULL;
+    }
+    return e;
+}
+
+/* A conversation: text tokens and image blocks, each image one of the pool. */
+typedef struct {
+    int32_t ids[MAX_CTX];
+    int n, n_images;
+    int image_of[16];
+} Conversation;
+
+TEST(prefix_randomized_session_same_answers_budgets_held) {
+    Model m;
+    Error err;
+    if (model_open(&m, tiny_dir(), &err) != 0) {
+        test_fail(__FILE__, __LINE__, "model_open: %s", err.message);
+        return;
+    }
+    int image_token = m.config.image_token_id, per_image = m.config.mm_tokens_per_image;
+    size_t px = (size_t)3 * m.config.vision.image_size * m.config.vision.image_size;
+    model_close(&m);
+    Engine *on = open_engine("1"), *off = open_engine("0");
+    if (!on || !off)
+        return;
+    enum { POOL = 24, TENANTS = 3, REQUESTS = 240 };
+    float *pool[POOL];
+    uint64_t seed = 12345;
+    for (int i = 0; i < POOL; i++) {
+        pool[i] = malloc(px * sizeof(float));
+        for (size_t j = 0; j < px; j++)
+            pool[i][j] = (float)((int)(rng_next(&seed) % 2001) - 1000) / 1000.0f;
+    }
+    static Conversation conv[TENANTS];
+    memset(conv, 0, sizeof conv);
+    long long reused = 0;
+    for (int q = 0; q < REQUESTS; q++) {
+        int tenant = (int)(rng_next(&seed) % TENANTS);
+        Conversation *c = &conv[tenant];
+        int action = (int)(rng_next(&seed) % 10);
+        if (c->n == 0 || action == 0 || c->n > MAX_CTX - 200) { /* a new conversation */
+            c->n = c->n_images = 0;
+            c->ids[c->n++] = 2;
+        } else if (action == 1) { /* an edit in the middle */
+            int at = 1 + (int)(rng_next(&seed) % (uint64_t)c->n);
+            if (at < c->n && c->ids[at] != image_token)
+                c->ids[at] = 1000 + (int32_t)(rng_next(&seed) % 100000);
+        } else if (action == 2 && c->n > 100) { /* back to a shorter prompt (not inside an image) */
+            int cut = c->n / 2;
+            while (cut > 1 && c->ids[cut - 1] == image_token)
+                cut--;
+            int images = 0;
+            for (int t = 0; t < cut; t++)
+                images += c->ids[t] == image_token && c->ids[t - 1] != image_token;
+            c->n = cut;
+            c->n_images = images;
+        }
+        if (rng_next(&seed) % 3 == 0 && c->n_images < 16 && c->n + per_image + 80 < MAX_CTX) {
+            c->image_of[c->n_images++] = (int)(rng_next(&seed) % POOL);
+            c->ids[c->n++] = 255999; /* <start_of_image> */
+            for (int i = 0; i < per_image; i++)
+                c->ids[c->n++] = image_token;
+            c->ids[c->n++] = 256000;
+        }
+        int words = 5 + (int)(rng_next(&seed) % 60);
+        for (int i = 0; i < words; i++)
+            c->ids[c->n++] = 1000 + (int32_t)(rng_next(&seed) % 100000);
+        const float *images[16];
+        for (int i = 0; i < c->n_images; i++)
+            images[i] = pool[c->image_of[i]];
+        Tokens got_on = {{0}, 0}, got_off = {{0}, 0};
+        GenerateRequest rq = {.tokens = c->ids,
+                              .n_tokens = c->n,
+                              .images = images,
+                              .n_images = c->n_images,
+                              .max_new_tokens = 6,
+                              .top_p = 1,
+                              .on_token = collect_token,
+                              .cache_tenant = (uint64_t)tenant + 1};
+        GenerateResult r_on, r_off;
+        rq.user = &got_on;
+        int rc_on = engine_generate(on, &rq, &r_on, &err);
+        CHECK_MSG(rc_on == 0, "request %d (cache on): %s", q, err.message);
+        rq.user = &got_off;
+        int rc_off = engine_generate(off, &rq, &r_off, &err);
+        CHECK_MSG(rc_off == 0, "request %d (cache off): %s", q, err.message);
+        if (rc_on != 0 || rc_off != 0)
+            break;
+        CHECK_MSG(got_on.n == got_off.n &&
+                      !memcmp(got_on.ids, got_off.ids, (size_t)got_on.n * sizeof(int32_t)),
+                  "request %d (%d tokens, %d reused): answers differ with the cache on and off", q, c->n,
+                  r_on.cached_tokens);
+        CHECK_EQ_INT(r_off.cached_tokens, 0);
+        reused += r_on.cached_tokens;
+        EngineCacheStats st;
+        engine_cache_stats(on, &st);
+        CHECK_MSG(st.image_bytes <= st.image_budget_bytes, "request %d: %lld bytes held over the budget %lld",
+                  q, st.image_bytes, st.image_budget_bytes);
+        /* the answer continues the conversation (the next turn resends it) */
+        for (int i = 0; i < got_on.n && c->n < MAX_CTX - 100; i++)
+            c->ids[c->n++] = got_on.ids[i];
+    }
+    EngineCacheStats st, st_off;
+    engine_cache_stats(on, &st);
+    engine_cache_stats(off, &st_off);
+    CHECK_MSG(st.prefix_hits > 20 && reused == st.prefix_tokens_reused,
+              "%lld hits, %lld tokens reused (%lld)", st.prefix_hits, st.prefix_tokens_reused, reused);
+    CHECK_MSG(st.image_hits > 0 && st.image_misses > 0, "image cache: %lld hits, %lld misses", st.image_hits,
+              st.image_misses);
+    CHECK_MSG(st.image_misses > POOL, "no evictions exercised (%lld misses)", st.image_misses);
+    CHECK_EQ_INT(st_off.prefix_enabled, 0);
+    CHECK_EQ_INT(st_off.image_hits + st_off.image_misses + st_off.image_bytes, 0);
+    CHECK_EQ_INT(st.prefix_enabled, 1);
+    for (int i = 0; i < POOL; i++)
+        free(pool[i]);
+    engine_close(on);
+    engine_close(off);
+}
+
+TEST(prefix_cache_entries_expire_when_idle) {
+    setenv("MEDGEMMA_CACHE_IDLE_S", "1", 1);
+    Engine *e = open_engine("1");
+    if (!e)
+        return;
+    static int32_t ids[400];
+    uint64_t seed = 9;
+    for (int i = 0; i < 400; i++)
+        ids[i] = 1000 + (int32_t)(rng_next(&seed) % 100000);
+    GenerateRequest rq = {.tokens = ids, .n_tokens = 350, .max_new_tokens = 1, .top_p = 1, .cache_tenant = 5};
+    GenerateResult r;
+    Error err;
+    CHECK(engine_generate(e, &rq, &r, &err) == 0);
+    rq.n_tokens = 400;
+    CHECK(engine_generate(e, &rq, &r, &err) == 0);
+    CHECK_EQ_INT(r.cached_tokens, 256);
+    rq.cache_tenant = 6; /* another tenant: nothing */
+    CHECK(engine_generate(e, &rq, &r, &err) == 0);
+    CHECK_EQ_INT(r.cached_tokens, 0);
+    struct timespec pause = {1, 300000000};
+    nanosleep(&pause, NULL);
+    CHECK(engine_generate(e, &rq, &r, &err) == 0);
+    CHECK_EQ_INT(r.cached_tokens, 0);
+    EngineCacheStats st;
+    engine_cache_stats(e, &st);
+    CHECK_MSG(st.expired >= 1, "%lld expired", st.expired);
+    engine_close(e);
 }
