@@ -136,3 +136,7 @@ PROGRAMS += $(BUILD)/op_harness
 all: $(BUILD)/op_harness
 $(BUILD)/op_harness: $(BUILD)/obj/tests/ops/op_harness.o $(BUILD)/libmedgemma.a
 	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+# ---- prefix (issue 16): the caches' benchmark (bench/cache/run.sh builds and runs it).
+$(BUILD)/bench_cache: $(BUILD)/obj/bench/cache/bench_cache.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
