@@ -162,3 +162,7 @@ $(BUILD)/op_harness: $(BUILD)/obj/tests/ops/op_harness.o $(BUILD)/libmedgemma.a
 .PHONY: soak
 soak: all models
 	flock $${MEDGEMMA_BENCH_LOCK:-/tmp/medgemma-bench.lock} python3 bench/soak/soak.py
+
+# ---- prefix (issue 16): the caches' benchmark (bench/cache/run.sh builds and runs it).
+$(BUILD)/bench_cache: $(BUILD)/obj/bench/cache/bench_cache.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@

@@ -6,11 +6,13 @@
  * A backend owns its copy (or view) of the weights, its activations and its
  * KV cache, all sized once in create(): prefill/decode allocate nothing.
  * One sequence at a time: prefill starts a new sequence at position 0 (the
- * previous one's cache is forgotten), decode appends one token.
+ * previous one's cache is forgotten), decode appends one token; a backend with
+ * continue_prefill lets a prompt continue a prefix its cache still holds (the
+ * engine decides which prefix, engine/prefix_cache.h, docs/caching.md).
  *
  * KV cache: global layers keep every position (max_context slots); local
- * (sliding-window) layers keep a ring of `sliding_window` slots, slot =
- * pos % sliding_window, which holds exactly the keys the window allows. */
+ * (sliding-window) layers keep a ring of sliding_window + ring_extra slots, slot =
+ * pos % capacity; attention reads the window's positions from it. */
 #ifndef ENGINE_BACKEND_H
 #define ENGINE_BACKEND_H
 
@@ -29,6 +31,7 @@ typedef struct {
     int weights_q8;     /* CPU: decoder projections and output head quantized to 8 bits at load */
     float embed_scale;  /* text embedding factor: sqrt(hidden) rounded to the embedding's
                            storage dtype (bf16: 50.5 for 2560), computed by the engine */
+    int ring_extra;     /* local layers' ring slots past the window (0 = exactly the window) */
 } BackendOptions;
 
 /* Optional capture buffers for tests (golden comparisons). Every pointer may
@@ -80,6 +83,14 @@ typedef struct Backend {
      * logits. n <= max_prefill. */
     int (*prefill)(void *state, const int32_t *tokens, int n, const int32_t *image_block,
                    const float *image_embeds, float *logits, Error *err);
+
+    /* Optional (NULL: the backend cannot reuse its cache; the engine then always
+     * prefills from 0): tokens[0..n) at positions pos0..pos0+n-1 over the cache's
+     * positions 0..pos0-1, as prefill would give them for the whole sequence (bit for
+     * bit on the CPU). image_block / image_embeds cover the n tokens. The caller
+     * guarantees the cache still holds what those positions need (prefix_cache.h). */
+    int (*continue_prefill)(void *state, const int32_t *tokens, int n, int pos0, const int32_t *image_block,
+                            const float *image_embeds, float *logits, Error *err);
 
     /* Appends `token` at position pos (== tokens so far) and writes the
      * logits of that position [vocab]. pos < max_context. */

@@ -57,7 +57,8 @@ static int cpu_create(void **state, const ModelConfig *config, const ModelWeight
     s->config = config;
     s->opt = *options;
     OpsOptions oo = {options->n_threads, options->precision_bf16, options->weights_q8};
-    ForwardOptions fo = {options->max_context, options->max_prefill, options->embed_scale};
+    ForwardOptions fo = {options->max_context, options->max_prefill, options->embed_scale,
+                         options->ring_extra};
     double t0 = seconds_now();
     if (ops_cpu_create(&s->ops, &oo, err) != 0 ||
         forward_create(&s->forward, &s->ops, config, weights, &fo, err)) {
@@ -91,6 +92,16 @@ static int cpu_prefill(void *state, const int32_t *tokens, int n, const int32_t 
                         s->has_cap ? &s->cap : NULL, err);
 }
 
+static int cpu_continue_prefill(void *state, const int32_t *tokens, int n, int pos0,
+                                const int32_t *image_block, const float *image_embeds, float *logits,
+                                Error *err) {
+    CpuState *s = state;
+    if (n < 1 || n > s->opt.max_prefill || pos0 < 1 || pos0 + n > s->opt.max_context)
+        return error_set(err, "prefill of %d tokens at position %d (the KV cache holds %d)", n, pos0,
+                         s->opt.max_context);
+    return forward_text(s->forward, tokens, n, pos0, image_block, image_embeds, logits, NULL, err);
+}
+
 static int cpu_decode(void *state, int32_t token, int pos, float *logits, Error *err) {
     CpuState *s = state;
     if (pos < 1 || pos >= s->opt.max_context)
@@ -112,6 +123,7 @@ static const Backend cpu_backend = {
     .device_name = cpu_device_name,
     .encode_image = cpu_encode_image,
     .prefill = cpu_prefill,
+    .continue_prefill = cpu_continue_prefill,
     .decode = cpu_decode,
     .set_capture = cpu_set_capture,
 };

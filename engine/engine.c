@@ -12,11 +12,18 @@
 #include <time.h>
 
 #include "engine/backend.h"
+#include "engine/image_cache.h"
 #include "engine/model.h"
+#include "engine/prefix_cache.h"
 #include "engine/sampler.h"
 #include "util/log.h"
 
 #define DEFAULT_MAX_CONTEXT 32768
+/* Caches (docs/caching.md): defaults of MEDGEMMA_PREFIX_RING_EXTRA, MEDGEMMA_IMAGE_CACHE_MB,
+ * MEDGEMMA_CACHE_IDLE_S. */
+#define DEFAULT_RING_EXTRA 1024
+#define DEFAULT_IMAGE_CACHE_MB 256
+#define DEFAULT_CACHE_IDLE_S 600
 
 struct Engine {
     Model model;
@@ -30,12 +37,34 @@ struct Engine {
     int32_t *scratch;     /* [vocab] sampler scratch */
     int32_t *image_block; /* [max_context] */
     uint32_t *mask;       /* [vocab / 32] constrained decoding's allowed ids */
+    /* caches (docs/caching.md) */
+    int prefix_on; /* MEDGEMMA_PREFIX_CACHE != 0 and the backend has continue_prefill */
+    int cache_on;  /* MEDGEMMA_PREFIX_CACHE != 0 */
+    double idle_s;
+    PrefixGeometry geometry;
+    PrefixRecord prefix;
+    ImageCache *images;
+    EngineCacheStats stats;
 };
 
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* A non-negative integer from the environment, or def when unset or not a number. */
+static long env_long(const char *name, long def) {
+    const char *v = getenv(name);
+    char *end;
+    if (!v || !*v)
+        return def;
+    long x = strtol(v, &end, 10);
+    if (*end || x < 0) {
+        log_msg(LOG_WARNING, "%s=%s is not a non-negative integer; using %ld", name, v, def);
+        return def;
+    }
+    return x;
 }
 
 /* Creates the chosen backend's state. */
@@ -82,6 +111,39 @@ static int open_backend(Engine *e, BackendKind kind, const BackendOptions *bo, E
     return create_backend(e, backend_cpu_get(), bo, err);
 }
 
+/* The caches' settings (docs/caching.md); the backend is open. */
+static int engine_open_caches(Engine *e, int ring_extra, Error *err) {
+    const TextConfig *tc = &e->model.config.text;
+    int local = 0;
+    for (int l = 0; l < tc->num_layers; l++)
+        local |= !tc->layer_is_global[l];
+    e->geometry.window = local ? tc->sliding_window : 0;
+    e->geometry.max_context = e->max_context;
+    e->geometry.ring_capacity = local && tc->sliding_window + ring_extra < e->max_context
+                                    ? tc->sliding_window + ring_extra
+                                    : e->max_context;
+    e->prefix_on = e->cache_on && e->backend->continue_prefill != NULL;
+    if (e->cache_on && !e->prefix_on)
+        log_msg(LOG_INFO,
+                "prefix cache: the %s backend cannot continue a cached prefix; every prompt is prefilled "
+                "from position 0 (the image-embedding cache still works)",
+                e->backend->name);
+    size_t budget =
+        e->cache_on ? (size_t)env_long("MEDGEMMA_IMAGE_CACHE_MB", DEFAULT_IMAGE_CACHE_MB) << 20 : 0;
+    e->images = image_cache_create(budget);
+    if (!e->images)
+        return error_set(err, "out of memory");
+    e->stats.prefix_enabled = e->prefix_on;
+    e->stats.image_budget_bytes = (long long)budget;
+    return 0;
+}
+
+void engine_cache_stats(const Engine *e, EngineCacheStats *stats) {
+    *stats = e->stats;
+    stats->image_bytes = (long long)image_cache_bytes(e->images);
+    stats->image_entries = image_cache_entries(e->images);
+}
+
 int engine_open(Engine **out, const EngineOptions *options, Error *err) {
     *out = NULL;
     Engine *e = calloc(1, sizeof *e);
@@ -115,7 +177,13 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
         engine_close(e);
         return error_set(err, "weights must be bf16 or q8 (--weights / MEDGEMMA_WEIGHTS), got '%s'", weights);
     }
+    e->cache_on = env_long("MEDGEMMA_PREFIX_CACHE", 1) != 0;
+    e->idle_s = (double)env_long("MEDGEMMA_CACHE_IDLE_S", DEFAULT_CACHE_IDLE_S);
+    int ring_extra = e->cache_on ? (int)env_long("MEDGEMMA_PREFIX_RING_EXTRA", DEFAULT_RING_EXTRA) : 0;
+    if (ring_extra > max_ctx)
+        ring_extra = max_ctx;
     BackendOptions bo = {
+        .ring_extra = ring_extra,
         .precision_bf16 = precision && !strcmp(precision, "bf16"),
         .weights_q8 = weights && !strcmp(weights, "q8"),
         .n_threads = options->n_threads,
@@ -124,6 +192,10 @@ int engine_open(Engine **out, const EngineOptions *options, Error *err) {
         .embed_scale = e->model.embed_scale,
     };
     if (open_backend(e, options->backend, &bo, err) != 0) {
+        engine_close(e);
+        return -1;
+    }
+    if (engine_open_caches(e, ring_extra, err) != 0) {
         engine_close(e);
         return -1;
     }
@@ -141,6 +213,8 @@ void engine_close(Engine *e) {
     if (e->state && e->backend)
         e->backend->destroy(e->state);
     model_close(&e->model);
+    prefix_record_free(&e->prefix);
+    image_cache_destroy(e->images);
     free(e->logits);
     free(e->scratch);
     free(e->image_block);
@@ -271,6 +345,116 @@ static int constrained_accept(Constraint *k, int32_t token, Error *err) {
     return 0;
 }
 
+/* Image i's soft-token embeddings into out: from the image cache, or encode_image (then kept). */
+static int image_embeddings(Engine *e, const GenerateRequest *r, int i, const ImageHash *hashes, float *out,
+                            Error *err) {
+    const ModelConfig *c = &e->model.config;
+    size_t n_floats = (size_t)c->mm_tokens_per_image * c->text.hidden_size;
+    if (hashes && image_cache_get(e->images, r->cache_tenant, hashes[i], out, n_floats, now_ms() / 1e3)) {
+        e->stats.image_hits++;
+        return 0;
+    }
+    int rc = e->backend->encode_image(e->state, r->images[i], out, err);
+    if (rc != 0)
+        return rc;
+    if (hashes) {
+        e->stats.image_misses++;
+        image_cache_put(e->images, r->cache_tenant, hashes[i], out, n_floats, now_ms() / 1e3);
+    }
+    return 0;
+}
+
+/* Images -> embeddings and the prompt -> KV cache + the last position's logits: from the
+ * longest usable cached prefix (prefix_cache.h) when the caches are on, else from 0. */
+static int prefill_prompt(Engine *e, const GenerateRequest *r, int n_soft, GenerateResult *result,
+                          Error *err) {
+    const ModelConfig *c = &e->model.config;
+    double t_start = now_ms(), now = t_start / 1e3;
+    size_t per_image = (size_t)c->mm_tokens_per_image * c->text.hidden_size;
+    int n = r->n_tokens;
+    ImageHash *hashes = NULL;
+    if (e->cache_on && r->n_images > 0) {
+        hashes = malloc((size_t)r->n_images * sizeof *hashes);
+        if (!hashes) {
+            error_set(err, "out of memory for %d images", r->n_images);
+            return ENGINE_ERR_OUT_OF_MEMORY;
+        }
+        size_t n_values = (size_t)c->vision.num_channels * c->vision.image_size * c->vision.image_size;
+        for (int i = 0; i < r->n_images; i++)
+            hashes[i] = image_hash_pixels(r->images[i], n_values);
+    }
+    if (e->cache_on) {
+        int expired = image_cache_expire(e->images, now, e->idle_s);
+        if (e->prefix.valid && now - e->prefix.last_used > e->idle_s) {
+            prefix_forget(&e->prefix);
+            expired++;
+        }
+        e->stats.expired += expired;
+    }
+
+    /* where the prefill starts */
+    int k = 0;
+    if (e->prefix_on) {
+        PrefixOutcome outcome;
+        k = prefix_plan(&e->prefix, &e->geometry, r->cache_tenant, r->tokens, n, e->image_block, hashes,
+                        r->n_images, &outcome);
+        if (k > 0) {
+            e->stats.prefix_hits++;
+            e->stats.prefix_tokens_reused += k;
+        } else {
+            e->stats.prefix_misses++;
+            if (outcome != PREFIX_COLD_EMPTY) {
+                e->stats.prefix_fallbacks++;
+                log_msg(LOG_DEBUG, "prefix cache: full prefill of %d tokens (%s)", n,
+                        prefix_outcome_name(outcome));
+            }
+        }
+    }
+    int soft_before = 0; /* soft tokens in the reused prefix */
+    for (int t = 0; t < k; t++)
+        soft_before += e->image_block[t] >= 0;
+
+    /* embeddings of the images with soft tokens at positions >= k, in order */
+    float *embeds = NULL;
+    int rc = 0;
+    if (n_soft > soft_before) {
+        embeds = malloc((size_t)r->n_images * per_image * sizeof *embeds);
+        if (!embeds) {
+            free(hashes);
+            error_set(err, "out of memory for %d images", r->n_images);
+            return ENGINE_ERR_OUT_OF_MEMORY;
+        }
+        for (int i = soft_before / c->mm_tokens_per_image; i < r->n_images && rc == 0; i++) {
+            rc = image_embeddings(e, r, i, hashes, embeds + (size_t)i * per_image, err);
+            if (rc != 0)
+                error_prefix(err, "image %d", i + 1);
+        }
+    }
+    double t_vision = now_ms();
+    result->vision_ms = t_vision - t_start;
+
+    prefix_forget(&e->prefix); /* the cache changes now */
+    if (rc == 0 && k > 0)
+        rc = e->backend->continue_prefill(
+            e->state, r->tokens + k, n - k, k, n_soft > soft_before ? e->image_block + k : NULL,
+            embeds ? embeds + (size_t)soft_before * c->text.hidden_size : NULL, e->logits, err);
+    else if (rc == 0)
+        rc = e->backend->prefill(e->state, r->tokens, n, n_soft ? e->image_block : NULL, embeds, e->logits,
+                                 err);
+    free(embeds);
+    if (rc == 0 && e->prefix_on &&
+        prefix_record(&e->prefix, r->cache_tenant, r->tokens, n, e->image_block, hashes, r->n_images, now) !=
+            0)
+        log_msg(LOG_WARNING,
+                "prefix cache: out of memory for the record; the next prompt is prefilled from 0");
+    free(hashes);
+    if (rc != 0)
+        return backend_failed(e, rc, err);
+    result->cached_tokens = k;
+    result->prefill_ms = now_ms() - t_vision;
+    return 0;
+}
+
 int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result, Error *err) {
     const ModelConfig *c = &e->model.config;
     double t_start = now_ms();
@@ -284,34 +468,10 @@ int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result,
         return -1;
     result->prompt_tokens = r->n_tokens;
 
-    /* images -> soft-token embeddings, in order */
-    float *embeds = NULL;
-    if (r->n_images > 0) {
-        size_t per_image = (size_t)c->mm_tokens_per_image * c->text.hidden_size;
-        embeds = malloc((size_t)r->n_images * per_image * sizeof *embeds);
-        if (!embeds) {
-            error_set(err, "out of memory for %d images", r->n_images);
-            return ENGINE_ERR_OUT_OF_MEMORY;
-        }
-        for (int i = 0; i < r->n_images; i++) {
-            int rc = e->backend->encode_image(e->state, r->images[i], embeds + (size_t)i * per_image, err);
-            if (rc != 0) {
-                free(embeds);
-                error_prefix(err, "image %d", i + 1);
-                return backend_failed(e, rc, err);
-            }
-        }
-    }
-    double t_vision = now_ms();
-    result->vision_ms = t_vision - t_start;
-
-    int rc = e->backend->prefill(e->state, r->tokens, r->n_tokens, n_soft ? e->image_block : NULL, embeds,
-                                 e->logits, err);
-    free(embeds);
+    int rc = prefill_prompt(e, r, n_soft, result, err);
     if (rc != 0)
-        return backend_failed(e, rc, err);
+        return rc;
     double t_prefill = now_ms();
-    result->prefill_ms = t_prefill - t_vision;
 
     Sampler sampler;
     sampler_init(&sampler, c->text.vocab_size, r->temperature, r->top_k, r->top_p, r->seed);
@@ -338,9 +498,13 @@ int engine_generate(Engine *e, const GenerateRequest *r, GenerateResult *result,
         }
         if (step + 1 == r->max_new_tokens || pos >= e->max_context)
             break; /* FINISH_LENGTH: budget or context used up */
+        if (e->prefix.valid)
+            e->prefix.written = pos + 1; /* decode overwrites the ring slot of pos - capacity */
         rc = e->backend->decode(e->state, token, pos, e->logits, err);
-        if (rc != 0)
+        if (rc != 0) {
+            prefix_forget(&e->prefix);
             return backend_failed(e, rc, err);
+        }
         pos++;
     }
     result->decode_ms = now_ms() - t_prefill;

@@ -78,6 +78,9 @@ typedef struct {
      * tokens, then <unused95> is forced and the constrained answer follows. */
     GrammarMatcher *constraint;
     int thinking_budget; /* 0 = GRAMMAR_DEFAULT_THINKING_BUDGET; < 0 = no trace allowed */
+    /* The caller's cache namespace (docs/caching.md): a hash of its API key and/or
+     * cache_salt; cached prefixes and image embeddings are reused only within one. */
+    uint64_t cache_tenant;
 } GenerateRequest;
 
 typedef struct {
@@ -89,7 +92,23 @@ typedef struct {
     double ttft_ms;      /* request start to first token sampled */
     double decode_ms;    /* all decode steps */
     int thinking_tokens; /* tokens of a thinking trace under a constraint (markers included) */
+    int cached_tokens;   /* prompt positions reused from the KV cache (not prefilled again) */
 } GenerateResult;
+
+/* The caches' counters since engine_open (docs/caching.md), for /metrics. */
+typedef struct {
+    int prefix_enabled;         /* MEDGEMMA_PREFIX_CACHE on and the backend can continue a prefix */
+    long long prefix_hits;      /* prompts continued from a cached prefix */
+    long long prefix_misses;    /* prompts prefilled from position 0 (prefix enabled) */
+    long long prefix_fallbacks; /* of the misses: a common prefix existed but could not be used */
+    long long prefix_tokens_reused;
+    long long image_hits, image_misses;
+    long long image_bytes, image_entries; /* held now */
+    long long image_budget_bytes;
+    long long expired; /* entries dropped after MEDGEMMA_CACHE_IDLE_S */
+} EngineCacheStats;
+
+void engine_cache_stats(const Engine *engine, EngineCacheStats *stats);
 
 /* engine_generate's failures (err says what). */
 enum {

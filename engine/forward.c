@@ -309,7 +309,7 @@ static int create(Forward *f, const ModelWeights *weights, Error *err) {
     if (alloc_all(f, text, text_shape, 9) != 0)
         return error_set(err, "%s backend: out of memory for %d prompt rows", ops->name, P);
     f->xn.cols = f->xn.ld = f->D; /* sized for max(D, q_dim) rows of D */
-    if (kv_cache_init(&f->cache, ops, tc, options->max_context, err) != 0)
+    if (kv_cache_init(&f->cache, ops, tc, options->max_context, options->ring_extra, err) != 0)
         return -1;
     if (config->has_vision) {
         const VisionConfig *vc = &config->vision;

@@ -23,6 +23,7 @@ typedef struct {
     int max_context; /* KV capacity in positions */
     int max_prefill; /* most tokens one call may pass */
     float embed_scale;
+    int ring_extra; /* local layers' ring slots past the window (kv_cache.h; prefix reuse) */
 } ForwardOptions;
 
 /* Binds the weights (ops->prepare on each), sizes activations and the KV cache.
@@ -33,8 +34,9 @@ void forward_destroy(Forward *f);
 
 /* tokens[0..n) at positions pos0..pos0+n-1: pos0 = 0 starts a sequence (a prompt,
  * image rows replaced as backend.h's prefill says), n = 1 at pos0 > 0 appends one
- * token over the KV cache. logits [vocab] of the last position. cap (tests) may be
- * NULL. 0, or an ENGINE_ERR_* code from ops->status (err). */
+ * token over the KV cache, n > 1 at pos0 > 0 continues a cached prefix (backend.h
+ * continue_prefill; image_block and image_embeds cover the n tokens). logits [vocab] of the last position.
+ * cap (tests) may be NULL. 0, or an ENGINE_ERR_* code from ops->status (err). */
 int forward_text(Forward *f, const int32_t *tokens, int n, int pos0, const int32_t *image_block,
                  const float *image_embeds, float *logits, const BackendCapture *cap, Error *err);
 

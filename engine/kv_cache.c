@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int kv_cache_init(KvCache *cache, const Ops *ops, const TextConfig *config, int max_context, Error *err) {
+int kv_cache_init(KvCache *cache, const Ops *ops, const TextConfig *config, int max_context, int ring_extra,
+                  Error *err) {
     memset(cache, 0, sizeof *cache);
     cache->layers = calloc((size_t)config->num_layers, sizeof *cache->layers);
     if (!cache->layers)
@@ -14,8 +15,8 @@ int kv_cache_init(KvCache *cache, const Ops *ops, const TextConfig *config, int 
     for (int l = 0; l < config->num_layers; l++) {
         KvLayer *kv = &cache->layers[l];
         kv->capacity = max_context;
-        if (!config->layer_is_global[l] && config->sliding_window < kv->capacity)
-            kv->capacity = config->sliding_window;
+        if (!config->layer_is_global[l] && config->sliding_window + ring_extra < kv->capacity)
+            kv->capacity = config->sliding_window + ring_extra;
         kv->k = ops->alloc(ops->ctx, kv->capacity, kv_dim);
         kv->v = ops->alloc(ops->ctx, kv->capacity, kv_dim);
         if (!kv->k.data || !kv->v.data) {

@@ -2,8 +2,10 @@
  * + roped K and V rows of kv_heads * head_dim values in the backend's tensors
  * (kernels/ops.h KvLayer). Global layers keep every position (slot = pos,
  * max_context slots); local (sliding-window) layers keep a ring of
- * min(window, max_context) slots, slot = pos % capacity, which holds exactly the
- * keys a query's window allows. Sized once; nothing is allocated later. */
+ * min(window + ring_extra, max_context) slots, slot = pos % capacity. The window's
+ * keys are read by position; the ring_extra slots past the window let a later
+ * prompt continue from a prefix up to ring_extra positions behind the last one
+ * written (docs/caching.md). Sized once; nothing is allocated later. */
 #ifndef ENGINE_KV_CACHE_H
 #define ENGINE_KV_CACHE_H
 
@@ -18,7 +20,8 @@ typedef struct {
     KvLayer *layers; /* [n_layers] */
 } KvCache;
 
-int kv_cache_init(KvCache *cache, const Ops *ops, const TextConfig *config, int max_context, Error *err);
+int kv_cache_init(KvCache *cache, const Ops *ops, const TextConfig *config, int max_context, int ring_extra,
+                  Error *err);
 void kv_cache_free(KvCache *cache, const Ops *ops);
 
 #endif

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/engine.h"
 #include "http/request.h"
 
 typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
@@ -60,6 +61,11 @@ typedef struct Job {
     double vision_ms, ttft_ms;
     double engine_ms;    /* engine_generate */
     double inference_ms; /* everything the worker did */
+    /* caches (docs/caching.md): the namespace (API key + cache_salt), the prompt tokens
+     * reused, and the engine's counters after this job (the loop copies them to /metrics) */
+    uint64_t cache_tenant;
+    int cached_tokens;
+    EngineCacheStats cache_stats;
 } Job;
 
 typedef struct {

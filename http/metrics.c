@@ -127,6 +127,55 @@ char *metrics_render(const Metrics *m, const MetricsGauges *g, size_t *len_out) 
                 "# HELP medgemma_uptime_seconds Seconds since the server started.\n"
                 "# TYPE medgemma_uptime_seconds gauge\nmedgemma_uptime_seconds %.3f\n",
                 g->queue_depth, g->running, g->model_loaded, g->uptime_seconds);
+    /* the caches (docs/caching.md) */
+    const EngineCacheStats *c = &m->cache;
+    text_printf(&t,
+                "# HELP medgemma_prefix_cache_enabled 1 when prompts can continue a cached prefix "
+                "(MEDGEMMA_PREFIX_CACHE and a backend that can).\n# TYPE medgemma_prefix_cache_enabled "
+                "gauge\nmedgemma_prefix_cache_enabled %d\n",
+                c->prefix_enabled);
+    text_printf(&t,
+                "# HELP medgemma_prefix_cache_hits_total Prompts continued from a cached prefix.\n# TYPE "
+                "medgemma_prefix_cache_hits_total counter\nmedgemma_prefix_cache_hits_total %lld\n",
+                c->prefix_hits);
+    text_printf(&t,
+                "# HELP medgemma_prefix_cache_misses_total Prompts prefilled from position 0.\n# TYPE "
+                "medgemma_prefix_cache_misses_total counter\nmedgemma_prefix_cache_misses_total %lld\n",
+                c->prefix_misses);
+    text_printf(&t,
+                "# HELP medgemma_prefix_cache_fallbacks_total Misses although a common prefix was cached "
+                "(too short, or the sliding-window ring had moved on).\n# TYPE "
+                "medgemma_prefix_cache_fallbacks_total counter\nmedgemma_prefix_cache_fallbacks_total %lld\n",
+                c->prefix_fallbacks);
+    text_printf(
+        &t,
+        "# HELP medgemma_prefix_cache_reused_tokens_total Prompt tokens reused from the KV cache.\n# TYPE "
+        "medgemma_prefix_cache_reused_tokens_total counter\nmedgemma_prefix_cache_reused_tokens_total %lld\n",
+        c->prefix_tokens_reused);
+    text_printf(&t,
+                "# HELP medgemma_image_cache_hits_total Images whose embeddings came from the cache.\n# TYPE "
+                "medgemma_image_cache_hits_total counter\nmedgemma_image_cache_hits_total %lld\n",
+                c->image_hits);
+    text_printf(&t,
+                "# HELP medgemma_image_cache_misses_total Images encoded by the vision tower (cache on).\n# "
+                "TYPE medgemma_image_cache_misses_total counter\nmedgemma_image_cache_misses_total %lld\n",
+                c->image_misses);
+    text_printf(&t,
+                "# HELP medgemma_image_cache_bytes Bytes of image embeddings held.\n# TYPE "
+                "medgemma_image_cache_bytes gauge\nmedgemma_image_cache_bytes %lld\n",
+                c->image_bytes);
+    text_printf(&t,
+                "# HELP medgemma_image_cache_entries Images held.\n# TYPE medgemma_image_cache_entries "
+                "gauge\nmedgemma_image_cache_entries %lld\n",
+                c->image_entries);
+    text_printf(&t,
+                "# HELP medgemma_image_cache_budget_bytes MEDGEMMA_IMAGE_CACHE_MB in bytes.\n# TYPE "
+                "medgemma_image_cache_budget_bytes gauge\nmedgemma_image_cache_budget_bytes %lld\n",
+                c->image_budget_bytes);
+    text_printf(&t,
+                "# HELP medgemma_cache_expired_total Cache entries dropped after MEDGEMMA_CACHE_IDLE_S.\n# "
+                "TYPE medgemma_cache_expired_total counter\nmedgemma_cache_expired_total %lld\n",
+                c->expired);
     if (t.failed) {
         free(t.data);
         return NULL;

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "engine/engine.h"
+
 /* Histogram buckets shared by the duration metrics (seconds). */
 #define METRICS_N_BUCKETS 14
 
@@ -34,7 +36,8 @@ typedef struct {
     Histogram queue_seconds;   /* waiting in the queue */
     long long prompt_tokens;
     long long generated_tokens;
-    long long cancelled; /* client gone or deadline passed */
+    long long cancelled;    /* client gone or deadline passed */
+    EngineCacheStats cache; /* docs/caching.md: the engine's counters after the last job */
 } Metrics;
 
 void metrics_init(Metrics *m);

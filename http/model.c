@@ -200,6 +200,7 @@ int model_run_job(Pipeline *p, Job *job, int device_lost, ModelEmit emit, void *
         .on_text = in->stream ? on_text : NULL,
         .should_stop = should_stop,
         .user = &ev,
+        .cache_tenant = job->cache_tenant,
     };
     int engine_rc = 0;
     int rc = pipeline_run(p, &rq, &res, &engine_rc, &err);
@@ -208,6 +209,7 @@ int model_run_job(Pipeline *p, Job *job, int device_lost, ModelEmit emit, void *
     job->engine_ms = res.engine_ms;
     job->prompt_tokens = res.prompt_tokens;
     job->completion_tokens = res.completion_tokens;
+    job->cached_tokens = res.cached_tokens;
     job->vision_ms = res.vision_ms;
     job->ttft_ms = res.ttft_ms;
     char msg[sizeof job->error_message];
@@ -235,6 +237,8 @@ int model_run_job(Pipeline *p, Job *job, int device_lost, ModelEmit emit, void *
         break;
     }
 done:
+    if (p)
+        pipeline_cache_stats(p, &job->cache_stats);
     pipeline_result_free(&res);
     free(msgs);
     free(parts);

@@ -88,8 +88,11 @@ static void add_usage(cJSON *root, const Answer *a, int openai) {
     cJSON *u = cJSON_AddObjectToObject(root, "usage");
     cJSON_AddNumberToObject(u, "prompt_tokens", a->prompt_tokens);
     cJSON_AddNumberToObject(u, "completion_tokens", a->completion_tokens);
-    if (openai)
+    if (openai) {
         cJSON_AddNumberToObject(u, "total_tokens", a->prompt_tokens + a->completion_tokens);
+        cJSON *details = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+        cJSON_AddNumberToObject(details, "cached_tokens", a->cached_tokens);
+    }
 }
 
 char *json_analyze(const Answer *a) {

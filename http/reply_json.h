@@ -13,7 +13,8 @@ typedef struct {
     const char *finish; /* "stop" or "length" */
     int prompt_tokens, completion_tokens;
     double inference_ms;
-    int constrained; /* decoded under a JSON schema (response_format): the text is the value */
+    int constrained;   /* decoded under a JSON schema (response_format): the text is the value */
+    int cached_tokens; /* prompt tokens reused from the cache (OpenAI usage.prompt_tokens_details) */
 } Answer;
 
 /* {"error": {"type": ..., "message": ...}} */

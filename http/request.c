@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +38,12 @@ static int fail(RequestError *e, const char *fmt, ...) {
  * (`image` -> `images`): an ignored typo would answer a different question.
  * To accept a new field, add it to its table here, parse it below and
  * document it (e.g. /analyze's `dicom`, issue 15, goes into ANALYZE_FIELDS). */
-static const char *const GENERATE_FIELDS[] = {"prompt", "system", "max_tokens", "temperature",
-                                              "top_p",  "top_k",  "seed",       NULL};
+static const char *const GENERATE_FIELDS[] = {"prompt", "system", "max_tokens", "temperature", "top_p",
+                                              "top_k",  "seed",   "cache_salt", NULL};
 static const char *const ANALYZE_FIELDS[] = {
-    "prompt", "system",        "images",          "dicom",           "modality",        "ct",
-    "mri",    "pad_to_square", "max_tokens",      "temperature",     "top_p",           "top_k",
-    "seed",   "response_format", "thinking_budget", NULL};
+    "prompt", "system",          "images",          "dicom",       "modality", "ct",
+    "mri",    "pad_to_square",   "max_tokens",      "temperature", "top_p",    "top_k",
+    "seed",   "response_format", "thinking_budget", "cache_salt",  NULL};
 static const char *const CHAT_FIELDS[] = {"model",
                                           "messages",
                                           "max_tokens",
@@ -57,6 +58,7 @@ static const char *const CHAT_FIELDS[] = {"model",
                                           "stream_options",
                                           "response_format",
                                           "thinking_budget",
+                                          "cache_salt",
                                           NULL};
 static const char *const MESSAGE_FIELDS[] = {"role", "content", NULL};
 static const char *const TEXT_PART_FIELDS[] = {"type", "text", NULL};
@@ -240,6 +242,8 @@ static int get_number(const cJSON *obj, const char *name, int want_int, double l
 }
 
 /* Optional string field; *value NULL when absent. */
+static int parse_cache_salt(const cJSON *root, JobInput *in, RequestError *e);
+
 static int get_string(const cJSON *obj, const char *name, const char **value, RequestError *e) {
     *value = NULL;
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
@@ -374,6 +378,25 @@ static int parse_sampling(const cJSON *root, const RequestLimits *lim, JobInput 
     v = 1;
     if (get_number(root, "n", 1, 1, 1, &v, e) != 0)
         return fail(e, "'n' must be 1: one answer per request");
+    return parse_cache_salt(root, in, e);
+}
+
+/* "cache_salt" (as vLLM): a string naming the caller's cache namespace (docs/caching.md);
+ * kept only as a hash. */
+static int parse_cache_salt(const cJSON *root, JobInput *in, RequestError *e) {
+    const char *salt = NULL;
+    if (get_string(root, "cache_salt", &salt, e) != 0)
+        return -1;
+    if (!salt)
+        return 0;
+    if (!*salt || strlen(salt) > 256)
+        return fail(e, "'cache_salt' must be a string of 1 to 256 characters");
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_Digest(salt, strlen(salt), digest, &n, EVP_sha256(), NULL) || n < 8)
+        return fail(e, "'cache_salt' could not be hashed");
+    memcpy(&in->cache_salt, digest, 8);
+    in->cache_salt |= 1; /* never 0 (no salt) */
     return 0;
 }
 

@@ -75,6 +75,7 @@ typedef struct {
     char *json_schema;   /* JSON_MODE_SCHEMA: the schema's text (compact) */
     int thinking_budget; /* with a JSON mode: the engine's thinking_budget (0 = default) */
     int include_usage;   /* chat stream: stream_options.include_usage */
+    uint64_t cache_salt; /* hash of the request's cache_salt (0 = none; docs/caching.md) */
 } JobInput;
 
 void job_input_free(JobInput *in);

@@ -217,7 +217,8 @@ static void stream_pump(JobLink *l) {
             sse_append(&req->pool, &buf, json);
             free(json);
             if (l->include_usage) {
-                Answer usage = {"", l->finish, l->prompt_tokens, l->completion_tokens, 0};
+                Answer usage = {"", l->finish, l->prompt_tokens, l->completion_tokens,
+                                0,  0,         l->cached_tokens};
                 json = json_chat_chunk(l->chat_id, l->created, s->model_id, NULL, NULL, 0, NULL, &usage);
                 sse_append(&req->pool, &buf, json);
                 free(json);
@@ -285,6 +286,8 @@ void link_abort(JobLink *l, int status, const char *type, const char *message) {
 static void observe_job(Server *s, const Job *job) {
     Metrics *m = &s->metrics;
     m->prompt_tokens += job->prompt_tokens;
+    if (job->t_start > 0)
+        m->cache = job->cache_stats; /* the engine's counters after this job */
     m->generated_tokens += job->completion_tokens;
     if (job->completion_tokens > 0)
         metrics_observe(&m->ttft_seconds, job->ttft_ms / 1e3);
@@ -308,7 +311,8 @@ static void answer_plain(Server *s, JobLink *l, Job *job) {
         return;
     }
     Answer a = {job->text ? job->text : "", job->finish,       job->prompt_tokens,
-                job->completion_tokens,     job->inference_ms, job->in.json_mode != JSON_MODE_NONE};
+                job->completion_tokens,     job->inference_ms, job->in.json_mode != JSON_MODE_NONE,
+                job->cached_tokens};
     char *body = NULL;
     if (job->in.endpoint == ENDPOINT_ANALYZE) {
         body = json_analyze(&a);
@@ -343,6 +347,7 @@ static void job_finished(Server *s, Job *job) {
             l->final_status = job->status;
             l->finish = job->finish;
             l->prompt_tokens = job->prompt_tokens;
+            l->cached_tokens = job->cached_tokens;
             l->completion_tokens = job->completion_tokens;
             snprintf(l->final_error_type, sizeof l->final_error_type, "%s", job->error_type);
             snprintf(l->final_error_message, sizeof l->final_error_message, "%s", job->error_message);

@@ -79,6 +79,27 @@ static int authorized(Server *s, h2o_req_t *req) {
     return CRYPTO_memcmp(digest, s->api_key_sha256, 32) == 0;
 }
 
+/* The request's cache namespace (docs/caching.md): a hash of the bearer key when the
+ * server has keys, and of the request's cache_salt; 0 when neither. */
+static uint64_t cache_tenant(Server *s, h2o_req_t *req, uint64_t salt) {
+    unsigned char buf[40] = {0}, digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    ssize_t i = s->have_api_key ? h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) : -1;
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        if (v.len < 7 || !EVP_Digest(v.base + 7, v.len - 7, buf, &n, EVP_sha256(), NULL))
+            memset(buf, 0, sizeof buf);
+    }
+    memcpy(buf + 32, &salt, 8);
+    static const unsigned char zero[40];
+    if (!memcmp(buf, zero, sizeof buf))
+        return 0;
+    uint64_t tenant = 0;
+    if (EVP_Digest(buf, sizeof buf, digest, &n, EVP_sha256(), NULL))
+        memcpy(&tenant, digest, 8);
+    return tenant | 1;
+}
+
 static void send_json_tree(const Reply *r, int status, cJSON *root) {
     char *body = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -215,6 +236,7 @@ static void handle_generation(Server *s, const Reply *r, Endpoint endpoint) {
         return;
     }
     job->in = in;
+    job->cache_tenant = cache_tenant(s, req, in.cache_salt);
     job->parse_ms = (now_seconds() - r->t_arrival) * 1e3;
     snprintf(job->id, sizeof job->id, "%s", r->id);
     job->t_arrival = r->t_arrival;

@@ -64,7 +64,7 @@ struct JobLink {
     char final_error_type[48];
     char final_error_message[512];
     const char *finish;
-    int prompt_tokens, completion_tokens;
+    int prompt_tokens, completion_tokens, cached_tokens;
 };
 
 /* routes.c */

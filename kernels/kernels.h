@@ -84,6 +84,22 @@ void attention_prefill(float *out, const float *q, const float *k, const float *
 void attention_decode(float *out, const float *q, const float *k_cache, const float *v_cache, int n_keys,
                       int n_heads, int n_kv_heads, int head_dim, float scale);
 
+/* The same prompt attention for T tokens at positions pos0..pos0+T-1 continuing a cached
+ * sequence (prefix reuse, docs/caching.md): keys of every position (earlier ones and the
+ * batch's own, already stored) are read from the cache, position p in slot p % capacity.
+ * Bit for bit the rows attention_prefill gives for the same positions of the whole sequence
+ * (query blocks and key chunks are aligned to positions, not to the batch). image_block [T]
+ * covers the batch (rows before pos0 of an image block are cached; they see it whole already). */
+void attention_cached(float *out, const float *q, const float *k_cache, const float *v_cache, int capacity,
+                      const int32_t *image_block, int n_tokens, int pos0, int n_heads, int n_kv_heads,
+                      int head_dim, int window, float scale);
+
+/* One query at position pos over a ring of `capacity` slots (slot = p % capacity): keys
+ * [max(0, pos - window + 1, pos - capacity + 1), pos] in position order (window 0 = all). */
+void attention_decode_ring(float *out, const float *q, const float *k_cache, const float *v_cache,
+                           int capacity, int pos, int window, int n_heads, int n_kv_heads, int head_dim,
+                           float scale);
+
 /* ---- gelu.c */
 
 /* gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  */

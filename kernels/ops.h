@@ -134,8 +134,10 @@ struct Ops {
     void (*qk_rope_store)(void *ctx, Tensor q, Tensor k, Tensor v, const Weight *q_norm, const Weight *k_norm,
                           KvLayer *kv, const Batch *batch, const AttnShape *shape, const RopeParams *rope);
     /* out = softmax(q k^T * scale + mask) v. A batch at pos0 = 0 attends to its own
-     * k, v (image_block: kernels.h attention_prefill; NULL = text only); a one-token
-     * batch at pos0 > 0 to the cache kv (k, v ignored). kv may be NULL for pos0 = 0. */
+     * k, v (image_block: kernels.h attention_prefill; NULL = text only); a batch at
+     * pos0 > 0 (one decode token, or a prompt continuing a cached prefix) to the cache kv
+     * by position (k, v ignored; the window, not the ring's size, bounds the keys).
+     * kv may be NULL for pos0 = 0. */
     void (*attention)(void *ctx, Tensor out, Tensor q, Tensor k, Tensor v, const KvLayer *kv,
                       const int32_t *image_block, const Batch *batch, const AttnShape *shape);
     /* out = gelu_tanh(gate) * up                                           out may alias gate */

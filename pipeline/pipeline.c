@@ -118,6 +118,10 @@ const char *pipeline_device_error(const Pipeline *p) {
     return engine_device_error(p->engine);
 }
 
+void pipeline_cache_stats(const Pipeline *p, EngineCacheStats *stats) {
+    engine_cache_stats(p->engine, stats);
+}
+
 void pipeline_result_free(PipelineResult *r) {
     free(r->text);
     r->text = NULL;
@@ -328,6 +332,7 @@ int pipeline_run(Pipeline *p, const PipelineRequest *rq, PipelineResult *res, in
         .user = &a,
         .constraint = matcher,
         .thinking_budget = rq->thinking_budget,
+        .cache_tenant = rq->cache_tenant,
     };
     GenerateResult gres = {0};
     double t2 = now_ms();
@@ -340,6 +345,7 @@ int pipeline_run(Pipeline *p, const PipelineRequest *rq, PipelineResult *res, in
     }
     res->prompt_tokens = gres.prompt_tokens;
     res->completion_tokens = gres.completion_tokens;
+    res->cached_tokens = gres.cached_tokens;
     res->vision_ms = gres.vision_ms;
     res->ttft_ms = gres.ttft_ms;
     if (a.failed) {

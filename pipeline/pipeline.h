@@ -29,6 +29,8 @@ void pipeline_close(Pipeline *p);
 const EngineInfo *pipeline_info(const Pipeline *p);
 /* NULL while the device works; after a lost device, what failed (engine.h). */
 const char *pipeline_device_error(const Pipeline *p);
+/* The engine's cache counters (engine.h engine_cache_stats). */
+void pipeline_cache_stats(const Pipeline *p, EngineCacheStats *stats);
 
 /* One image as the client sent it: PNG / JPEG / DICOM file bytes. */
 typedef struct {
@@ -73,12 +75,14 @@ typedef struct {
     void (*on_text)(void *user, const char *text, size_t n);
     int (*should_stop)(void *user);
     void *user;
+    uint64_t cache_tenant; /* engine.h GenerateRequest.cache_tenant (docs/caching.md) */
 } PipelineRequest;
 
 typedef struct {
     char *text;         /* the visible answer (malloc'd; pipeline_result_free) */
     const char *finish; /* "stop" or "length" */
     int prompt_tokens, completion_tokens;
+    int cached_tokens; /* prompt tokens reused from the KV cache (usage.prompt_tokens_details) */
     double preprocess_ms, tokenize_ms; /* images -> tensors; chat template + tokenizer */
     double vision_ms, ttft_ms, engine_ms;
 } PipelineResult;

@@ -4,6 +4,7 @@
  * Keys are processed in chunks whose scores sit on the stack; the softmax is
  * carried across chunks (running max and sum, rescaling the partial output),
  * so nothing is allocated whatever the sequence length. */
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -13,9 +14,15 @@
 
 #define KEY_CHUNK 256
 
-/* out[0..Dh) = attention of q over keys [lo, hi] (inclusive) of k/v with row stride ld. */
-static void attend(float *out, const float *q, const float *k, const float *v, size_t ld, int lo, int hi,
-                   int head_dim, float scale, const SimdOps *ops) {
+/* Row of key position p in k/v holding `cap` rows (a ring: slot = p % cap; INT_MAX = no ring). */
+static inline size_t key_slot(int p, int cap) {
+    return (size_t)(p < cap ? p : p % cap);
+}
+
+/* out[0..Dh) = attention of q over key positions [lo, hi] (inclusive) of k/v with row stride ld,
+ * position p in row key_slot(p, cap). */
+static void attend(float *out, const float *q, const float *k, const float *v, size_t ld, int cap, int lo,
+                   int hi, int head_dim, float scale, const SimdOps *ops) {
     float scores[KEY_CHUNK];
     float m = -INFINITY, l = 0.0f;
     for (int i = 0; i < head_dim; i++)
@@ -24,7 +31,7 @@ static void attend(float *out, const float *q, const float *k, const float *v, s
         int n = hi - c0 + 1 < KEY_CHUNK ? hi - c0 + 1 : KEY_CHUNK;
         float cm = -INFINITY;
         for (int j = 0; j < n; j++) {
-            scores[j] = ops->dot_f32(q, k + (size_t)(c0 + j) * ld, head_dim) * scale;
+            scores[j] = ops->dot_f32(q, k + key_slot(c0 + j, cap) * ld, head_dim) * scale;
             if (scores[j] > cm)
                 cm = scores[j];
         }
@@ -39,7 +46,7 @@ static void attend(float *out, const float *q, const float *k, const float *v, s
         for (int j = 0; j < n; j++) {
             float p = expf(scores[j] - m);
             l += p;
-            ops->axpy_f32(out, p, v + (size_t)(c0 + j) * ld, head_dim);
+            ops->axpy_f32(out, p, v + key_slot(c0 + j, cap) * ld, head_dim);
         }
     }
     ops->scale_f32(out, 1.0f / l, head_dim);
@@ -51,49 +58,70 @@ typedef struct {
     const int32_t *image_block;
     int n_tokens, n_heads, n_kv_heads, head_dim, causal, window;
     float scale;
+    /* Query row t is at position pos0 + t; key position p is in row key_slot(p, cap) of k, v
+     * (prefill: pos0 = 0, cap = INT_MAX, k/v the batch's own; attention_cached: the cache). */
+    int pos0, cap;
 } PrefillJob;
 
-/* The keys query t may see: one interval [*lo, *hi] (see kernels.h). */
+/* The first key position a query at position a may see. */
+static int key_lo(const PrefillJob *j, int a) {
+    return j->causal && j->window > 0 && a - j->window + 1 > 0 ? a - j->window + 1 : 0;
+}
+
+/* The key positions query row t may see: one interval [*lo, *hi] (see kernels.h). */
 static void key_range(const PrefillJob *j, int t, int *lo, int *hi) {
     *lo = 0;
-    *hi = j->n_tokens - 1;
+    *hi = j->pos0 + j->n_tokens - 1;
     if (!j->causal)
         return;
-    /* keys [0, t], extended to the end of t's image run, then cut by the window */
-    *hi = t;
+    /* keys [0, t], extended to the end of t's image run (within the batch), then cut by the window */
+    int end = t;
     if (j->image_block && j->image_block[t] >= 0) {
         int b = j->image_block[t];
-        while (*hi + 1 < j->n_tokens && j->image_block[*hi + 1] == b)
-            (*hi)++;
+        while (end + 1 < j->n_tokens && j->image_block[end + 1] == b)
+            end++;
     }
-    if (j->window > 0 && t - j->window + 1 > 0)
-        *lo = t - j->window + 1;
+    *hi = j->pos0 + end;
+    *lo = key_lo(j, j->pos0 + t);
 }
 
 /* Blocked prefill: QUERY_BLOCK queries of one head against KEY_BLOCK keys at a
- * time, both products on the GEMM micro-kernel (scores = Q K^T with K^T packed
- * as a panel; out += P V with V packed), the softmax carried across key blocks
- * per row as in attend(). */
+ * time (query blocks aligned to multiples of QUERY_BLOCK in position and key
+ * blocks starting at the block's first position's window start, so a row's sums
+ * are the same whether the batch starts at 0 or continues a cached prefix), both products on the GEMM
+ * micro-kernel (scores = Q K^T with K^T packed as a panel; out += P V with V packed), the softmax carried
+ * across key blocks per row as in attend(). */
 #define QUERY_BLOCK 96 /* a multiple of GEMM_ROWS */
 #define KEY_BLOCK 64   /* a multiple of every panel width (8, 16, 32) */
 #define BLOCKED_MAX_HEAD_DIM 256
 
-static void prefill_block(const PrefillJob *j, int h, int t0, const SimdOps *ops) {
+/* Rows of query block `block` (positions [block * QUERY_BLOCK, + QUERY_BLOCK)) in the batch. */
+static void block_rows(const PrefillJob *j, int block, int *t0, int *rows) {
+    int a0 = block * QUERY_BLOCK, a1 = a0 + QUERY_BLOCK;
+    if (a0 < j->pos0)
+        a0 = j->pos0;
+    if (a1 > j->pos0 + j->n_tokens)
+        a1 = j->pos0 + j->n_tokens;
+    *t0 = a0 - j->pos0;
+    *rows = a1 - a0;
+}
+
+static void prefill_block(const PrefillJob *j, int h, int block, const SimdOps *ops) {
     size_t q_ld = (size_t)j->n_heads * j->head_dim, kv_ld = (size_t)j->n_kv_heads * j->head_dim;
     int Dh = j->head_dim, pc = ops->panel_cols;
     int kvh = h / (j->n_heads / j->n_kv_heads);
-    int rows = j->n_tokens - t0 < QUERY_BLOCK ? j->n_tokens - t0 : QUERY_BLOCK;
+    int t0, rows;
+    block_rows(j, block, &t0, &rows);
     const float *q = j->q + (size_t)t0 * q_ld + (size_t)h * Dh;
     const float *k = j->k + (size_t)kvh * Dh, *v = j->v + (size_t)kvh * Dh;
     float *o = j->out + (size_t)t0 * q_ld + (size_t)h * Dh;
-    int lo[QUERY_BLOCK], hi[QUERY_BLOCK], u_lo = j->n_tokens, u_hi = -1;
+    /* u_lo: the window start of the block's first position, present in the batch or not */
+    int lo[QUERY_BLOCK], hi[QUERY_BLOCK], u_lo = key_lo(j, block * QUERY_BLOCK), u_hi = -1;
     float m[QUERY_BLOCK], l[QUERY_BLOCK];
     float s[QUERY_BLOCK * KEY_BLOCK];
     float panel[BLOCKED_MAX_HEAD_DIM * 32];
     for (int r = 0; r < rows; r++) {
         key_range(j, t0 + r, &lo[r], &hi[r]);
-        if (lo[r] < u_lo)
-            u_lo = lo[r];
         if (hi[r] > u_hi)
             u_hi = hi[r];
         m[r] = -INFINITY;
@@ -110,7 +138,7 @@ static void prefill_block(const PrefillJob *j, int h, int t0, const SimdOps *ops
                 float *dst = panel + (size_t)d * pc;
                 int c = 0;
                 for (; c < n; c++)
-                    dst[c] = k[(size_t)(c0 + p0 + c) * kv_ld + d];
+                    dst[c] = k[key_slot(c0 + p0 + c, j->cap) * kv_ld + d];
                 for (; c < pc; c++)
                     dst[c] = 0.0f;
             }
@@ -145,7 +173,7 @@ static void prefill_block(const PrefillJob *j, int h, int t0, const SimdOps *ops
         for (int d0 = 0; d0 < Dh; d0 += pc) {
             int n = Dh - d0 < pc ? Dh - d0 : pc;
             for (int jj = 0; jj < nk; jj++) {
-                const float *src = v + (size_t)(c0 + jj) * kv_ld + d0;
+                const float *src = v + key_slot(c0 + jj, j->cap) * kv_ld + d0;
                 float *dst = panel + (size_t)jj * pc;
                 int c = 0;
                 for (; c < n; c++)
@@ -162,13 +190,21 @@ static void prefill_block(const PrefillJob *j, int h, int t0, const SimdOps *ops
         ops->scale_f32(o + (size_t)r * q_ld, 1.0f / l[r], Dh);
 }
 
+/* Query blocks the batch touches: [first_block, first_block + n_blocks). */
+static int first_block(const PrefillJob *j) {
+    return j->pos0 / QUERY_BLOCK;
+}
+static int n_blocks_of(const PrefillJob *j) {
+    return (j->pos0 + j->n_tokens - 1) / QUERY_BLOCK - first_block(j) + 1;
+}
+
 /* Items are (head, query block) pairs, head-major. */
 static void prefill_blocks(void *ctx, int start, int end) {
     const PrefillJob *j = ctx;
     const SimdOps *ops = simd_ops();
-    int n_blocks = (j->n_tokens + QUERY_BLOCK - 1) / QUERY_BLOCK;
+    int n_blocks = n_blocks_of(j);
     for (int item = start; item < end; item++)
-        prefill_block(j, item / n_blocks, (item % n_blocks) * QUERY_BLOCK, ops);
+        prefill_block(j, item / n_blocks, first_block(j) + item % n_blocks, ops);
 }
 
 /* Row by row (head dims past BLOCKED_MAX_HEAD_DIM): items are (query t, head h) pairs. */
@@ -183,27 +219,38 @@ static void prefill_range(void *ctx, int start, int end) {
         int kvh = h / group;
         attend(j->out + (size_t)t * q_ld + (size_t)h * j->head_dim,
                j->q + (size_t)t * q_ld + (size_t)h * j->head_dim, j->k + (size_t)kvh * j->head_dim,
-               j->v + (size_t)kvh * j->head_dim, kv_ld, lo, hi, j->head_dim, j->scale, ops);
+               j->v + (size_t)kvh * j->head_dim, kv_ld, j->cap, lo, hi, j->head_dim, j->scale, ops);
     }
+}
+
+static void run_prefill(PrefillJob *job) {
+    if (job->head_dim <= BLOCKED_MAX_HEAD_DIM && simd_ops()->panel_cols <= 32)
+        parallel_for(job->n_heads * n_blocks_of(job), 1, prefill_blocks, job);
+    else
+        parallel_for(job->n_tokens * job->n_heads, 2, prefill_range, job);
 }
 
 void attention_prefill(float *out, const float *q, const float *k, const float *v, const int32_t *image_block,
                        int n_tokens, int n_heads, int n_kv_heads, int head_dim, int causal, int window,
                        float scale) {
-    PrefillJob job = {out,     q,          k,        v,      image_block, n_tokens,
-                      n_heads, n_kv_heads, head_dim, causal, window,      scale};
-    if (head_dim <= BLOCKED_MAX_HEAD_DIM && simd_ops()->panel_cols <= 32) {
-        int n_blocks = (n_tokens + QUERY_BLOCK - 1) / QUERY_BLOCK;
-        parallel_for(n_heads * n_blocks, 1, prefill_blocks, &job);
-    } else {
-        parallel_for(n_tokens * n_heads, 2, prefill_range, &job);
-    }
+    PrefillJob job = {out,        q,        k,      v,      image_block, n_tokens, n_heads,
+                      n_kv_heads, head_dim, causal, window, scale,       0,        INT_MAX};
+    run_prefill(&job);
+}
+
+void attention_cached(float *out, const float *q, const float *k_cache, const float *v_cache, int capacity,
+                      const int32_t *image_block, int n_tokens, int pos0, int n_heads, int n_kv_heads,
+                      int head_dim, int window, float scale) {
+    PrefillJob job = {out,        q,        k_cache, v_cache, image_block, n_tokens, n_heads,
+                      n_kv_heads, head_dim, 1,       window,  scale,       pos0,     capacity};
+    run_prefill(&job);
 }
 
 typedef struct {
     float *out;
     const float *q, *k, *v;
-    int n_keys, n_heads, n_kv_heads, head_dim;
+    int lo, hi, cap; /* key positions [lo, hi], position p in row key_slot(p, cap) */
+    int n_heads, n_kv_heads, head_dim;
     float scale;
 } DecodeJob;
 
@@ -215,13 +262,23 @@ static void decode_range(void *ctx, int start, int end) {
     for (int h = start; h < end; h++) {
         int kvh = h / group;
         attend(j->out + (size_t)h * j->head_dim, j->q + (size_t)h * j->head_dim,
-               j->k + (size_t)kvh * j->head_dim, j->v + (size_t)kvh * j->head_dim, kv_ld, 0, j->n_keys - 1,
-               j->head_dim, j->scale, ops);
+               j->k + (size_t)kvh * j->head_dim, j->v + (size_t)kvh * j->head_dim, kv_ld, j->cap, j->lo,
+               j->hi, j->head_dim, j->scale, ops);
     }
 }
 
 void attention_decode(float *out, const float *q, const float *k_cache, const float *v_cache, int n_keys,
                       int n_heads, int n_kv_heads, int head_dim, float scale) {
-    DecodeJob job = {out, q, k_cache, v_cache, n_keys, n_heads, n_kv_heads, head_dim, scale};
+    DecodeJob job = {out, q, k_cache, v_cache, 0, n_keys - 1, INT_MAX, n_heads, n_kv_heads, head_dim, scale};
+    parallel_for(n_heads, 1, decode_range, &job);
+}
+
+void attention_decode_ring(float *out, const float *q, const float *k_cache, const float *v_cache,
+                           int capacity, int pos, int window, int n_heads, int n_kv_heads, int head_dim,
+                           float scale) {
+    int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+    if (pos - capacity + 1 > lo)
+        lo = pos - capacity + 1;
+    DecodeJob job = {out, q, k_cache, v_cache, lo, pos, capacity, n_heads, n_kv_heads, head_dim, scale};
     parallel_for(n_heads, 1, decode_range, &job);
 }

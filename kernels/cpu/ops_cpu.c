@@ -150,10 +150,14 @@ static void cpu_attention(void *ctx, Tensor out, Tensor q, Tensor k, Tensor v, c
                           s->head_dim, s->causal, s->window, s->scale);
         return;
     }
-    /* one token over the cache: slots 0..keys-1 hold exactly the keys its window allows */
-    int keys = b->pos0 + 1 < kv->capacity ? b->pos0 + 1 : kv->capacity;
-    attention_decode(f32(out), f32(q), f32(kv->k), f32(kv->v), keys, s->n_heads, s->n_kv_heads, s->head_dim,
-                     s->scale);
+    if (b->n > 1) { /* a prompt continuing a cached prefix: every key from the cache, by position */
+        attention_cached(f32(out), f32(q), f32(kv->k), f32(kv->v), kv->capacity, image_block, b->n, b->pos0,
+                         s->n_heads, s->n_kv_heads, s->head_dim, s->window, s->scale);
+        return;
+    }
+    /* one token over the cache: the window's positions, slot = pos % capacity */
+    attention_decode_ring(f32(out), f32(q), f32(kv->k), f32(kv->v), kv->capacity, b->pos0, s->window,
+                          s->n_heads, s->n_kv_heads, s->head_dim, s->scale);
 }
 
 static void cpu_gelu_gate(void *ctx, Tensor out, Tensor gate, Tensor up) {
