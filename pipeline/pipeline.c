@@ -259,9 +259,14 @@ int pipeline_run(Pipeline *p, const PipelineRequest *rq, PipelineResult *res, in
     Answer a = {.rq = rq, .think_open = -1, .think_close = -1};
 
     double t0 = now_ms();
-    if (inputs_tensors(rq, p->info.image_size, &pixels, &n_tensors, err) != 0) {
-        code = PIPELINE_ERR_INPUT;
-        goto done;
+    const float *tensors = rq->tensors; /* made by the caller, or here from the image files */
+    n_tensors = rq->n_tensors;
+    if (n_tensors == 0) {
+        if (inputs_tensors(rq, p->info.image_size, &pixels, &n_tensors, err) != 0) {
+            code = PIPELINE_ERR_INPUT;
+            goto done;
+        }
+        tensors = pixels;
     }
     double t1 = now_ms();
     res->preprocess_ms = t1 - t0;
@@ -282,7 +287,7 @@ int pipeline_run(Pipeline *p, const PipelineRequest *rq, PipelineResult *res, in
             FAIL(PIPELINE_ERR_SERVER, "out of memory");
         }
         for (int i = 0; i < n_tensors; i++)
-            images[i] = pixels + (size_t)i * 3 * p->info.image_size * p->info.image_size;
+            images[i] = tensors + (size_t)i * 3 * p->info.image_size * p->info.image_size;
     }
     if (rq->format != PIPELINE_TEXT) {
         const Grammar *grammar = request_grammar(p, rq, &code, err);

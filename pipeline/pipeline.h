@@ -46,6 +46,11 @@ typedef struct {
     int n_messages;
     const PipelineImage *images;
     int n_images;
+    /* Or pixel tensors already made (3 x image_size^2 floats each, one after another):
+     * used instead of images when n_tensors > 0 (DICOM: image/dicom decides their count
+     * and the caller lays the messages out for them). */
+    const float *tensors;
+    int n_tensors;
     PipelineSeries series; /* CT / MRI: images are a series' slices (image/ct_window.h) */
     SeriesOptions series_options;
     int pad_to_square;
