@@ -14,7 +14,9 @@
 #include <time.h>
 
 #include "cli/commands.h"
+#include "cli/dicom_dir.h"
 #include "http/reply_json.h"
+#include "image/dicom/dicom.h"
 #include "image/image.h"
 #include "pipeline/pipeline.h"
 
@@ -30,7 +32,10 @@ static void usage(FILE *f) {
             "Runs one request and prints the answer (MedGemma's thinking trace removed).\n"
             "  --model DIR        Hugging Face model dir (env MEDGEMMA_MODEL_DIR)\n"
             "  --prompt TEXT      the user's message\n"
-            "  --image FILE       a PNG or JPEG, after the prompt text (repeatable, up to %d)\n"
+            "  --image FILE       a PNG, JPEG or single-frame DICOM, after the prompt text (repeatable, up "
+            "to %d)\n"
+            "  --dicom-dir DIR    the DICOM files of DIR: a CT/MR series (sorted, sampled to 85 slices,\n"
+            "                     windowed, each slice then \"SLICE n\", the prompt last) or X-rays/photos\n"
             "  --system TEXT      system instruction (folded into the user turn)\n"
             "  --max-tokens N     most tokens to generate (default 512)\n"
             "  --temperature T    0 = greedy (default); else sampling with --top-p (1) / --top-k (0 = off)\n"
@@ -129,6 +134,7 @@ int cmd_generate(int argc, char **argv) {
     const char *backend_name = getenv("MEDGEMMA_BACKEND");
     const char *precision = NULL, *weights = NULL; /* NULL: the engine reads the environment */
     const char *image_paths[MAX_IMAGES];
+    const char *dicom_dir = NULL;
     int n_images = 0, json = 0, pad = 0;
     const char *schema_path = NULL;
     long thinking_budget = 0;
@@ -138,6 +144,7 @@ int cmd_generate(int argc, char **argv) {
         O_MODEL = 1,
         O_PROMPT,
         O_IMAGE,
+        O_DICOM_DIR,
         O_SYSTEM,
         O_MAXTOK,
         O_TEMP,
@@ -159,6 +166,7 @@ int cmd_generate(int argc, char **argv) {
         {"model", required_argument, 0, O_MODEL},
         {"prompt", required_argument, 0, O_PROMPT},
         {"image", required_argument, 0, O_IMAGE},
+        {"dicom-dir", required_argument, 0, O_DICOM_DIR},
         {"system", required_argument, 0, O_SYSTEM},
         {"max-tokens", required_argument, 0, O_MAXTOK},
         {"temperature", required_argument, 0, O_TEMP},
@@ -190,6 +198,9 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_SYSTEM:
             system = optarg;
+            break;
+        case O_DICOM_DIR:
+            dicom_dir = optarg;
             break;
         case O_IMAGE:
             if (n_images == MAX_IMAGES) {
@@ -271,7 +282,11 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "generate: --backend must be auto, cpu or cuda (got '%s')\n", backend_name);
         return 2;
     }
-    if (!prompt[0] && n_images == 0) {
+    if (dicom_dir && n_images > 0) {
+        fprintf(stderr, "generate: use --image or --dicom-dir, not both\n");
+        return 2;
+    }
+    if (!prompt[0] && n_images == 0 && !dicom_dir) {
         fprintf(stderr, "generate: the prompt is empty\n");
         return 1;
     }
@@ -283,6 +298,10 @@ int cmd_generate(int argc, char **argv) {
     size_t sizes[MAX_IMAGES] = {0};
     PipelineImage images[MAX_IMAGES];
     PipelineResult res = {0};
+    uint8_t **dicom_files = NULL;
+    size_t *dicom_sizes = NULL;
+    int n_dicom = 0, volume = 0, n_tensors = 0;
+    float *pixels = NULL; /* --dicom-dir: tensors made here by image/dicom */
     double t0 = now_ms();
     uint8_t *schema = NULL;
     size_t schema_len = 0;
@@ -310,25 +329,53 @@ int cmd_generate(int argc, char **argv) {
         }
         images[i] = (PipelineImage){files[i], sizes[i], image_paths[i]};
     }
+    if (dicom_dir && dicom_dir_read(dicom_dir, 4096, &dicom_files, &dicom_sizes, &n_dicom, &err) != 0) {
+        fprintf(stderr, "generate: --dicom-dir: %s\n", err.message);
+        goto done;
+    }
     EngineOptions eo = {model_dir, backend, (int)threads, (int)max_context, precision, weights};
     if (pipeline_open(&pipeline, &eo, 0, &err) != 0) {
         fprintf(stderr, "generate: %s\n", err.message);
         goto done;
     }
-    if (n_images > 0 && pipeline_info(pipeline)->image_tokens == 0) {
+    if ((n_images > 0 || dicom_dir) && pipeline_info(pipeline)->image_tokens == 0) {
         fprintf(stderr, "generate: %s is a text-only model; --image needs a model with a vision tower\n",
                 model_dir);
         goto done;
     }
 
-    /* the chat prompt: [system], user = prompt text, then the images */
+    if (dicom_dir) { /* image/dicom: sorting, sampling, windows; errors name the file as dicom[i] */
+        DicomOptions dopt = {0};
+        dopt.max_images = MAX_IMAGES;
+        PreprocessOptions po = {pipeline_info(pipeline)->image_size, pad, 0};
+        DicomResult dres;
+        if (dicom_files_to_tensors((const uint8_t *const *)dicom_files, dicom_sizes, n_dicom, NULL, &dopt,
+                                   &po, &pixels, &dres, &err) != 0) {
+            fprintf(stderr, "generate: --dicom-dir (files in name order): %s\n", err.message);
+            goto done;
+        }
+        n_tensors = dres.n < MAX_IMAGES ? dres.n : MAX_IMAGES;
+        volume = dres.volume && n_tensors > 1;
+        dicom_result_free(&dres);
+    }
+
+    /* the chat prompt: [system], user = prompt text, then the images; a CT/MR volume:
+     * each slice then "SLICE n", the prompt last (the CT notebook) */
     ChatPart sys_part = {CHAT_PART_TEXT, system};
-    ChatPart user_parts[MAX_IMAGES + 1];
+    ChatPart user_parts[2 * MAX_IMAGES + 1];
+    char slice_labels[MAX_IMAGES][24];
     int n_parts = 0;
-    if (prompt[0])
+    if (prompt[0] && !volume)
         user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, prompt};
-    for (int i = 0; i < n_images; i++)
+    for (int i = 0; i < n_images + n_tensors; i++) {
         user_parts[n_parts++] = (ChatPart){CHAT_PART_IMAGE, NULL};
+        if (volume) {
+            snprintf(slice_labels[i], sizeof slice_labels[i], "SLICE %d", i + 1);
+            user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, slice_labels[i]};
+        }
+    }
+    if (prompt[0] && volume)
+        user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, prompt};
     ChatMessage msgs[2];
     int n_msgs = 0;
     if (system)
@@ -339,6 +386,8 @@ int cmd_generate(int argc, char **argv) {
         .n_messages = n_msgs,
         .images = images,
         .n_images = n_images,
+        .tensors = pixels,
+        .n_tensors = n_tensors,
         .pad_to_square = pad,
         .max_tokens = (int)max_tokens,
         .temperature = temperature,
@@ -375,6 +424,8 @@ int cmd_generate(int argc, char **argv) {
     rc = 0;
 done:
     pipeline_result_free(&res);
+    free(pixels);
+    dicom_dir_free(dicom_files, dicom_sizes, n_dicom);
     for (int i = 0; i < n_images; i++)
         free(files[i]);
     free(schema);
