@@ -40,9 +40,9 @@ static int fail(RequestError *e, const char *fmt, ...) {
 static const char *const GENERATE_FIELDS[] = {"prompt", "system", "max_tokens", "temperature",
                                               "top_p",  "top_k",  "seed",       NULL};
 static const char *const ANALYZE_FIELDS[] = {
-    "prompt", "system",        "images",          "modality",        "ct",
-    "mri",    "pad_to_square", "max_tokens",      "temperature",     "top_p",
-    "top_k",  "seed",          "response_format", "thinking_budget", NULL};
+    "prompt",          "system",          "images",      "modality", "ct",    "mri",
+    "pad_to_square",   "max_tokens",      "temperature", "top_p",    "top_k", "seed",
+    "response_format", "thinking_budget", "dicom",       NULL};
 static const char *const CHAT_FIELDS[] = {"model",
                                           "messages",
                                           "max_tokens",
@@ -96,7 +96,9 @@ static const char *const OPENAI_UNSUPPORTED[] = {"frequency_penalty",
 /* Media types a data: URI may declare; an entry ending in '/' accepts any
  * subtype. The `dicom` field (issue 15) passes its own list
  * ({"application/dicom", NULL}) to add_image. */
-static const char *const IMAGE_MEDIA_TYPES[] = {"image/", NULL};
+static const char *const IMAGE_MEDIA_TYPES[] = {"image/", "application/dicom",
+                                                NULL}; /* single DICOM images too */
+static const char *const DICOM_MEDIA_TYPES[] = {"application/dicom", NULL};
 
 static int in_table(const char *const *table, const char *name) {
     for (int i = 0; table[i]; i++)
@@ -521,7 +523,7 @@ static int parse_dicom(const cJSON *dicom, const char *modality, const char *pro
         snprintf(what, sizeof what, "dicom[%d]", i);
         if (!cJSON_IsString(f))
             return fail(e, "%s must be a base64 string", what);
-        if (add_image(in, (cJSON *)f, lim, what, e) != 0)
+        if (add_image(in, (cJSON *)f, lim, what, DICOM_MEDIA_TYPES, e) != 0)
             return -1;
     }
     return prompt[0] ? add_part(user, prompt, -1, e) : 0;
