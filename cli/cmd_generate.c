@@ -14,9 +14,8 @@
 #include <time.h>
 
 #include "cli/commands.h"
-#include "cli/dicom_dir.h"
 #include "http/reply_json.h"
-#include "image/dicom/dicom.h"
+#include "cli/dicom_dir.h"
 #include "image/image.h"
 #include "pipeline/pipeline.h"
 
@@ -295,13 +294,13 @@ int cmd_generate(int argc, char **argv) {
     Error err = {{0}};
     Pipeline *pipeline = NULL;
     uint8_t *files[MAX_IMAGES] = {0};
+    uint8_t **dicom_files = NULL;
+    size_t *dicom_sizes = NULL;
+    PipelineImage *dicom_images = NULL;
+    int n_dicom = 0;
     size_t sizes[MAX_IMAGES] = {0};
     PipelineImage images[MAX_IMAGES];
     PipelineResult res = {0};
-    uint8_t **dicom_files = NULL;
-    size_t *dicom_sizes = NULL;
-    int n_dicom = 0, volume = 0, n_tensors = 0;
-    float *pixels = NULL; /* --dicom-dir: tensors made here by image/dicom */
     double t0 = now_ms();
     uint8_t *schema = NULL;
     size_t schema_len = 0;
@@ -329,9 +328,17 @@ int cmd_generate(int argc, char **argv) {
         }
         images[i] = (PipelineImage){files[i], sizes[i], image_paths[i]};
     }
-    if (dicom_dir && dicom_dir_read(dicom_dir, 4096, &dicom_files, &dicom_sizes, &n_dicom, &err) != 0) {
-        fprintf(stderr, "generate: --dicom-dir: %s\n", err.message);
-        goto done;
+    if (dicom_dir) { /* image/dicom sorts, samples and windows them; errors name them dicom[i] */
+        if (dicom_dir_read(dicom_dir, 4096, &dicom_files, &dicom_sizes, &n_dicom, &err) != 0) {
+            fprintf(stderr, "generate: --dicom-dir: %s\n", err.message);
+            goto done;
+        }
+        if (!(dicom_images = calloc((size_t)n_dicom, sizeof *dicom_images))) {
+            fprintf(stderr, "generate: out of memory\n");
+            goto done;
+        }
+        for (int i = 0; i < n_dicom; i++)
+            dicom_images[i] = (PipelineImage){dicom_files[i], dicom_sizes[i], "--dicom-dir file"};
     }
     EngineOptions eo = {model_dir, backend, (int)threads, (int)max_context, precision, weights};
     if (pipeline_open(&pipeline, &eo, 0, &err) != 0) {
@@ -344,38 +351,15 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
 
-    if (dicom_dir) { /* image/dicom: sorting, sampling, windows; errors name the file as dicom[i] */
-        DicomOptions dopt = {0};
-        dopt.max_images = MAX_IMAGES;
-        PreprocessOptions po = {pipeline_info(pipeline)->image_size, pad, 0};
-        DicomResult dres;
-        if (dicom_files_to_tensors((const uint8_t *const *)dicom_files, dicom_sizes, n_dicom, NULL, &dopt,
-                                   &po, &pixels, &dres, &err) != 0) {
-            fprintf(stderr, "generate: --dicom-dir (files in name order): %s\n", err.message);
-            goto done;
-        }
-        n_tensors = dres.n < MAX_IMAGES ? dres.n : MAX_IMAGES;
-        volume = dres.volume && n_tensors > 1;
-        dicom_result_free(&dres);
-    }
-
-    /* the chat prompt: [system], user = prompt text, then the images; a CT/MR volume:
-     * each slice then "SLICE n", the prompt last (the CT notebook) */
+    /* the chat prompt: [system], user = prompt text, then the images (with --dicom-dir
+     * the pipeline lays the user turn out once the files are decoded) */
     ChatPart sys_part = {CHAT_PART_TEXT, system};
-    ChatPart user_parts[2 * MAX_IMAGES + 1];
-    char slice_labels[MAX_IMAGES][24];
+    ChatPart user_parts[MAX_IMAGES + 1];
     int n_parts = 0;
-    if (prompt[0] && !volume)
+    if (prompt[0])
         user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, prompt};
-    for (int i = 0; i < n_images + n_tensors; i++) {
+    for (int i = 0; i < n_images; i++)
         user_parts[n_parts++] = (ChatPart){CHAT_PART_IMAGE, NULL};
-        if (volume) {
-            snprintf(slice_labels[i], sizeof slice_labels[i], "SLICE %d", i + 1);
-            user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, slice_labels[i]};
-        }
-    }
-    if (prompt[0] && volume)
-        user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, prompt};
     ChatMessage msgs[2];
     int n_msgs = 0;
     if (system)
@@ -384,10 +368,9 @@ int cmd_generate(int argc, char **argv) {
     PipelineRequest rq = {
         .messages = msgs,
         .n_messages = n_msgs,
-        .images = images,
-        .n_images = n_images,
-        .tensors = pixels,
-        .n_tensors = n_tensors,
+        .images = dicom_dir ? dicom_images : images,
+        .n_images = dicom_dir ? n_dicom : n_images,
+        .series = dicom_dir ? PIPELINE_SERIES_DICOM : PIPELINE_SERIES_NONE,
         .pad_to_square = pad,
         .max_tokens = (int)max_tokens,
         .temperature = temperature,
@@ -424,10 +407,10 @@ int cmd_generate(int argc, char **argv) {
     rc = 0;
 done:
     pipeline_result_free(&res);
-    free(pixels);
-    dicom_dir_free(dicom_files, dicom_sizes, n_dicom);
     for (int i = 0; i < n_images; i++)
         free(files[i]);
+    dicom_dir_free(dicom_files, dicom_sizes, n_dicom);
+    free(dicom_images);
     free(schema);
     pipeline_close(pipeline);
     return rc;

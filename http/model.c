@@ -8,7 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http/dicom_job.h"
 #include "image/base64.h"
 #include "util/log.h"
 #include "weights-fetch/fetch.h"
@@ -147,31 +146,23 @@ int model_run_job(Pipeline *p, Job *job, int device_lost, ModelEmit emit, void *
                   size_t lost_size) {
     JobInput *in = &job->in;
     Error err = {{0}};
-    int n_parts = 0, ret = 0, n_dicom = 0;
-    float *dicom_pixels = NULL;
-    ChatMessage *msgs = NULL;
-    ChatPart *parts = NULL;
+    int n_parts = 0, ret = 0;
+    for (int i = 0; i < in->n_messages; i++)
+        n_parts += in->messages[i].n_parts;
+    ChatMessage *msgs = calloc((size_t)in->n_messages + 1, sizeof *msgs);
+    ChatPart *parts = calloc((size_t)n_parts + 1, sizeof *parts);
     PipelineImage *images = calloc((size_t)in->n_images + 1, sizeof *images);
     PipelineResult res = {0};
+    if (!msgs || !parts || !images) {
+        job_fail(job, 500, "server_error", "out of memory");
+        goto done;
+    }
     double t0 = now_seconds();
     if (decode_images(job, &err) != 0) {
         job_fail(job, 400, "invalid_request_error", err.message);
         goto done;
     }
-    if (in->series == SERIES_DICOM && /* image/dicom: count and layout known only after decoding */
-        dicom_job_tensors(in, pipeline_info(p)->image_size, &dicom_pixels, &n_dicom, &err) != 0) {
-        job_fail(job, 400, "invalid_request_error", err.message);
-        goto done;
-    }
     double decode_ms = (now_seconds() - t0) * 1e3;
-    for (int i = 0; i < in->n_messages; i++) /* counted after dicom_job_tensors laid the turn out */
-        n_parts += in->messages[i].n_parts;
-    msgs = calloc((size_t)in->n_messages + 1, sizeof *msgs);
-    parts = calloc((size_t)n_parts + 1, sizeof *parts);
-    if (!msgs || !parts || !images) {
-        job_fail(job, 500, "server_error", "out of memory");
-        goto done;
-    }
     for (int i = 0, k = 0; i < in->n_messages; i++) {
         const Message *m = &in->messages[i];
         msgs[i] = (ChatMessage){role_name(m->role), parts + k, m->n_parts};
@@ -186,13 +177,13 @@ int model_run_job(Pipeline *p, Job *job, int device_lost, ModelEmit emit, void *
         .messages = msgs,
         .n_messages = in->n_messages,
         .images = images,
-        .n_images = in->series == SERIES_DICOM ? 0 : in->n_images,
-        .tensors = dicom_pixels,
-        .n_tensors = n_dicom,
-        .series = in->series == SERIES_CT    ? PIPELINE_SERIES_CT
-                  : in->series == SERIES_MRI ? PIPELINE_SERIES_MRI
-                                             : PIPELINE_SERIES_NONE,
+        .n_images = in->n_images,
+        .series = in->series == SERIES_CT      ? PIPELINE_SERIES_CT
+                  : in->series == SERIES_MRI   ? PIPELINE_SERIES_MRI
+                  : in->series == SERIES_DICOM ? PIPELINE_SERIES_DICOM
+                                               : PIPELINE_SERIES_NONE,
         .series_options = in->series_options,
+        .dicom_modality = in->dicom_modality,
         .pad_to_square = in->pad_to_square,
         .max_tokens = in->max_tokens,
         .temperature = in->temperature,
@@ -245,7 +236,6 @@ int model_run_job(Pipeline *p, Job *job, int device_lost, ModelEmit emit, void *
     }
 done:
     pipeline_result_free(&res);
-    free(dicom_pixels);
     free(msgs);
     free(parts);
     free(images);

@@ -40,9 +40,9 @@ static int fail(RequestError *e, const char *fmt, ...) {
 static const char *const GENERATE_FIELDS[] = {"prompt", "system", "max_tokens", "temperature",
                                               "top_p",  "top_k",  "seed",       NULL};
 static const char *const ANALYZE_FIELDS[] = {
-    "prompt",          "system",          "images",      "modality", "ct",    "mri",
-    "pad_to_square",   "max_tokens",      "temperature", "top_p",    "top_k", "seed",
-    "response_format", "thinking_budget", "dicom",       NULL};
+    "prompt", "system",        "images",          "dicom",           "modality",        "ct",
+    "mri",    "pad_to_square", "max_tokens",      "temperature",     "top_p",           "top_k",
+    "seed",   "response_format", "thinking_budget", NULL};
 static const char *const CHAT_FIELDS[] = {"model",
                                           "messages",
                                           "max_tokens",
@@ -94,11 +94,10 @@ static const char *const OPENAI_UNSUPPORTED[] = {"frequency_penalty",
                                                  NULL};
 
 /* Media types a data: URI may declare; an entry ending in '/' accepts any
- * subtype. The `dicom` field (issue 15) passes its own list
- * ({"application/dicom", NULL}) to add_image. */
-static const char *const IMAGE_MEDIA_TYPES[] = {"image/", "application/dicom",
-                                                NULL}; /* single DICOM images too */
-static const char *const DICOM_MEDIA_TYPES[] = {"application/dicom", NULL};
+ * subtype. A single-frame DICOM file is an image too (images, image_url);
+ * /analyze's `dicom` field takes DICOM files only. */
+static const char *const IMAGE_MEDIA_TYPES[] = {"image/", "application/dicom", NULL};
+static const char *const DICOM_MEDIA_TYPES[] = {"application/dicom", "application/octet-stream", NULL};
 
 static int in_table(const char *const *table, const char *name) {
     for (int i = 0; table[i]; i++)

@@ -21,7 +21,7 @@ typedef enum { ENDPOINT_ANALYZE, ENDPOINT_GENERATE, ENDPOINT_CHAT } Endpoint;
 typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT } Role;
 
 /* SERIES_DICOM: images are DICOM files (/analyze "dicom"); image/dicom decides
- * how many tensors and the layout once they are decoded (http/dicom_job.c). */
+ * how many tensors and the layout once they are decoded (pipeline/dicom_inputs.c). */
 typedef enum { SERIES_NONE, SERIES_CT, SERIES_MRI, SERIES_DICOM } SeriesKind;
 
 /* response_format: free text, any JSON object, or a JSON schema (both JSON
