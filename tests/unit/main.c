@@ -74,7 +74,10 @@ static char *read_all(int fd) {
         len += (size_t)got;
         if (cap - len < 2) {
             cap *= 2;
-            buf = realloc(buf, cap);
+            char *grown = realloc(buf, cap);
+            if (!grown)
+                break;
+            buf = grown;
         }
     }
     buf[len] = 0;
