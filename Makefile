@@ -156,7 +156,7 @@ clean:
 # job queue, metrics) and the HTTP service tests (event loop + worker + pool on a real server).
 # h2o, OpenSSL and libc are not instrumented; tests/tsan.supp lists what is suppressed and why.
 .PHONY: test-tsan
-TSAN_FILTER ?= unit_tests|tests/http/
+TSAN_FILTER ?= unit_tests|tests/http/test_http_api|tests/http/test_http_disconnect|tests/http/test_http_load|tests/http/test_http_shutdown|tests/http/test_http_hostile
 test-tsan: models
 	$(MAKE) BUILD=build-tsan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
 	  build-tsan/medgemma build-tsan/unit_tests
