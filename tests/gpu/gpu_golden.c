@@ -108,7 +108,7 @@ static void run_case(const char *dir, const char *case_name) {
     image_block = malloc(T * sizeof *image_block);
     int n_images = 0;
     for (size_t t = 0; t < T; t++) {
-        ids[t] = (int32_t)ids64[t];
+        ids[t] = (int32_t)ids64[t]; // NOLINT(clang-analyzer-core.uninitialized.Assign): T values were read
         int soft = types && n_types == T && types[t] == 1;
         if (soft && (t == 0 || !(types[t - 1] == 1)))
             n_images++;
