@@ -1,4 +1,0 @@
-build-dev/obj/grammar/automaton.o: grammar/automaton.c \
- grammar/automaton.h util/error.h
-grammar/automaton.h:
-util/error.h:

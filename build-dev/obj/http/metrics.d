@@ -1,2 +1,0 @@
-build-dev/obj/http/metrics.o: http/metrics.c http/metrics.h
-http/metrics.h:

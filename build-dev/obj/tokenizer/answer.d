@@ -1,2 +1,0 @@
-build-dev/obj/tokenizer/answer.o: tokenizer/answer.c tokenizer/answer.h
-tokenizer/answer.h:
