@@ -18,7 +18,7 @@ LDLIBS += -lh2o-evloop -lssl -lcrypto -lz -lcjson -lspng -lturbojpeg -lcurl -lm 
 # Modules. Every .c of these folders is part of the core library that the
 # programs and the tests link; folders that need CUDA are added by cuda.mk
 # (engine/cuda/device_plan.c is plain C: the CLI and unit tests use it in every build).
-CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c http/*.c grammar/*.c) \
+CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c pipeline/*.c http/*.c grammar/*.c) \
   engine/cuda/device_plan.c \
   $(filter-out weights-fetch/main.c,$(wildcard weights-fetch/*.c))
 CLI_SRC := $(wildcard cli/*.c)
@@ -164,7 +164,13 @@ test-tsan: models
 	  UNIT_TEST_SKIP="real270m" UNIT_TEST_SKIP_WHY="the real 270M decodes at minutes per token under TSan" \
 	  BUILD=build-tsan MEDGEMMA_TSAN=1 TEST_FILTER="$(TSAN_FILTER)" bash tests/run.sh
 
+# ---- onemodel (issue 17): the op table's conformance harness (tests/ops/; `op_harness --perf` times it).
+PROGRAMS += $(BUILD)/op_harness
+all: $(BUILD)/op_harness
+$(BUILD)/op_harness: $(BUILD)/obj/tests/ops/op_harness.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
 # ---- harden (issue 18): soak benchmark (20 min on the Gemma 3 270M, bench lock; results committed)
 .PHONY: soak
 soak: all models
-	flock /work/locks/bench.lock python3 bench/soak/soak.py
+	flock $${MEDGEMMA_BENCH_LOCK:-/tmp/medgemma-bench.lock} python3 bench/soak/soak.py
