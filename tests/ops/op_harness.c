@@ -482,7 +482,8 @@ static void op_patch_embed(Run *r, const Shape *s) {
     TIMED(r, r->ops->patch_embed(r->ops->ctx, out, tp, &W, &B, &PE, S, P));
     if (!r->perf) {
         int stride = N > 64 ? 37 : 1;
-        double *ref = calloc((size_t)N * D ? (size_t)N * D : 1, sizeof *ref);
+        size_t n_ref = (size_t)N * D;
+        double *ref = calloc(n_ref > 0 ? n_ref : 1, sizeof *ref);
         for (int p = 0; p < N; p += stride)
             for (int o = 0; o < D; o++) {
                 double sum = wv(b, o) + wv(pe, (size_t)p * D + o);
