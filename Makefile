@@ -156,11 +156,14 @@ clean:
 # job queue, metrics) and the HTTP service tests (event loop + worker + pool on a real server).
 # h2o, OpenSSL and libc are not instrumented; tests/tsan.supp lists what is suppressed and why.
 .PHONY: test-tsan
-TSAN_FILTER ?= unit_tests|tests/http/test_http_api|tests/http/test_http_disconnect|tests/http/test_http_load|tests/http/test_http_shutdown|tests/http/test_http_hostile
+TSAN_FILTER ?= unit_tests|tests/http/test_http_api|tests/http/test_http_disconnect|tests/http/test_http_load|tests/http/test_http_shutdown
+# the unit tests whose code runs on several threads (engine + thread pool, job queue, metrics, kernels' threads)
+TSAN_UNIT_TESTS ?= engine_|http_|threads|map_guard|sampler
 test-tsan: models
 	$(MAKE) BUILD=build-tsan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
 	  build-tsan/medgemma build-tsan/unit_tests
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  UNIT_TEST_ONLY="$(TSAN_UNIT_TESTS)" \
 	  UNIT_TEST_SKIP="real270m" UNIT_TEST_SKIP_WHY="the real 270M decodes at minutes per token under TSan" \
 	  BUILD=build-tsan MEDGEMMA_TSAN=1 TEST_FILTER="$(TSAN_FILTER)" bash tests/run.sh
 
