@@ -40,8 +40,8 @@ static int fail(RequestError *e, const char *fmt, ...) {
 static const char *const GENERATE_FIELDS[] = {"prompt", "system", "max_tokens", "temperature",
                                               "top_p",  "top_k",  "seed",       NULL};
 static const char *const ANALYZE_FIELDS[] = {
-    "prompt", "system",        "images",          "dicom",           "modality",        "ct",
-    "mri",    "pad_to_square", "max_tokens",      "temperature",     "top_p",           "top_k",
+    "prompt", "system",          "images",          "dicom",       "modality", "ct",
+    "mri",    "pad_to_square",   "max_tokens",      "temperature", "top_p",    "top_k",
     "seed",   "response_format", "thinking_budget", NULL};
 static const char *const CHAT_FIELDS[] = {"model",
                                           "messages",
