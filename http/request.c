@@ -446,8 +446,9 @@ static int parse_window(const cJSON *windows, const char *name, HuWindow *w, Req
     if (!f)
         return 0;
     const cJSON *lo = cJSON_GetArrayItem(f, 0), *hi = cJSON_GetArrayItem(f, 1);
-    if (!cJSON_IsArray(f) || cJSON_GetArraySize(f) != 2 || !cJSON_IsNumber(lo) || !cJSON_IsNumber(hi))
-        return fail(e, "'ct.windows.%s' must be [lo, hi] in Hounsfield units", name);
+    if (!cJSON_IsArray(f) || cJSON_GetArraySize(f) != 2 || !cJSON_IsNumber(lo) || !cJSON_IsNumber(hi) ||
+        !(fabs(lo->valuedouble) <= 1e6) || !(fabs(hi->valuedouble) <= 1e6))
+        return fail(e, "'ct.windows.%s' must be [lo, hi] in Hounsfield units (within +-1e6)", name);
     w->lo = (float)lo->valuedouble;
     w->hi = (float)hi->valuedouble;
     return 0;
@@ -560,10 +561,12 @@ static int parse_dicom(const cJSON *dicom, const char *modality, const char *pro
 static int parse_response_format(const cJSON *root, JobInput *in, RequestError *e) {
     const cJSON *tb = cJSON_GetObjectItemCaseSensitive(root, "thinking_budget");
     if (tb && !cJSON_IsNull(tb)) {
-        if (!cJSON_IsNumber(tb) || tb->valuedouble != (double)(int)tb->valuedouble || tb->valuedouble < -1 ||
-            tb->valuedouble > 1 << 20)
+        /* Range first: casting an infinite or huge double to int is undefined
+         * (found by tests/fuzz/fuzz_request.c with -1e309). */
+        double v = cJSON_IsNumber(tb) ? tb->valuedouble : NAN;
+        if (!(v >= -1 && v <= 1 << 20) || v != floor(v))
             return fail(e, "'thinking_budget' must be an integer from -1 (no thinking trace) to 1048576");
-        in->thinking_budget = tb->valueint;
+        in->thinking_budget = (int)v;
     }
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (!rf || cJSON_IsNull(rf))

@@ -145,7 +145,8 @@ static void store_final_row(const Output *o, int yy, const uint8_t *row) {
 /* Rows r0..r1 of a pass; row and acc are scratch of out_w * channels.
  * Built twice on x86-64 (AVX2 and baseline), picked at load time: the
  * vertical sums then run 8 lanes of 32-bit multiplies at a time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+/* (not under ThreadSanitizer: the load-time resolver would run before its runtime; make test-tsan) */
 __attribute__((target_clones("avx2", "default")))
 #endif
 static void

@@ -48,8 +48,8 @@ static int lay_out(const PipelineRequest *rq, int n, int volume, DicomConversati
     return 0;
 }
 
-int dicom_inputs(const PipelineRequest *rq, int image_size, float **pixels, int *n_out, DicomConversation *conv,
-                 Error *err) {
+int dicom_inputs(const PipelineRequest *rq, int image_size, float **pixels, int *n_out,
+                 DicomConversation *conv, Error *err) {
     *pixels = NULL;
     *n_out = 0;
     memset(conv, 0, sizeof *conv);

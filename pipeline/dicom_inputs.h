@@ -21,8 +21,8 @@ typedef struct {
 
 /* rq->images are DICOM files -> *n_out tensors (malloc'd in *pixels) and *conv.
  * Errors name the file ("dicom[3]: (0028,0010) ..."), never a header value. */
-int dicom_inputs(const PipelineRequest *rq, int image_size, float **pixels, int *n_out, DicomConversation *conv,
-                 Error *err);
+int dicom_inputs(const PipelineRequest *rq, int image_size, float **pixels, int *n_out,
+                 DicomConversation *conv, Error *err);
 void dicom_conversation_free(DicomConversation *conv);
 
 #endif

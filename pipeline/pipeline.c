@@ -269,8 +269,8 @@ int pipeline_run(Pipeline *p, const PipelineRequest *rq, PipelineResult *res, in
     PipelineRequest laid_out;
     const PipelineRequest *prompt_rq = rq;
     int input_rc = rq->series == PIPELINE_SERIES_DICOM
-                 ? dicom_inputs(rq, p->info.image_size, &pixels, &n_tensors, &dicom, err)
-                 : inputs_tensors(rq, p->info.image_size, &pixels, &n_tensors, err);
+                       ? dicom_inputs(rq, p->info.image_size, &pixels, &n_tensors, &dicom, err)
+                       : inputs_tensors(rq, p->info.image_size, &pixels, &n_tensors, err);
     if (input_rc != 0) {
         code = PIPELINE_ERR_INPUT;
         goto done;

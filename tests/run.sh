@@ -6,7 +6,8 @@
 # tests/*/test_*.sh and tests/*/test_*.py. A program that exits non-zero
 # without printing a FAIL line counts as one failure.
 #
-# Env: BUILD (default build), TEST_FILTER (substring of program paths to run).
+# Env: BUILD (default build), TEST_FILTER (substring of program paths to run;
+# several separated by '|').
 set -u
 cd "$(dirname "$0")/.."
 export BUILD="${BUILD:-build}"
@@ -24,8 +25,13 @@ fail_lines=()
 run_program() {
     local label="$1"
     shift
-    if [ -n "${TEST_FILTER:-}" ] && [[ "$label" != *"$TEST_FILTER"* ]]; then
-        return
+    if [ -n "${TEST_FILTER:-}" ]; then
+        local f wanted=0
+        IFS='|' read -ra filters <<<"$TEST_FILTER"
+        for f in "${filters[@]}"; do
+            [[ -n "$f" && "$label" == *"$f"* ]] && wanted=1
+        done
+        [ "$wanted" -eq 1 ] || return
     fi
     local log="$log_dir/$(echo "$label" | tr '/ ' '__').log"
     echo "== $label"

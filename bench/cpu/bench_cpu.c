@@ -69,6 +69,8 @@ int main(int argc, char **argv) {
         (double)(t_open1.tv_sec - t_open0.tv_sec) + (double)(t_open1.tv_nsec - t_open0.tv_nsec) * 1e-9;
     /* A fixed pseudo-random prompt of ordinary text ids (the same one bench/cpu/hf_baseline.py uses). */
     int32_t *ids = malloc((size_t)n_prompt * sizeof *ids);
+    if (!ids)
+        return 2;
     uint32_t s = 12345;
     ids[0] = 2;
     for (int i = 1; i < n_prompt; i++) {
@@ -83,6 +85,7 @@ int main(int argc, char **argv) {
         if (info.image_tokens == 0 || info.image_tokens + 3 > n_prompt) {
             fprintf(stderr, "bench_cpu: --image needs a vision model and --prompt > %d\n",
                     info.image_tokens + 3);
+            free(ids);
             return 2;
         }
         size_t n_px = (size_t)3 * info.image_size * info.image_size;

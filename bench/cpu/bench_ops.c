@@ -93,6 +93,7 @@ static void read_pages(void *ctx, int start, int end) {
 static double bandwidth_gbs(size_t mib, double *cpu_gbs) {
     size_t bytes = mib << 20;
     uint8_t *buf = aligned_alloc(4096, bytes);
+    *cpu_gbs = 0;
     if (!buf)
         return 0;
     for (size_t i = 0; i < bytes; i++)

@@ -87,7 +87,7 @@ static void log_softmax(double *out, const float *x, int n) {
     double s = 0;
     for (int i = 0; i < n; i++)
         s += exp((double)x[i] - mx);
-    double lse = mx + log(s);
+    double lse = mx + log(s); // cppcheck-suppress invalidFunctionArg ; s >= exp(0) = 1
     for (int i = 0; i < n; i++)
         out[i] = (double)x[i] - lse;
 }
@@ -257,6 +257,10 @@ static void run_golden(const char *dir) {
     int T, n_tt;
     int32_t *ids = tensor_ids(ex, "input_ids", &T);
     int32_t *blk = tensor_ids(ex, "token_type_ids", &n_tt);
+    if (n_tt != T) {
+        fprintf(stderr, "quality: %s: input_ids and token_type_ids differ in length\n", dir);
+        exit(1);
+    }
     int n_soft = 0, block = -1, prev = 0;
     for (int t = 0; t < T; t++) {
         if (blk[t] && !prev)

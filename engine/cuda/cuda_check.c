@@ -1,6 +1,9 @@
 /* CUDA_TRY / CUBLAS_TRY failures: see cuda_check.h. */
 #include "engine/cuda/cuda_check.h"
 
+#undef cuda_check_failed /* the analyzer-only macros of cuda_check.h */
+#undef cublas_check_failed
+
 static _Thread_local cudaError_t last_failure = cudaSuccess;
 
 int cuda_check_failed(Error *err, cudaError_t e, const char *file, int line, const char *call) {

@@ -125,6 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check(end_ok == grammar_matcher_is_complete(m), "the end token exactly when the value is complete");
         check(n > 0, "a live matcher allows some token");
         h = h * 6364136223846793005ull + 1442695040888963407ull;
+        if (n == 0)
+            break; /* reported by the check above */
         int pick = (int)((h >> 33) % (uint64_t)n), id = -1;
         for (int w = 0; w < words && id < 0; w++)
             for (uint32_t bits = mask[w]; bits; bits &= bits - 1)

@@ -564,7 +564,7 @@ static void test_sample(const char *name, int n, float temperature, int top_k, f
         if (membership_only && got >= 0 && got < n) { /* rank of got by (value desc, index asc) < top_k */
             int rank = 0;
             for (int i = 0; i < n; i++)
-                rank += x[i] > x[got] || (x[i] == x[got] && i < got);
+                rank += x[i] > x[got] || (x[i] == x[got] && i < got); // cppcheck-suppress arrayIndexThenCheck
             ok = rank < top_k;
         }
         if (!ok && !bad)

@@ -15,8 +15,9 @@
 int main(int argc, char **argv) {
     const char *what = "all", *golden_dir = "tests/fixtures/golden";
     uint64_t seed = (uint64_t)time(NULL);
-    if (getenv("GPU_TEST_SEED"))
-        seed = strtoull(getenv("GPU_TEST_SEED"), NULL, 10);
+    const char *seed_env = getenv("GPU_TEST_SEED");
+    if (seed_env)
+        seed = strtoull(seed_env, NULL, 10);
     int positional = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--small")) {

@@ -24,8 +24,9 @@ REPO = os.environ.get("REPO_ROOT", os.path.abspath(os.path.join(os.path.dirname(
 BUILD = os.environ.get("BUILD", "build")
 BINARY = os.path.join(REPO, BUILD, "medgemma")
 ASAN = os.environ.get("MEDGEMMA_ASAN") == "1"
+TSAN = os.environ.get("MEDGEMMA_TSAN") == "1"
 # Sanitized builds run several times slower.
-SLOW = 4.0 if ASAN else 1.0
+SLOW = 4.0 if ASAN else 6.0 if TSAN else 1.0
 
 _servers = []
 _tmpdirs = []

@@ -203,7 +203,7 @@ static void op_rmsnorm_residual_norm(Run *r, const Shape *s) {
     if (r->perf)
         TIMED(r, r->ops->rmsnorm_residual_norm(r->ops->ctx, tx, out, th, &W1, &W2, 1e-6f));
     else {
-        double *hd = to_double(h, N), *ref = malloc(N * sizeof *ref), *ref2 = malloc(N * sizeof *ref2);
+        double *hd = to_double(h, N), *ref = calloc(N, sizeof *ref), *ref2 = calloc(N, sizeof *ref2);
         ref_rmsnorm(ref, hd, w1, n, D, 1e-6);
         for (size_t i = 0; i < N; i++)
             ref[i] += x[i];
@@ -228,7 +228,7 @@ static void op_layernorm(Run *r, const Shape *s) {
     Tensor tx = up(r, x, n, D), out = up(r, NULL, n, D);
     TIMED(r, r->ops->layernorm(r->ops->ctx, out, tx, &W, &B, 1e-6f));
     if (!r->perf) {
-        double *ref = malloc(N * sizeof *ref);
+        double *ref = calloc(N ? N : 1, sizeof *ref);
         for (int t = 0; t < n; t++) {
             double mean = 0, var = 0;
             for (int i = 0; i < D; i++)
@@ -482,7 +482,8 @@ static void op_patch_embed(Run *r, const Shape *s) {
     TIMED(r, r->ops->patch_embed(r->ops->ctx, out, tp, &W, &B, &PE, S, P));
     if (!r->perf) {
         int stride = N > 64 ? 37 : 1;
-        double *ref = calloc((size_t)N * D, sizeof *ref);
+        size_t n_ref = (size_t)N * D;
+        double *ref = calloc(n_ref > 0 ? n_ref : 1, sizeof *ref);
         for (int p = 0; p < N; p += stride)
             for (int o = 0; o < D; o++) {
                 double sum = wv(b, o) + wv(pe, (size_t)p * D + o);

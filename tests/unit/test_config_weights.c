@@ -113,6 +113,8 @@ static void load_synth(const char *preset, int old_layout) {
     ModelWeights w;
     CHECK_MSG(weights_load(&w, &c, ck, &err) == 0, "%s", err.message);
     CHECK(w.embed && w.lm_head == w.embed && w.final_norm && w.layers);
+    if (!w.layers)
+        return;
     CHECK(w.layers[c.text.num_layers - 1].down_proj != NULL);
     if (c.has_vision)
         CHECK(w.mm_proj && w.vision_layers && w.vision_layers[c.vision.num_layers - 1].fc2_b);

@@ -136,6 +136,18 @@ TEST(http_strict_data_uri_media_type) {
     expect_ok(ENDPOINT_ANALYZE, "{\"prompt\":\"x\",\"images\":[\"data:IMAGE/JPEG;base64," PNG "\"]}");
 }
 
+/* Found by tests/fuzz/fuzz_request.c: an infinite thinking_budget was cast
+ * to int (undefined behaviour) before its range was checked. */
+TEST(http_strict_infinite_numbers_refused) {
+    expect_400(ENDPOINT_ANALYZE, "{\"prompt\":\"x\",\"thinking_budget\":-1e309}", "'thinking_budget'", NULL);
+    expect_400(ENDPOINT_CHAT,
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"thinking_budget\":1e309}",
+               "'thinking_budget'", NULL);
+    expect_400(ENDPOINT_ANALYZE,
+               "{\"prompt\":\"hi\",\"ct\":{\"slices\":[\"" PNG "\"],\"windows\":{\"r\":[-1e309,1e300]}}}",
+               "'ct.windows.r'", NULL);
+}
+
 /* Every field docs/api.md lists is accepted (the tables must not be too strict). */
 TEST(http_strict_every_documented_field_accepted) {
     expect_ok(ENDPOINT_GENERATE, "{\"prompt\":\"hi\",\"system\":\"s\",\"max_tokens\":3,\"temperature\":0.5,"

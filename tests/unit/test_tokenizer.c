@@ -390,6 +390,10 @@ TEST(tokenizer_gemma_stream_matches_decode) {
     /* Append a lone continuation byte piece and an unfinished sequence. */
     int32_t *more = realloc(ids, (n + 3) * sizeof *ids);
     CHECK(more != NULL);
+    if (!more) {
+        free(ids);
+        return;
+    }
     ids = more;
     ids[n++] = tokenizer_token_id(t, "<0xA9>");
     ids[n++] = tokenizer_token_id(t, "a");

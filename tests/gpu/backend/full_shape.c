@@ -254,8 +254,8 @@ static int compare(const char *cuda_path, const char *cpu_path) {
         flips += argmax(gl, (int)hg.vocab) != argmax(cl, (int)hg.vocab);
     }
     if (flips <= MAX_GREEDY_FLIPS) {
-        printf("ok full_shape_greedy_picks %d of %u identical (at most %d may flip)\n", hg.steps + 1 - flips,
-               hg.steps + 1, MAX_GREEDY_FLIPS);
+        printf("ok full_shape_greedy_picks %d of %u identical (at most %d may flip)\n",
+               (int)(hg.steps + 1 - flips), hg.steps + 1, MAX_GREEDY_FLIPS);
     } else {
         printf("FAIL full_shape_greedy_picks: %d of %u differ\n", flips, hg.steps + 1);
         failed = 1;

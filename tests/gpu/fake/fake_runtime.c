@@ -287,12 +287,21 @@ cudaError_t cudaMemset(void *p, int value, size_t bytes) {
 
 static void record(void (*fn)(void *args), const void *args, size_t args_bytes, int kernel) {
     if (recording->n == recording->cap) {
-        recording->cap = recording->cap ? 2 * recording->cap : 64;
-        recording->ops = realloc(recording->ops, recording->cap * sizeof *recording->ops);
+        int cap = recording->cap ? 2 * recording->cap : 64;
+        Op *grown = realloc(recording->ops, (size_t)cap * sizeof *recording->ops);
+        if (!grown)
+            abort(); /* a test double: out of memory ends the test */
+        recording->ops = grown;
+        recording->cap = cap;
     }
     void *copy = malloc(args_bytes);
+    if (!copy)
+        abort();
     memcpy(copy, args, args_bytes);
-    recording->ops[recording->n++] = (Op){fn, copy, kernel};
+    Op *op = &recording->ops[recording->n++];
+    op->fn = fn;
+    op->args = copy; /* freed with the recording */
+    op->kernel = kernel;
 }
 
 void fake_submit(void (*fn)(void *args), const void *args, size_t args_bytes) {
