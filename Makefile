@@ -18,7 +18,7 @@ LDLIBS += -lh2o-evloop -lssl -lcrypto -lz -lcjson -lspng -lturbojpeg -lcurl -lm 
 # Modules. Every .c of these folders is part of the core library that the
 # programs and the tests link; folders that need CUDA are added by cuda.mk
 # (engine/cuda/device_plan.c is plain C: the CLI and unit tests use it in every build).
-CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c image/dicom/*.c http/*.c grammar/*.c) \
+CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c image/dicom/*.c pipeline/*.c http/*.c grammar/*.c) \
   engine/cuda/device_plan.c \
   $(filter-out weights-fetch/main.c,$(wildcard weights-fetch/*.c))
 CLI_SRC := $(wildcard cli/*.c)
@@ -120,7 +120,7 @@ test-asan: models
 # ASan/UBSan, then one binary per tests/fuzz/fuzz_*.c.
 FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I. -pthread -MMD -MP \
   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIB_SRC := $(filter-out http/%,$(CORE_SRC))
+FUZZ_LIB_SRC := $(filter-out http/%,$(CORE_SRC)) http/request.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=build-fuzz/obj/%.o)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 build-fuzz/obj/%.o: %.c
@@ -149,3 +149,14 @@ clean:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 -include $(shell find build-fuzz/obj -name '*.d' 2>/dev/null)
+
+# ---- onemodel (issue 17): the op table's conformance harness (tests/ops/; `op_harness --perf` times it).
+PROGRAMS += $(BUILD)/op_harness
+all: $(BUILD)/op_harness
+$(BUILD)/op_harness: $(BUILD)/obj/tests/ops/op_harness.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+# ---- harden (issue 18): soak benchmark (20 min on the Gemma 3 270M, bench lock; results committed)
+.PHONY: soak
+soak: all models
+	flock $${MEDGEMMA_BENCH_LOCK:-/tmp/medgemma-bench.lock} python3 bench/soak/soak.py

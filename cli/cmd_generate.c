@@ -1,6 +1,7 @@
 /* `medgemma generate`: one request from the command line (API.md). Builds the
  * Gemma 3 chat prompt (system folded into the user turn, the prompt text then
- * the images, as /analyze does), runs it on the engine and prints the answer
+ * the images, as /analyze does), runs it through the request pipeline
+ * (pipeline/, shared with the HTTP worker) and prints the answer
  * as it is generated (thinking trace removed), or with --json the same JSON
  * object /analyze returns. Errors go to stderr with a non-zero exit status;
  * prompts and answers are never logged. */
@@ -13,15 +14,10 @@
 #include <time.h>
 
 #include "cli/commands.h"
-#include "engine/engine.h"
-#include "grammar/grammar.h"
 #include "http/reply_json.h"
-#include "http/visible_text.h"
 #include "cli/dicom_dir.h"
-#include "image/dicom/dicom.h"
 #include "image/image.h"
-#include "tokenizer/chat.h"
-#include "tokenizer/tokenizer.h"
+#include "pipeline/pipeline.h"
 
 #define MAX_IMAGES 128
 
@@ -120,52 +116,10 @@ static int read_file(const char *path, uint8_t **bytes, size_t *n, Error *err) {
     return 0;
 }
 
-/* The text generated so far and what of it has been printed. */
-typedef struct {
-    TokenStream *stream;
-    char *full, *visible;
-    size_t len, cap, printed;
-    int print; /* stream the visible text to stdout */
-    int failed;
-} Output;
-
-static int append(Output *o, const char *s, size_t n) {
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = (o->len + n + 1) * 2;
-        char *f = realloc(o->full, cap), *v = f ? realloc(o->visible, cap) : NULL;
-        if (f)
-            o->full = f;
-        if (!f || !v)
-            return -1;
-        o->visible = v;
-        o->cap = cap;
-    }
-    memcpy(o->full + o->len, s, n);
-    o->len += n;
-    o->full[o->len] = 0;
-    return 0;
-}
-
-static void show(Output *o, int final) {
-    size_t n = visible_text(o->full, o->len, final, NULL, 0, o->visible, NULL);
-    if (o->print && n > o->printed) {
-        fwrite(o->visible + o->printed, 1, n - o->printed, stdout);
-        fflush(stdout);
-        o->printed = n;
-    }
-}
-
-static int on_token(void *user, int32_t id) {
-    Output *o = user;
-    char *bytes;
-    size_t n;
-    Error err;
-    if (token_stream_push(o->stream, id, &bytes, &n, &err) != 0 || append(o, bytes, n) != 0) {
-        o->failed = 1;
-        return 1;
-    }
-    show(o, 0);
-    return 0;
+/* Streams the visible answer to stdout as it grows. */
+static void print_text(void *user, const char *text, size_t n) {
+    fwrite(text, 1, n, stdout);
+    fflush(stdout);
 }
 
 static double now_ms(void) {
@@ -338,27 +292,30 @@ int cmd_generate(int argc, char **argv) {
 
     int rc = 1;
     Error err = {{0}};
-    Engine *engine = NULL;
-    Tokenizer *tok = NULL;
+    Pipeline *pipeline = NULL;
     uint8_t *files[MAX_IMAGES] = {0};
-    uint8_t **dicom_files = NULL;
-    size_t *dicom_sizes = NULL;
-    int n_dicom = 0, volume = 0;
     size_t sizes[MAX_IMAGES] = {0};
-    float *pixels = NULL;
-    const float *images[MAX_IMAGES];
-    char *text = NULL;
-    int32_t *ids = NULL;
-    Output out = {0};
+    PipelineImage images[MAX_IMAGES];
+    uint8_t **dicom_files = NULL; /* --dicom-dir: image/dicom sorts, samples and lays them out */
+    size_t *dicom_sizes = NULL;
+    PipelineImage *dicom_images = NULL;
+    int n_dicom = 0;
+    PipelineResult res = {0};
     double t0 = now_ms();
     uint8_t *schema = NULL;
     size_t schema_len = 0;
-    GrammarVocab *gvocab = NULL;
-    Grammar *grammar = NULL;
-    GrammarMatcher *matcher = NULL;
     if (schema_path && read_file(schema_path, &schema, &schema_len, &err) != 0) {
         fprintf(stderr, "generate: --json-schema: %s\n", err.message);
         goto done;
+    }
+    char *schema_text = schema ? realloc(schema, schema_len + 1) : NULL;
+    if (schema) {
+        if (!schema_text) {
+            fprintf(stderr, "generate: out of memory\n");
+            goto done;
+        }
+        schema = (uint8_t *)schema_text;
+        schema_text[schema_len] = 0;
     }
 
     /* images are checked before the model is loaded: bad input fails fast */
@@ -369,150 +326,73 @@ int cmd_generate(int argc, char **argv) {
             fprintf(stderr, "generate: image '%s': %s\n", image_paths[i], err.message);
             goto done;
         }
+        images[i] = (PipelineImage){files[i], sizes[i], image_paths[i]};
     }
-    if (dicom_dir && dicom_dir_read(dicom_dir, 4096, &dicom_files, &dicom_sizes, &n_dicom, &err) != 0) {
-        fprintf(stderr, "generate: --dicom-dir: %s\n", err.message);
-        goto done;
+    if (dicom_dir) {
+        if (dicom_dir_read(dicom_dir, 4096, &dicom_files, &dicom_sizes, &n_dicom, &err) != 0) {
+            fprintf(stderr, "generate: --dicom-dir: %s\n", err.message);
+            goto done;
+        }
+        if (!(dicom_images = calloc((size_t)n_dicom, sizeof *dicom_images))) {
+            fprintf(stderr, "generate: out of memory\n");
+            goto done;
+        }
+        for (int i = 0; i < n_dicom; i++)
+            dicom_images[i] = (PipelineImage){dicom_files[i], dicom_sizes[i], "--dicom-dir"};
     }
     EngineOptions eo = {model_dir, backend, (int)threads, (int)max_context, precision, weights};
-    if (engine_open(&engine, &eo, &err) != 0) {
+    if (pipeline_open(&pipeline, &eo, 0, &err) != 0) {
         fprintf(stderr, "generate: %s\n", err.message);
         goto done;
     }
-    EngineInfo info;
-    engine_info(engine, &info);
-    if ((n_images > 0 || dicom_dir) && info.image_tokens == 0) {
+    if ((n_images > 0 || dicom_dir) && pipeline_info(pipeline)->image_tokens == 0) {
         fprintf(stderr, "generate: %s is a text-only model; --image needs a model with a vision tower\n",
                 model_dir);
         goto done;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
-    if (tokenizer_load(&tok, path, &err) != 0) {
-        fprintf(stderr, "generate: %s\n", err.message);
-        goto done;
-    }
-    if (schema) {
-        int end = tokenizer_token_id(tok, "<end_of_turn>");
-        if (grammar_vocab_new(&gvocab, tok, info.vocab_size, end, &err) != 0 ||
-            grammar_compile_schema(&grammar, gvocab, (const char *)schema, schema_len, NULL, &err) != 0) {
-            fprintf(stderr, "generate: --json-schema %s: %s\n", schema_path, err.message);
-            goto done;
-        }
-        matcher = grammar_matcher_new(grammar);
-        if (!matcher) {
-            fprintf(stderr, "generate: out of memory\n");
-            goto done;
-        }
-    }
-    if (dicom_dir) { /* image/dicom: sorting, sampling, windows; errors name the file as dicom[i] */
-        DicomOptions dopt = {0};
-        dopt.max_images = MAX_IMAGES;
-        PreprocessOptions po = {info.image_size, pad, 0};
-        DicomResult dres;
-        if (dicom_files_to_tensors((const uint8_t *const *)dicom_files, dicom_sizes, n_dicom, NULL, &dopt,
-                                   &po, &pixels, &dres, &err) != 0) {
-            fprintf(stderr, "generate: --dicom-dir (files in name order): %s\n", err.message);
-            goto done;
-        }
-        n_images = dres.n < MAX_IMAGES ? dres.n : MAX_IMAGES;
-        volume = dres.volume && n_images > 1;
-        dicom_result_free(&dres);
-        for (int i = 0; i < n_images; i++)
-            images[i] = pixels + (size_t)3 * info.image_size * info.image_size * i;
-    } else if (n_images > 0) {
-        size_t per = (size_t)3 * info.image_size * info.image_size;
-        pixels = malloc(per * (size_t)n_images * sizeof *pixels);
-        if (!pixels) {
-            fprintf(stderr, "generate: out of memory for %d images\n", n_images);
-            goto done;
-        }
-        PreprocessOptions po = {info.image_size, pad, 0};
-        for (int i = 0; i < n_images; i++) {
-            if (image_to_tensor(files[i], sizes[i], NULL, &po, pixels + per * i, &err) != 0) {
-                fprintf(stderr, "generate: image '%s': %s\n", image_paths[i], err.message);
-                goto done;
-            }
-            images[i] = pixels + per * i;
-        }
-    }
 
     /* the chat prompt: [system], user = prompt text, then the images */
     ChatPart sys_part = {CHAT_PART_TEXT, system};
-    /* a CT/MR volume: each slice then "SLICE n", the prompt last (the CT notebook) */
-    ChatPart user_parts[2 * MAX_IMAGES + 1];
-    char slice_labels[MAX_IMAGES][24];
+    ChatPart user_parts[MAX_IMAGES + 1];
     int n_parts = 0;
-    if (prompt[0] && !volume)
+    if (prompt[0])
         user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, prompt};
-    for (int i = 0; i < n_images; i++) {
+    for (int i = 0; i < n_images; i++)
         user_parts[n_parts++] = (ChatPart){CHAT_PART_IMAGE, NULL};
-        if (volume) {
-            snprintf(slice_labels[i], sizeof slice_labels[i], "SLICE %d", i + 1);
-            user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, slice_labels[i]};
-        }
-    }
-    if (prompt[0] && volume)
-        user_parts[n_parts++] = (ChatPart){CHAT_PART_TEXT, prompt};
     ChatMessage msgs[2];
     int n_msgs = 0;
     if (system)
         msgs[n_msgs++] = (ChatMessage){"system", &sys_part, 1};
     msgs[n_msgs++] = (ChatMessage){"user", user_parts, n_parts};
-    size_t n_ids = 0;
-    int n_expanded = 0;
-    if (chat_render(msgs, n_msgs, 1, &text, &err) != 0 ||
-        prompt_tokenize(tok, text, info.image_tokens, &ids, &n_ids, &n_expanded, &err) != 0) {
-        fprintf(stderr, "generate: %s\n", err.message);
-        goto done;
-    }
-    if (n_expanded != n_images) {
-        fprintf(stderr, "generate: the prompt text may not contain <start_of_image> itself\n");
-        goto done;
-    }
-
-    out.stream = token_stream_new(tok, 1);
-    out.print = !json;
-    if (!out.stream || append(&out, "", 0) != 0) {
-        fprintf(stderr, "generate: out of memory\n");
-        goto done;
-    }
-    GenerateRequest rq = {
-        .tokens = ids,
-        .n_tokens = (int)n_ids,
-        .images = images,
-        .n_images = n_images,
-        .max_new_tokens = (int)max_tokens,
+    PipelineRequest rq = {
+        .messages = msgs,
+        .n_messages = n_msgs,
+        .images = dicom_dir ? dicom_images : images,
+        .n_images = dicom_dir ? n_dicom : n_images,
+        .series = dicom_dir ? PIPELINE_SERIES_DICOM : PIPELINE_SERIES_NONE,
+        .pad_to_square = pad,
+        .max_tokens = (int)max_tokens,
         .temperature = temperature,
         .top_k = (int)top_k,
         .top_p = top_p,
         .seed = (uint64_t)seed,
-        .on_token = on_token,
-        .user = &out,
-        .constraint = matcher,
+        .format = schema ? PIPELINE_JSON_SCHEMA : PIPELINE_TEXT,
+        .json_schema = schema_text,
         .thinking_budget = (int)thinking_budget,
+        .on_text = json ? NULL : print_text,
     };
-    GenerateResult res;
-    if (engine_generate(engine, &rq, &res, &err) != 0) {
+    int engine_rc = 0;
+    int prc = pipeline_run(pipeline, &rq, &res, &engine_rc, &err);
+    if (prc == PIPELINE_ERR_SCHEMA) {
+        fprintf(stderr, "generate: --json-schema %s: %s\n", schema_path, err.message);
+        goto done;
+    } else if (prc != 0) {
         fprintf(stderr, "generate: %s\n", err.message);
         goto done;
     }
-    if (out.failed) {
-        fprintf(stderr, "generate: out of memory while decoding the answer\n");
-        goto done;
-    }
-    char *rest;
-    size_t n_rest;
-    if (token_stream_flush(out.stream, &rest, &n_rest) == 0 && n_rest > 0 &&
-        append(&out, rest, n_rest) != 0) {
-        fprintf(stderr, "generate: out of memory\n");
-        goto done;
-    }
-    show(&out, 1);
     if (json) {
-        Answer a = {out.visible,       res.finish_reason == FINISH_STOP ? "stop" : "length",
-                    res.prompt_tokens, res.completion_tokens,
-                    now_ms() - t0,     matcher != NULL};
+        Answer a = {res.text,      res.finish,    res.prompt_tokens, res.completion_tokens,
+                    now_ms() - t0, schema != NULL};
         char *body = json_analyze(&a);
         if (!body) {
             fprintf(stderr, "generate: out of memory\n");
@@ -525,21 +405,12 @@ int cmd_generate(int argc, char **argv) {
     }
     rc = 0;
 done:
-    if (out.stream)
-        token_stream_free(out.stream);
-    free(out.full);
-    free(out.visible);
-    free(ids);
-    free(text);
-    free(pixels);
+    pipeline_result_free(&res);
     for (int i = 0; i < n_images; i++)
         free(files[i]);
     dicom_dir_free(dicom_files, dicom_sizes, n_dicom);
-    grammar_matcher_free(matcher);
-    grammar_free(grammar);
-    grammar_vocab_free(gvocab);
+    free(dicom_images);
     free(schema);
-    tokenizer_free(tok);
-    engine_close(engine);
+    pipeline_close(pipeline);
     return rc;
 }

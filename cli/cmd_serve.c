@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "cli/commands.h"
@@ -44,6 +45,10 @@ static void usage(FILE *f) {
         "                          [MEDGEMMA_REQUEST_TIMEOUT_S] (600)\n"
         "  --shutdown-grace-s S    after SIGTERM, time to finish running requests\n"
         "                          [MEDGEMMA_SHUTDOWN_GRACE_S] (8)\n"
+        "  --max-connections N     open client connections; more get 503 [MEDGEMMA_MAX_CONNECTIONS]\n"
+        "                          (1000, lowered to fit the open-files limit)\n"
+        "  --client-timeout-s S    HTTP/1: to send a request and between keep-alive requests;\n"
+        "                          HTTP/2: idle connection [MEDGEMMA_CLIENT_TIMEOUT_S] (10)\n"
         "  MEDGEMMA_LOG_LEVEL      DEBUG, INFO (default), WARNING or ERROR\n");
 }
 
@@ -73,6 +78,8 @@ enum {
     S_DEFAULT_TOKENS,
     S_TIMEOUT,
     S_GRACE,
+    S_MAX_CONNECTIONS,
+    S_CLIENT_TIMEOUT,
     S_COUNT
 };
 
@@ -95,6 +102,8 @@ static Setting settings[S_COUNT] = {
     {"--default-max-tokens", "MEDGEMMA_DEFAULT_MAX_TOKENS", NULL},
     {"--request-timeout-s", "MEDGEMMA_REQUEST_TIMEOUT_S", NULL},
     {"--shutdown-grace-s", "MEDGEMMA_SHUTDOWN_GRACE_S", NULL},
+    {"--max-connections", "MEDGEMMA_MAX_CONNECTIONS", NULL},
+    {"--client-timeout-s", "MEDGEMMA_CLIENT_TIMEOUT_S", NULL},
 };
 
 /* Parses setting i as a number in [lo, hi] (def when unset). */
@@ -216,7 +225,8 @@ int cmd_serve(int argc, char **argv) {
         setenv("MEDGEMMA_PRECISION", precision, 1);
     if (weights)
         setenv("MEDGEMMA_WEIGHTS", weights, 1);
-    double port, threads, ctx, queue, images, body_mb, max_tokens, def_tokens, timeout, grace;
+    double port, threads, ctx, queue, images, body_mb, max_tokens, def_tokens, timeout, grace, max_conn,
+        client_timeout;
     if (number_setting(S_PORT, 0, 65535, 8080, 1, &port) ||
         number_setting(S_THREADS, 0, 1024, 0, 1, &threads) ||
         number_setting(S_MAX_CONTEXT, 0, 1 << 20, 0, 1, &ctx) ||
@@ -225,8 +235,22 @@ int cmd_serve(int argc, char **argv) {
         number_setting(S_MAX_BODY, 1, 1 << 16, 100, 1, &body_mb) ||
         number_setting(S_MAX_TOKENS, 1, 1 << 20, 8192, 1, &max_tokens) ||
         number_setting(S_DEFAULT_TOKENS, 1, 1 << 20, 1024, 1, &def_tokens) ||
-        number_setting(S_TIMEOUT, 0, 1e7, 600, 0, &timeout) || number_setting(S_GRACE, 0, 3600, 8, 0, &grace))
+        number_setting(S_TIMEOUT, 0, 1e7, 600, 0, &timeout) ||
+        number_setting(S_GRACE, 0, 3600, 8, 0, &grace) ||
+        number_setting(S_MAX_CONNECTIONS, 1, 1 << 20, 1000, 1, &max_conn) ||
+        number_setting(S_CLIENT_TIMEOUT, 0.1, 3600, 10, 0, &client_timeout))
         return 2;
+    /* Each connection is a file descriptor: keep 64 for the model files, logs and the worker. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+        max_conn > (double)nofile.rlim_cur - 64) {
+        double fit = (double)nofile.rlim_cur > 128 ? (double)nofile.rlim_cur - 64 : 64;
+        log_msg(LOG_WARNING, "max connections lowered from %.0f to %.0f to fit the open-files limit (%llu)",
+                max_conn, fit, (unsigned long long)nofile.rlim_cur);
+        max_conn = fit;
+    }
+    o.max_connections = (int)max_conn;
+    o.client_timeout_s = client_timeout;
     o.port = (int)port;
     o.n_threads = (int)threads;
     o.max_context = (int)ctx;

@@ -1,6 +1,7 @@
 /* The backend interface: what the engine's generation loop (engine.c) calls
- * to run the model on one device. engine/backend_cpu.c implements it with
- * kernels/cpu; engine/cuda/backend_cuda.c with kernels/cuda.
+ * to run the model on one device. engine/backend_cpu.c implements it with the
+ * model of engine/forward.c over the CPU op table (kernels/ops.h,
+ * kernels/cpu/ops_cpu.c); engine/cuda/backend_cuda.c with kernels/cuda.
  *
  * A backend owns its copy (or view) of the weights, its activations and its
  * KV cache, all sized once in create(): prefill/decode allocate nothing.

@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/map_guard.h"
+
 /* A header larger than this is refused before parsing (the 4B's is ~100 KB). */
 #define MAX_HEADER_BYTES (100u << 20)
 
@@ -253,6 +255,7 @@ static int map_file(MappedFile *mf, const char *path, Error *err) {
         mf->map = NULL;
         return error_set(err, "%s: cannot mmap: %s", path, strerror(errno));
     }
+    map_guard_add(mf->map, mf->size, path); /* SIGBUS on this mapping: logged exit */
     return 0;
 }
 
@@ -261,8 +264,10 @@ void checkpoint_close(Checkpoint *ckpt) {
         return;
     tensor_infos_free(ckpt->tensors, ckpt->n_tensors);
     for (size_t i = 0; i < ckpt->n_files; i++) {
-        if (ckpt->files[i].map)
+        if (ckpt->files[i].map) {
+            map_guard_remove(ckpt->files[i].map);
             munmap(ckpt->files[i].map, ckpt->files[i].size);
+        }
         free(ckpt->files[i].path);
     }
     free(ckpt->files);

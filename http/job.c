@@ -11,25 +11,6 @@ double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void job_input_free(JobInput *in) {
-    for (int i = 0; i < in->n_messages; i++) {
-        for (int j = 0; j < in->messages[i].n_parts; j++)
-            free(in->messages[i].parts[j].text);
-        free(in->messages[i].parts);
-    }
-    free(in->messages);
-    for (int i = 0; i < in->n_images; i++) {
-        free(in->images[i].base64);
-        free(in->images[i].bytes);
-    }
-    free(in->images);
-    for (int i = 0; i < in->n_stops; i++)
-        free(in->stops[i]);
-    free(in->stops);
-    free(in->json_schema);
-    memset(in, 0, sizeof *in);
-}
-
 Job *job_new(void) {
     Job *job = calloc(1, sizeof *job);
     if (!job)

@@ -17,70 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "image/ct_window.h"
-
-typedef enum { ENDPOINT_ANALYZE, ENDPOINT_GENERATE, ENDPOINT_CHAT } Endpoint;
-
-typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT } Role;
-
-/* SERIES_DICOM: images are DICOM files (/analyze "dicom"); image/dicom decides
- * how many tensors and the layout once they are decoded (http/dicom_job.c). */
-typedef enum { SERIES_NONE, SERIES_CT, SERIES_MRI, SERIES_DICOM } SeriesKind;
-
-/* response_format: free text, any JSON object, or a JSON schema (both JSON
- * modes constrain decoding with grammar/). */
-enum { JSON_MODE_NONE, JSON_MODE_OBJECT, JSON_MODE_SCHEMA };
-
-/* A piece of a message: text, or the index of an image in JobInput.images. */
-typedef struct {
-    char *text; /* NULL for an image */
-    int image;  /* -1 for text */
-} MessagePart;
-
-typedef struct {
-    Role role;
-    MessagePart *parts;
-    int n_parts;
-} Message;
-
-/* An image as the request sent it (base64, bare or data: URI); the worker
- * decodes it into file bytes (PNG/JPEG) and then into a tensor. */
-typedef struct {
-    char *base64;
-    size_t base64_len;
-    char what[96];  /* names it in errors: "images[2]", "messages[1].content[0].image_url" */
-    uint8_t *bytes; /* the decoded file (worker) */
-    size_t n_bytes;
-} ImageFile;
-
-/* Everything a validated request asks for (request.c fills it). */
-typedef struct {
-    Endpoint endpoint;
-    Message *messages;
-    int n_messages;
-    ImageFile *images;
-    int n_images;
-    /* /analyze "ct" or "mri": images are the raw slices of a series, windowed
-     * and sampled by image/ into the tensors the messages' image parts name
-     * (docs/images.md). */
-    int series;              /* SERIES_NONE, SERIES_CT, SERIES_MRI, SERIES_DICOM */
-    char dicom_modality[16]; /* SERIES_DICOM: the request's "modality" (overrides (0008,0060)), or "" */
-    SeriesOptions series_options;
-    int pad_to_square;
-    int max_tokens;
-    float temperature, top_p;
-    int top_k;
-    uint64_t seed;
-    char **stops;
-    int n_stops;
-    int stream;          /* chat: server-sent events */
-    int json_mode;       /* response_format (chat, /analyze): JSON_MODE_* */
-    char *json_schema;   /* JSON_MODE_SCHEMA: the schema's text (compact) */
-    int thinking_budget; /* with a JSON mode: the engine's thinking_budget (0 = default) */
-    int include_usage;   /* chat stream: stream_options.include_usage */
-} JobInput;
-
-void job_input_free(JobInput *in);
+#include "http/request.h"
 
 typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
 

@@ -2,6 +2,7 @@
 #include "http/request.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,9 +11,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include "util/json_strict.h"
+
 #define MAX_STOPS 4
 #define MAX_STOP_BYTES 256
 #define MAX_MESSAGES 512
+/* Arrays/objects nested in a body: a response_format schema may nest 64
+ * schema levels (130 JSON levels, grammar/README.md) under 4 request levels. */
+#define MAX_JSON_DEPTH 160
 
 static int fail(RequestError *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(RequestError *e, const char *fmt, ...) {
@@ -23,6 +29,188 @@ static int fail(RequestError *e, const char *fmt, ...) {
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* The fields each JSON object of a request body may hold; docs/api.md
+ * documents every one. A field outside its object's table is a 400 naming it
+ * and where it is, with the nearest known name when it is a near miss
+ * (`image` -> `images`): an ignored typo would answer a different question.
+ * To accept a new field, add it to its table here, parse it below and
+ * document it (e.g. /analyze's `dicom`, issue 15, goes into ANALYZE_FIELDS). */
+static const char *const GENERATE_FIELDS[] = {"prompt", "system", "max_tokens", "temperature",
+                                              "top_p",  "top_k",  "seed",       NULL};
+static const char *const ANALYZE_FIELDS[] = {
+    "prompt",          "system",          "images",      "modality", "ct",    "mri",
+    "pad_to_square",   "max_tokens",      "temperature", "top_p",    "top_k", "seed",
+    "response_format", "thinking_budget", "dicom",       NULL};
+static const char *const CHAT_FIELDS[] = {"model",
+                                          "messages",
+                                          "max_tokens",
+                                          "max_completion_tokens",
+                                          "temperature",
+                                          "top_p",
+                                          "top_k",
+                                          "seed",
+                                          "n",
+                                          "stop",
+                                          "stream",
+                                          "stream_options",
+                                          "response_format",
+                                          "thinking_budget",
+                                          NULL};
+static const char *const MESSAGE_FIELDS[] = {"role", "content", NULL};
+static const char *const TEXT_PART_FIELDS[] = {"type", "text", NULL};
+static const char *const IMAGE_PART_FIELDS[] = {"type", "image_url", NULL};
+static const char *const IMAGE_URL_FIELDS[] = {"url", "detail", NULL};
+static const char *const STREAM_OPTIONS_FIELDS[] = {"include_usage", NULL};
+static const char *const RESPONSE_FORMAT_FIELDS[] = {"type", "json_schema", NULL};
+static const char *const JSON_SCHEMA_FIELDS[] = {"name", "description", "schema", "strict", NULL};
+static const char *const CT_FIELDS[] = {
+    "slices", "rescale_slope", "rescale_intercept", "pixel_representation", "max_slices", "windows", NULL};
+static const char *const MRI_FIELDS[] = {
+    "slices", "rescale_slope", "rescale_intercept", "pixel_representation", "max_slices", NULL};
+static const char *const WINDOWS_FIELDS[] = {"r", "g", "b", NULL};
+/* OpenAI Chat Completions parameters this server does not implement: refused
+ * as such rather than as unknown (OpenAI's API refuses unknown ones too). */
+static const char *const OPENAI_UNSUPPORTED[] = {"frequency_penalty",
+                                                 "presence_penalty",
+                                                 "logit_bias",
+                                                 "logprobs",
+                                                 "top_logprobs",
+                                                 "tools",
+                                                 "tool_choice",
+                                                 "functions",
+                                                 "function_call",
+                                                 "parallel_tool_calls",
+                                                 "user",
+                                                 "store",
+                                                 "metadata",
+                                                 "audio",
+                                                 "modalities",
+                                                 "prediction",
+                                                 "reasoning_effort",
+                                                 "service_tier",
+                                                 "web_search_options",
+                                                 NULL};
+
+/* Media types a data: URI may declare; an entry ending in '/' accepts any
+ * subtype. A single-frame DICOM file is an image too (image_to_tensor reads
+ * it through image/dicom); the `dicom` field takes DICOM only. */
+static const char *const IMAGE_MEDIA_TYPES[] = {"image/", "application/dicom", NULL};
+static const char *const DICOM_MEDIA_TYPES[] = {"application/dicom", NULL};
+
+static int in_table(const char *const *table, const char *name) {
+    for (int i = 0; table[i]; i++)
+        if (!strcmp(table[i], name))
+            return 1;
+    return 0;
+}
+
+/* Levenshtein distance, capped: names are short (at most 64 bytes compared). */
+static int edit_distance(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    if (na > 64 || nb > 64)
+        return 99;
+    int row[65];
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int up = row[j];
+            int cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
+            int best = diag + cost;
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+
+/* The known name nearest to `name` when it is a near miss (a typo, a case
+ * or plural slip), else NULL. */
+static const char *near_miss(const char *const *table, const char *name) {
+    const char *best = NULL;
+    int best_d = 99;
+    for (int i = 0; table[i]; i++) {
+        int d = edit_distance(name, table[i]);
+        int len = (int)strlen(table[i]);
+        int allowed = len <= 4 ? 1 : 2;
+        if (d < best_d && d <= allowed && d < len) {
+            best = table[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+/* Refuses any member of obj not in `known`. `where` names the object
+ * ("messages[0]"; "" for the body itself); `endpoint` is set for the body. */
+static int check_fields(const cJSON *obj, const char *where, const char *const *known, Endpoint endpoint,
+                        int top_level, RequestError *e) {
+    for (const cJSON *f = obj->child; f; f = f->next) {
+        if (in_table(known, f->string))
+            continue;
+        char q[48];
+        json_quote_key(f->string, q, sizeof q);
+        const char *in = where[0] ? where : "the request body";
+        if (top_level) {
+            if (endpoint == ENDPOINT_GENERATE && in_table(ANALYZE_FIELDS, f->string))
+                return fail(e, "'%s' is not accepted by /generate; use /analyze", q);
+            if (endpoint != ENDPOINT_CHAT && in_table(CHAT_FIELDS, f->string) &&
+                !in_table(ANALYZE_FIELDS, f->string))
+                return fail(e, "'%s' is a field of /v1/chat/completions, not of /%s", q,
+                            endpoint == ENDPOINT_ANALYZE ? "analyze" : "generate");
+            if (in_table(OPENAI_UNSUPPORTED, f->string))
+                return fail(e,
+                            "'%s' is an OpenAI parameter not supported by this server (docs/api.md lists "
+                            "the accepted fields)",
+                            q);
+        }
+        const char *guess = near_miss(known, f->string);
+        if (guess)
+            return fail(e, "unknown field '%s' in %s (did you mean '%s'?)", q, in, guess);
+        char list[256] = "";
+        for (int i = 0; known[i] && strlen(list) + strlen(known[i]) + 8 < sizeof list; i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", known[i]);
+        return fail(e, "unknown field '%s' in %s (accepted: %s)", q, in, list);
+    }
+    return 0;
+}
+
+/* A data: URI's declared media type must be in `types` (IMAGE_MEDIA_TYPES). */
+static int check_media_type(const char *s, const char *const *types, const char *what, RequestError *e) {
+    if (strncmp(s, "data:", 5) != 0)
+        return 0; /* bare base64 */
+    const char *start = s + 5;
+    size_t n = strcspn(start, ";,");
+    char type[64];
+    if (n == 0)
+        return fail(e, "%s: the data URI declares no media type; send data:image/png;base64,... (or jpeg)",
+                    what);
+    if (n >= sizeof type)
+        return fail(e, "%s: the data URI's media type is too long", what);
+    for (size_t i = 0; i < n; i++)
+        type[i] = (char)tolower((unsigned char)start[i]);
+    type[n] = 0;
+    for (int i = 0; types[i]; i++) {
+        size_t tl = strlen(types[i]);
+        int prefix = types[i][tl - 1] == '/';
+        if (prefix ? (n > tl && !strncmp(type, types[i], tl)) : !strcmp(type, types[i]))
+            return 0;
+    }
+    char q[48];
+    json_quote_key(type, q, sizeof q);
+    char list[128] = "";
+    for (int i = 0; types[i] && strlen(list) + strlen(types[i]) + 8 < sizeof list; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s%s", i ? ", " : "", types[i],
+                 types[i][strlen(types[i]) - 1] == '/' ? "*" : "");
+    return fail(e, "%s: the data URI declares media type '%s'; accepted: %s", what, q, list);
 }
 
 static char *dup_string(const char *s) {
@@ -66,11 +254,14 @@ static int get_string(const cJSON *obj, const char *name, const char **value, Re
 /* Takes an image's base64 text (bare or data: URI) out of the JSON tree
  * without copying; the worker decodes it (base64 of a large body would hold
  * up the event loop). `what` names the image in later errors ("images[3]"). */
-static int add_image(JobInput *in, cJSON *node, const RequestLimits *lim, const char *what, RequestError *e) {
+static int add_image(JobInput *in, cJSON *node, const RequestLimits *lim, const char *what,
+                     const char *const *media_types, RequestError *e) {
     if (!lim->vision)
         return fail(e, "%s: this model has no vision tower and accepts text only", what);
     if (in->n_images >= lim->max_images)
         return fail(e, "too many images: the limit is %d per request (MEDGEMMA_MAX_IMAGES)", lim->max_images);
+    if (check_media_type(node->valuestring, media_types, what, e) != 0)
+        return -1;
     ImageFile *grown = realloc(in->images, sizeof *grown * (size_t)(in->n_images + 1));
     if (!grown)
         return fail(e, "out of memory");
@@ -245,6 +436,8 @@ static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, c
                         const RequestLimits *lim, JobInput *in, Message *user, RequestError *e) {
     if (!cJSON_IsObject(obj))
         return fail(e, "'%s' must be an object with 'slices'", kind);
+    if (check_fields(obj, kind, series == SERIES_CT ? CT_FIELDS : MRI_FIELDS, in->endpoint, 0, e) != 0)
+        return -1;
     const cJSON *slices = cJSON_GetObjectItemCaseSensitive(obj, "slices");
     if (!cJSON_IsArray(slices) || cJSON_GetArraySize(slices) == 0)
         return fail(e, "'%s.slices' must be a non-empty array of base64 PNG strings", kind);
@@ -278,6 +471,8 @@ static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, c
     if (windows && series == SERIES_CT) {
         if (!cJSON_IsObject(windows))
             return fail(e, "'ct.windows' must be an object {\"r\": [lo, hi], \"g\": ..., \"b\": ...}");
+        if (check_fields(windows, "ct.windows", WINDOWS_FIELDS, in->endpoint, 0, e) != 0)
+            return -1;
         if (parse_window(windows, "r", &o->windows.r, e) || parse_window(windows, "g", &o->windows.g, e) ||
             parse_window(windows, "b", &o->windows.b, e))
             return -1;
@@ -292,7 +487,7 @@ static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, c
         snprintf(what, sizeof what, "%s.slices[%d]", kind, i);
         if (!cJSON_IsString(s))
             return fail(e, "%s must be a base64 string", what);
-        if (add_image(in, (cJSON *)s, lim, what, e) != 0)
+        if (add_image(in, (cJSON *)s, lim, what, IMAGE_MEDIA_TYPES, e) != 0)
             return -1;
     }
     int n_out = series_output_count(n, o);
@@ -307,7 +502,7 @@ static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, c
 
 /* "dicom": DICOM files (base64) of one series or single images. The user
  * turn holds only the prompt here; the worker decodes the files and lays out
- * the images (http/dicom_job.c), since how many there are (frames, sampling)
+ * the images (pipeline/dicom_inputs.c), since how many there are (frames, sampling)
  * is known only then. */
 static int parse_dicom(const cJSON *dicom, const char *modality, const char *prompt, const RequestLimits *lim,
                        JobInput *in, Message *user, RequestError *e) {
@@ -327,7 +522,7 @@ static int parse_dicom(const cJSON *dicom, const char *modality, const char *pro
         snprintf(what, sizeof what, "dicom[%d]", i);
         if (!cJSON_IsString(f))
             return fail(e, "%s must be a base64 string", what);
-        if (add_image(in, (cJSON *)f, lim, what, e) != 0)
+        if (add_image(in, (cJSON *)f, lim, what, DICOM_MEDIA_TYPES, e) != 0)
             return -1;
     }
     return prompt[0] ? add_part(user, prompt, -1, e) : 0;
@@ -354,9 +549,8 @@ static int parse_response_format(const cJSON *root, JobInput *in, RequestError *
     if (!type || !cJSON_IsString(type))
         return fail(
             e, "'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}");
-    for (const cJSON *k = rf->child; k; k = k->next)
-        if (strcmp(k->string, "type") != 0 && strcmp(k->string, "json_schema") != 0)
-            return fail(e, "'response_format.%.40s' is not a known field", k->string);
+    if (check_fields(rf, "response_format", RESPONSE_FORMAT_FIELDS, in->endpoint, 0, e) != 0)
+        return -1;
     if (!strcmp(type->valuestring, "text"))
         return 0;
     if (!strcmp(type->valuestring, "json_object")) {
@@ -371,6 +565,8 @@ static int parse_response_format(const cJSON *root, JobInput *in, RequestError *
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
     if (!cJSON_IsObject(js))
         return fail(e, "'response_format.json_schema' must be an object {\"name\", \"schema\", \"strict\"}");
+    if (check_fields(js, "response_format.json_schema", JSON_SCHEMA_FIELDS, in->endpoint, 0, e) != 0)
+        return -1;
     for (const cJSON *k = js->child; k; k = k->next) {
         if (!strcmp(k->string, "name") || !strcmp(k->string, "description")) {
             if (!cJSON_IsString(k))
@@ -378,8 +574,7 @@ static int parse_response_format(const cJSON *root, JobInput *in, RequestError *
         } else if (!strcmp(k->string, "strict")) {
             if (!cJSON_IsBool(k) && !cJSON_IsNull(k))
                 return fail(e, "'response_format.json_schema.strict' must be true or false");
-        } else if (strcmp(k->string, "schema") != 0)
-            return fail(e, "'response_format.json_schema.%.40s' is not a known field", k->string);
+        }
     }
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
     if (!schema || (!cJSON_IsObject(schema) && !cJSON_IsBool(schema)))
@@ -461,7 +656,8 @@ static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobI
         snprintf(what, sizeof what, "images[%d]", i);
         if (!cJSON_IsString(img))
             return fail(e, "%s must be a base64 string", what);
-        if (add_image(in, (cJSON *)img, lim, what, e) != 0 || add_part(user, NULL, i, e) != 0)
+        if (add_image(in, (cJSON *)img, lim, what, IMAGE_MEDIA_TYPES, e) != 0 ||
+            add_part(user, NULL, i, e) != 0)
             return -1;
         if (volume) {
             char label[32];
@@ -496,6 +692,8 @@ static int parse_chat_part(const cJSON *part, Message *m, const RequestLimits *l
     if (get_string(part, "type", &type, e) != 0 || !type)
         return fail(e, "%s.type must be \"text\" or \"image_url\"", where);
     if (!strcmp(type, "text")) {
+        if (check_fields(part, where, TEXT_PART_FIELDS, in->endpoint, 0, e) != 0)
+            return -1;
         const char *text = NULL;
         if (get_string(part, "text", &text, e) != 0 || !text)
             return fail(e, "%s.text must be a string", where);
@@ -504,7 +702,21 @@ static int parse_chat_part(const cJSON *part, Message *m, const RequestLimits *l
     if (!strcmp(type, "image_url")) {
         if (m->role != ROLE_USER)
             return fail(e, "%s: images are accepted in user messages only", where);
+        if (check_fields(part, where, IMAGE_PART_FIELDS, in->endpoint, 0, e) != 0)
+            return -1;
         const cJSON *iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
+        if (cJSON_IsObject(iu)) {
+            char iu_where[96];
+            snprintf(iu_where, sizeof iu_where, "%s.image_url", where);
+            if (check_fields(iu, iu_where, IMAGE_URL_FIELDS, in->endpoint, 0, e) != 0)
+                return -1;
+            const cJSON *detail = cJSON_GetObjectItemCaseSensitive(iu, "detail");
+            if (detail && !cJSON_IsNull(detail) &&
+                (!cJSON_IsString(detail) ||
+                 (strcmp(detail->valuestring, "auto") != 0 && strcmp(detail->valuestring, "low") != 0 &&
+                  strcmp(detail->valuestring, "high") != 0)))
+                return fail(e, "%s.image_url.detail must be \"auto\", \"low\" or \"high\"", where);
+        }
         const cJSON *url = cJSON_IsObject(iu) ? cJSON_GetObjectItemCaseSensitive(iu, "url") : iu;
         if (!cJSON_IsString(url))
             return fail(e, "%s.image_url.url must be a string", where);
@@ -516,7 +728,7 @@ static int parse_chat_part(const cJSON *part, Message *m, const RequestLimits *l
         char what[96];
         snprintf(what, sizeof what, "%s.image_url", where);
         int index = in->n_images;
-        if (add_image(in, (cJSON *)url, lim, what, e) != 0)
+        if (add_image(in, (cJSON *)url, lim, what, IMAGE_MEDIA_TYPES, e) != 0)
             return -1;
         return add_part(m, NULL, index, e);
     }
@@ -538,6 +750,8 @@ static int parse_chat(const cJSON *root, const RequestLimits *lim, JobInput *in,
         snprintf(where, sizeof where, "messages[%d]", i++);
         if (!cJSON_IsObject(msg))
             return fail(e, "%s must be an object", where);
+        if (check_fields(msg, where, MESSAGE_FIELDS, in->endpoint, 0, e) != 0)
+            return -1;
         const char *role_name = NULL;
         Role role;
         if (get_string(msg, "role", &role_name, e) != 0 || !role_name || parse_role(role_name, &role) != 0)
@@ -566,6 +780,9 @@ static int parse_chat(const cJSON *root, const RequestLimits *lim, JobInput *in,
         return fail(e,
                     "the last message must be from the user (continuing an assistant turn is not supported)");
 
+    const char *model = NULL;
+    if (get_string(root, "model", &model, e) != 0)
+        return -1;
     const cJSON *stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
     if (stream && !cJSON_IsNull(stream)) {
         if (!cJSON_IsBool(stream))
@@ -577,6 +794,8 @@ static int parse_chat(const cJSON *root, const RequestLimits *lim, JobInput *in,
         const cJSON *iu = cJSON_IsObject(so) ? cJSON_GetObjectItemCaseSensitive(so, "include_usage") : NULL;
         if (!cJSON_IsObject(so) || (iu && !cJSON_IsBool(iu)))
             return fail(e, "'stream_options' must be {\"include_usage\": true|false}");
+        if (check_fields(so, "stream_options", STREAM_OPTIONS_FIELDS, in->endpoint, 0, e) != 0)
+            return -1;
         in->include_usage = cJSON_IsTrue(iu);
     }
     if (parse_response_format(root, in, e) != 0)
@@ -591,16 +810,18 @@ int request_parse(Endpoint endpoint, const char *body, size_t len, const Request
     out->endpoint = endpoint;
     if (len == 0)
         return fail(e, "the request body is empty; send a JSON object");
-    const char *parse_end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &parse_end, 0);
-    if (!root) {
-        size_t at = parse_end && parse_end >= body ? (size_t)(parse_end - body) : 0;
-        return fail(e, "the body is not valid JSON (error near byte %zu)", at);
-    }
+    char why[320];
+    cJSON *root = json_strict_parse(body, len, MAX_JSON_DEPTH, why, sizeof why);
+    if (!root)
+        return fail(e, "the body is not valid JSON: %s", why);
     int rc = -1;
+    const char *const *fields = endpoint == ENDPOINT_CHAT      ? CHAT_FIELDS
+                                : endpoint == ENDPOINT_ANALYZE ? ANALYZE_FIELDS
+                                                               : GENERATE_FIELDS;
     if (!cJSON_IsObject(root)) {
         fail(e, "the body must be a JSON object");
-    } else if (parse_sampling(root, limits, out, e) == 0) {
+    } else if (check_fields(root, "", fields, endpoint, 1, e) == 0 &&
+               parse_sampling(root, limits, out, e) == 0) {
         rc = endpoint == ENDPOINT_CHAT ? parse_chat(root, limits, out, e)
                                        : parse_seed_endpoint(root, limits, out, e);
     }
@@ -608,4 +829,23 @@ int request_parse(Endpoint endpoint, const char *body, size_t len, const Request
     if (rc != 0)
         job_input_free(out);
     return rc;
+}
+
+void job_input_free(JobInput *in) {
+    for (int i = 0; i < in->n_messages; i++) {
+        for (int j = 0; j < in->messages[i].n_parts; j++)
+            free(in->messages[i].parts[j].text);
+        free(in->messages[i].parts);
+    }
+    free(in->messages);
+    for (int i = 0; i < in->n_images; i++) {
+        free(in->images[i].base64);
+        free(in->images[i].bytes);
+    }
+    free(in->images);
+    for (int i = 0; i < in->n_stops; i++)
+        free(in->stops[i]);
+    free(in->stops);
+    free(in->json_schema);
+    memset(in, 0, sizeof *in);
 }

@@ -8,10 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
+#include "engine/map_guard.h"
 #include "http/reply_json.h"
 #include "http/server_state.h"
+#include "util/log.h"
 
 Server *routes_server;
 
@@ -87,11 +90,27 @@ static void send_json_tree(const Reply *r, int status, cJSON *root) {
     free(body);
 }
 
+/* 1 when a mapped model file changed under the server (engine/map_guard.h):
+ * /health turns 503 and generation is refused before a read can fault. Logged
+ * once. Loop thread only. */
+static int model_files_changed(Error *err) {
+    static int logged;
+    if (map_guard_check(err) == 0)
+        return 0;
+    if (!logged) {
+        logged = 1;
+        log_fields(LOG_ERROR, err->message, "\"event\":\"model_files_changed\"");
+    }
+    return 1;
+}
+
 static void handle_health(Server *s, const Reply *r) {
     int state = atomic_load(&s->worker.state);
     int depth, running;
     job_queue_counts(&s->queue, &depth, &running);
-    int healthy = state == WORKER_READY && !s->draining;
+    Error files_err = {{0}};
+    int files_changed = state == WORKER_READY && model_files_changed(&files_err);
+    int healthy = state == WORKER_READY && !s->draining && !files_changed;
     int loaded = state == WORKER_READY || state == WORKER_DEVICE_LOST; /* w->info is published */
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "status",
@@ -117,11 +136,14 @@ static void handle_health(Server *s, const Reply *r) {
     cJSON_AddNumberToObject(root, "queue_depth", depth);
     cJSON_AddNumberToObject(root, "running", running);
     cJSON_AddNumberToObject(root, "max_queue", s->opt.max_queue);
+    cJSON_AddNumberToObject(root, "connections", s->n_connections);
     cJSON_AddNumberToObject(root, "uptime_s", now_seconds() - s->t_start);
     if (s->draining)
         cJSON_AddBoolToObject(root, "draining", 1);
     if (state == WORKER_FAILED || state == WORKER_DEVICE_LOST)
         cJSON_AddStringToObject(root, "error", s->worker.error);
+    else if (files_changed)
+        cJSON_AddStringToObject(root, "error", files_err.message);
     send_json_tree(r, healthy ? 200 : 503, root);
 }
 
@@ -167,6 +189,11 @@ static void handle_generation(Server *s, const Reply *r, Endpoint endpoint) {
                                                     : "the model failed to load; see /health");
         return;
     }
+    Error files_err = {{0}};
+    if (model_files_changed(&files_err)) {
+        respond_error(r, 503, "unavailable", files_err.message);
+        return;
+    }
     if (req->entity.len > s->opt.max_body_bytes) {
         char msg[160];
         snprintf(msg, sizeof msg, "the body is %zu bytes, over the limit of %zu (MEDGEMMA_MAX_BODY_MB)",
@@ -204,8 +231,56 @@ static void handle_generation(Server *s, const Reply *r, Endpoint endpoint) {
     link_create(s, req, r, job);
 }
 
+/* Requests one connection may start per second. An engine serves one
+ * generation at a time, so no real client comes near this; a flood of
+ * streams (HTTP/2 rapid reset: HEADERS then RST_STREAM, over and over) or
+ * of pipelined requests does, and would keep the event loop from everyone
+ * else. Such a connection is shut down (its next read sees the end, and h2o
+ * closes it its own way) with a warning. Loop thread only. */
+#define MAX_REQUESTS_PER_CONNECTION_PER_S 400
+#define RATE_SLOTS 64
+
+static int connection_flooding(Server *s, h2o_req_t *req) {
+    static struct {
+        uint64_t conn_id;
+        double window_start;
+        int count;
+    } slots[RATE_SLOTS];
+    static double logged_at;
+    uint64_t id = req->conn->id;
+    double now = now_seconds();
+    int i = (int)(id % RATE_SLOTS);
+    if (slots[i].conn_id != id || now - slots[i].window_start >= 1.0) {
+        slots[i].conn_id = id;
+        slots[i].window_start = now;
+        slots[i].count = 0;
+    }
+    if (++slots[i].count <= MAX_REQUESTS_PER_CONNECTION_PER_S)
+        return 0;
+    h2o_socket_t *sock =
+        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (sock)
+        shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+    s->connections_flooding++;
+    if (now - logged_at >= 10) {
+        logged_at = now;
+        char fields[128];
+        snprintf(fields, sizeof fields,
+                 "\"limit_per_s\":%d,\"closed_total\":%lld,\"event\":\"request_flood\"",
+                 MAX_REQUESTS_PER_CONNECTION_PER_S, s->connections_flooding);
+        log_fields(LOG_WARNING,
+                   "closing a connection that starts requests too fast (HTTP/2 rapid reset or a flood)",
+                   fields);
+    }
+    return 1;
+}
+
 int routes_on_request(h2o_handler_t *self, h2o_req_t *req) {
     Server *s = routes_server;
+    if (connection_flooding(s, req)) {
+        h2o_send_error_503(req, "Service Unavailable", "too many requests on this connection", 0);
+        return 0;
+    }
     Reply r = {s, req, "other", request_id(s, req), now_seconds()};
     const Route *route = NULL;
     int path_known = 0;

@@ -28,14 +28,52 @@ static void on_signal(int sig) {
 
 static Server the_server;
 
+static void on_connection_closed(void *data) {
+    Server *s = data;
+    s->n_connections--;
+}
+
+static void on_refusal_written(h2o_socket_t *sock, const char *err) {
+    h2o_socket_close(sock);
+}
+
+/* Over MEDGEMMA_MAX_CONNECTIONS: a short HTTP/1 503 (an HTTP/2 client just
+ * sees the connection close), then close. Logged at most every 10 s. */
+static void refuse_connection(Server *s, h2o_socket_t *sock) {
+    static char reply[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                          "Connection: close\r\nContent-Length: 110\r\n\r\n"
+                          "{\"error\":{\"type\":\"overloaded\",\"message\":\"too many open connections "
+                          "(MEDGEMMA_MAX_CONNECTIONS); retry later\"}}\n";
+    s->connections_refused++;
+    double now = now_seconds();
+    if (now - s->refused_logged_at >= 10) {
+        s->refused_logged_at = now;
+        char fields[160];
+        snprintf(fields, sizeof fields,
+                 "\"max_connections\":%d,\"refused_total\":%lld,\"event\":\"connection_limit\"",
+                 s->opt.max_connections, s->connections_refused);
+        log_fields(LOG_WARNING, "connection limit reached: new connections are refused", fields);
+    }
+    h2o_iovec_t buf = h2o_iovec_init(reply, sizeof reply - 1);
+    h2o_socket_write(sock, &buf, 1, on_refusal_written);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err) {
     if (err)
         return;
+    Server *s = &the_server;
     for (int i = 0; i < 16; i++) { /* take a few pending connections per wake-up */
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (!sock)
             return;
-        h2o_accept(&the_server.accept_ctx, sock);
+        if (s->opt.max_connections > 0 && s->n_connections >= s->opt.max_connections) {
+            refuse_connection(s, sock);
+            continue;
+        }
+        s->n_connections++;
+        sock->on_close.cb = on_connection_closed;
+        sock->on_close.data = s;
+        h2o_accept(&s->accept_ctx, sock);
     }
 }
 
@@ -222,6 +260,17 @@ int server_run(const ServerOptions *options) {
      * JSON 413, applies up to twice the limit. */
     s->config.max_request_entity_size = s->opt.max_body_bytes * 2;
     s->config.http1.upgrade_to_http2 = 1;
+    /* Slow and idle clients: HTTP/1 gets client_timeout_s to send a request
+     * and between keep-alive requests, HTTP/2 connections close after as
+     * long without a frame; an HTTP/2 connection runs at most 32 requests at
+     * once (later streams wait). Header blocks are capped by
+     * h2o (HTTP/1: 8 KiB of request line + headers, a 400 past it). */
+    if (s->opt.client_timeout_s > 0) {
+        uint64_t ms = (uint64_t)(s->opt.client_timeout_s * 1000);
+        s->config.http1.req_timeout = ms;
+        s->config.http2.idle_timeout = ms;
+    }
+    s->config.http2.max_concurrent_requests_per_connection = 32;
     h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(path, sizeof *handler);

@@ -29,6 +29,10 @@ typedef struct {
     size_t max_body_bytes;
     double request_timeout_s; /* per request, queue wait included; 0 = none */
     double shutdown_grace_s;  /* after SIGTERM, time to finish running work */
+    /* Hostile and slow clients (docs/api.md, "Connections and limits"). */
+    int max_connections;     /* open client connections; more are answered 503 and closed */
+    double client_timeout_s; /* HTTP/1: to receive a request (headers + body) and between
+                                keep-alive requests; HTTP/2: idle connection */
 } ServerOptions;
 
 /* Serves until SIGTERM/SIGINT. Returns the process exit status: 0 after a

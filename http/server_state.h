@@ -33,6 +33,10 @@ typedef struct Server {
     int n_active;
     int draining;
     double drain_started;
+    int n_connections;              /* open client sockets (loop-only) */
+    long long connections_refused;  /* over max_connections */
+    double refused_logged_at;       /* last "connection limit" warning */
+    long long connections_flooding; /* shut down for starting requests too fast (routes.c) */
 } Server;
 
 /* The request side of a job: lives in the request's memory pool; its dispose

@@ -17,7 +17,8 @@ static void post(Worker *w, Job *job, int was_pending) {
         h2o_multithread_send_message(w->receiver, &job->msg);
 }
 
-void worker_emit(Worker *w, Job *job, const char *text, size_t n) {
+static void worker_emit(void *ctx, Job *job, const char *text, size_t n) {
+    Worker *w = ctx;
     if (n == 0)
         return;
     pthread_mutex_lock(&w->queue->mutex);
@@ -49,66 +50,18 @@ void worker_post_done(Worker *w, Job *job) {
     post(w, job, was_pending);
 }
 
-void job_fail(Job *job, int status, const char *type, const char *message) {
-    job->status = status;
-    snprintf(job->error_type, sizeof job->error_type, "%s", type);
-    snprintf(job->error_message, sizeof job->error_message, "%s", message);
-}
-
-void job_fail_engine(Worker *w, Job *job, int rc, const char *detail) {
-    switch (rc) {
-    case ENGINE_ERR_OUT_OF_MEMORY:
-        log_msg(LOG_WARNING, "a request ran out of device memory: %s", detail);
-        job_fail(job, 503, "unavailable",
-                 "the GPU had no free memory for this request; retry later, or send fewer or smaller images");
-        return;
-    case ENGINE_ERR_INTERNAL:
-        log_msg(LOG_ERROR, "a device call failed: %s", detail);
-        job_fail(job, 500, "server_error", "a GPU call failed while running this request");
-        return;
-    case ENGINE_ERR_DEVICE_LOST:
-        if (atomic_load(&w->state) == WORKER_DEVICE_LOST) { /* queued before the failure */
-            job_fail(job, 503, "unavailable",
-                     "the GPU of this instance failed; retry (it is being replaced)");
-            return;
-        }
-        snprintf(w->error, sizeof w->error, "the GPU failed: %s", detail);
-        atomic_store(&w->state, WORKER_DEVICE_LOST);
-        log_msg(LOG_ERROR,
-                "%s; every later request fails, /health reports unhealthy so the instance is replaced",
-                w->error);
-        job_fail(job, 500, "server_error",
-                 "the GPU failed while running this request; this instance is being replaced");
-        return;
-    default:
-        job_fail(job, 400, "invalid_request_error", detail);
-        return;
-    }
-}
-
-/* The error a cancelled job reports (its client is usually gone). */
-void job_fail_cancelled(Job *job) {
-    switch (atomic_load(&job->cancel)) {
-    case CANCEL_DEADLINE:
-        job_fail(job, 504, "timeout", "the request took longer than MEDGEMMA_REQUEST_TIMEOUT_S");
-        break;
-    case CANCEL_SHUTDOWN:
-        job_fail(job, 503, "unavailable", "the server is shutting down");
-        break;
-    default:
-        job_fail(job, 499, "client_closed", "the client closed the connection");
-        break;
-    }
-}
-
 static void *worker_main(void *arg) {
     Worker *w = arg;
     Error err = {{0}};
-    if (model_load(w, &err) != 0) {
+    ModelSource source = {w->model_dir, w->model_repo, w->backend, w->n_threads, w->max_context};
+    if (model_load(&source, &w->pipeline, &err) != 0) {
         snprintf(w->error, sizeof w->error, "%s", err.message);
         atomic_store(&w->state, WORKER_FAILED);
         return NULL;
     }
+    w->info = *pipeline_info(w->pipeline);
+    snprintf(w->backend_name, sizeof w->backend_name, "%s", w->info.backend ? w->info.backend : "?");
+    snprintf(w->gpu_name, sizeof w->gpu_name, "%s", w->info.gpu_name ? w->info.gpu_name : "");
     atomic_store(&w->state, WORKER_READY);
     Job *job;
     while ((job = job_queue_pop(w->queue)) != NULL) {
@@ -118,8 +71,13 @@ static void *worker_main(void *arg) {
             atomic_store(&job->cancel, CANCEL_DEADLINE);
         if (atomic_load(&job->cancel) != CANCEL_NONE)
             job_fail_cancelled(job);
-        else
-            model_run_job(w, job);
+        else if (model_run_job(w->pipeline, job, atomic_load(&w->state) == WORKER_DEVICE_LOST, worker_emit, w,
+                               w->error, sizeof w->error)) {
+            atomic_store(&w->state, WORKER_DEVICE_LOST);
+            log_msg(LOG_ERROR,
+                    "%s; every later request fails, /health reports unhealthy so the instance is replaced",
+                    w->error);
+        }
         job->inference_ms = (now_seconds() - job->t_start) * 1e3;
         worker_post_done(w, job);
     }
@@ -144,5 +102,6 @@ void worker_join(Worker *w) {
         return;
     pthread_join(w->thread, NULL);
     w->started = 0;
-    model_unload(w);
+    pipeline_close(w->pipeline);
+    w->pipeline = NULL;
 }

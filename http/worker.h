@@ -1,7 +1,7 @@
 /* The engine worker thread (http/ owns this): loads the model (fetching it
  * first when the directory is empty and a Hugging Face token is set), warms
- * it up, then runs the queue's jobs one at a time: prompt rendering and
- * tokenization, image preprocessing, engine_generate. It reports to the event
+ * it up, then runs the queue's jobs one at a time on the request pipeline
+ * (http/model.c -> pipeline/). It reports to the event
  * loop only through each job's h2o message and never calls h2o otherwise. */
 #ifndef HTTP_WORKER_H
 #define HTTP_WORKER_H
@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "http/job.h"
+#include "pipeline/pipeline.h"
 
 /* DEVICE_LOST: the GPU failed for good while serving (a sticky CUDA error);
  * every later request fails, /health answers 503 so the platform replaces
@@ -37,10 +38,7 @@ typedef struct {
     char gpu_name[128]; /* "" without a GPU */
 
     /* Worker-private. */
-    Engine *engine;
-    void *tokenizer;
-    void *grammar_vocab; /* GrammarVocab, built on the first JSON-mode job */
-    void *grammars;      /* GrammarCache (model.c): recently compiled response formats */
+    Pipeline *pipeline; /* engine + tokenizer + compiled response formats (pipeline/) */
     pthread_t thread;
     int started;
 } Worker;

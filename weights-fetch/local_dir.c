@@ -60,7 +60,7 @@ int local_mkdirs(const char *path, int is_file_path, Error *err) {
             char saved = *p;
             *p = '\0';
             if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                rc = error_set(err, "cannot create folder %s: %s", buf, strerror(errno));
+                rc = error_set(err, "cannot create folder %s: %s", buf, local_write_problem(errno));
                 break;
             }
             *p = saved;
@@ -75,6 +75,19 @@ int local_mkdirs(const char *path, int is_file_path, Error *err) {
     return rc;
 }
 
+const char *local_write_problem(int e) {
+    static _Thread_local char buf[320];
+    const char *hint = "";
+    if (e == EACCES || e == EPERM)
+        hint =
+            ": the user running weights-fetch cannot write there; fix the folder's owner or permissions, or "
+            "pick another --out, then run again (the download resumes)";
+    else if (e == EROFS)
+        hint = ": the file system is read-only; pick another --out, then run again (the download resumes)";
+    snprintf(buf, sizeof buf, "%s%s", strerror(e), hint);
+    return buf;
+}
+
 int local_lock(const char *dir, Error *err) {
     char *state = join(dir, "/", LOCAL_STATE_DIR);
     char *lock = state ? join(state, "/lock", "") : NULL;
@@ -84,7 +97,7 @@ int local_lock(const char *dir, Error *err) {
     } else if (local_mkdirs(state, 0, err) == 0) {
         fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) {
-            error_set(err, "cannot create %s: %s", lock, strerror(errno));
+            error_set(err, "cannot create %s: %s", lock, local_write_problem(errno));
         } else if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             error_set(err,
                       "another weights-fetch is downloading into %s (it holds %s); wait for it to finish",
@@ -134,7 +147,7 @@ int local_record_write(const LocalPaths *p, const HubFile *f, Error *err) {
     FILE *fp = fopen(tmp, "w");
     int rc = 0;
     if (!fp || fputs(text, fp) < 0 || fclose(fp) != 0 || rename(tmp, p->record_path) != 0)
-        rc = error_set(err, "cannot write %s: %s", p->record_path, strerror(errno));
+        rc = error_set(err, "cannot write %s: %s", p->record_path, local_write_problem(errno));
     if (rc != 0 && fp)
         unlink(tmp);
     free(tmp);
@@ -148,11 +161,11 @@ int local_mark_complete(const char *dir, const char *text, Error *err) {
     int rc = 0;
     if (!text) {
         if (unlink(path) != 0 && errno != ENOENT)
-            rc = error_set(err, "cannot remove %s: %s", path, strerror(errno));
+            rc = error_set(err, "cannot remove %s: %s", path, local_write_problem(errno));
     } else {
         FILE *fp = fopen(path, "w");
         if (!fp || fprintf(fp, "%s\n", text) < 0 || fclose(fp) != 0)
-            rc = error_set(err, "cannot write %s: %s", path, strerror(errno));
+            rc = error_set(err, "cannot write %s: %s", path, local_write_problem(errno));
     }
     free(path);
     return rc;

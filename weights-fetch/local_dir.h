@@ -25,6 +25,12 @@ void local_paths_free(LocalPaths *p);
 /* mkdir -p of dir itself (file_path = 0) or of the folder holding a file (1). */
 int local_mkdirs(const char *path, int is_file_path, Error *err);
 
+/* strerror(e) plus what to do when it is a permission or read-only problem
+ * ("Permission denied: the user running weights-fetch cannot write there; fix
+ * the folder's owner or permissions, or pick another --out, then run again:
+ * the download resumes"). Points into a thread-local buffer. */
+const char *local_write_problem(int e);
+
 /* Takes DIR/.weights-fetch/lock (creating the state dir); fails with a clear
  * message when another fetch holds it. Returns the fd to close, or -1. */
 int local_lock(const char *dir, Error *err);

@@ -141,7 +141,7 @@ static int make_one_piece(FileState *f, Error *err) {
     f->cfg->progress->bytes_done -= piece_layout_have(&f->layout);
     stop_pieces(f, NULL);
     if (ftruncate(f->fd, 0) != 0)
-        return error_set(err, "cannot truncate %s: %s", f->job->paths->part_path, strerror(errno));
+        return error_set(err, "cannot truncate %s: %s", f->job->paths->part_path, local_write_problem(errno));
     unlink(f->pieces_path);
     piece_layout_split(&f->layout, f->job->file->size, 0);
     f->pieces[0].attempt_start = 0;
@@ -222,7 +222,7 @@ static int open_file(FileState *f, Error *err) {
         f->fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC | (existing > 0 ? 0 : O_TRUNC), 0644);
     }
     if (f->fd < 0)
-        return error_set(err, "cannot open %s: %s", part, strerror(errno));
+        return error_set(err, "cannot open %s: %s", part, local_write_problem(errno));
     for (int i = 0; i < f->layout.count; i++) {
         Piece *p = &f->pieces[i];
         p->file = f;
@@ -231,7 +231,7 @@ static int open_file(FileState *f, Error *err) {
     }
     if (multi_piece(f)) {
         if (checkpoint(f) != 0) /* .pieces exists before the first new byte */
-            return error_set(err, "cannot write %s: %s", f->pieces_path, strerror(errno));
+            return error_set(err, "cannot write %s: %s", f->pieces_path, local_write_problem(errno));
     } else {
         if (hasher_init(&f->hasher, hf->hash_kind, hf->size, err) != 0)
             return -1;
@@ -269,7 +269,7 @@ static int write_error(FileState *f, int e, Error *err) {
                          "disk full while writing %s (%s): free at least %" PRId64
                          " bytes there, then run again; the download resumes",
                          hf->path, f->job->paths->part_path, hf->size - piece_layout_have(&f->layout));
-    return error_set(err, "cannot write %s: %s", f->job->paths->part_path, strerror(e));
+    return error_set(err, "cannot write %s: %s", f->job->paths->part_path, local_write_problem(e));
 }
 
 /* The downloaded bytes are wrong (`got` describes how): start the file
@@ -323,7 +323,8 @@ static int finish_file(FileState *f, Error *err) {
     if (local_mkdirs(lp->final_path, 1, err) != 0)
         return -1;
     if (rename(lp->part_path, lp->final_path) != 0)
-        return error_set(err, "cannot move %s to %s: %s", lp->part_path, lp->final_path, strerror(errno));
+        return error_set(err, "cannot move %s to %s: %s", lp->part_path, lp->final_path,
+                         local_write_problem(errno));
     unlink(f->pieces_path);
     if (local_record_write(lp, hf, err) != 0)
         return -1;

@@ -1,6 +1,6 @@
 /* Cold-start phases of the server's model load, timed one by one (bench/coldstart/).
  *
- * Repeats what http/model.c's model_load does, in the same order, with a clock
+ * Repeats what pipeline_open (pipeline/pipeline.c) does, in the same order, with a clock
  * around each step: engine_open (config, safetensors headers, mmap, backend
  * buffers), tokenizer_load (tokenizer.json), the one-token warm-up generation,
  * then a second one-token generation (the warm cost, for comparison).

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Keeps the libFuzzer targets building and finding nothing in a short run:
 # `make fuzz`, then each tests/fuzz/fuzz_*.c target for FUZZ_SMOKE_S seconds
-# (default 10) from an empty corpus. The long runs (5 minutes each) are manual:
-#   make fuzz && build-fuzz/fuzz_NAME -max_total_time=300
+# (default 10), starting from its seeds in tests/fuzz/corpus/NAME (copied into
+# a scratch corpus) and its dictionary tests/fuzz/NAME.dict when they exist.
+# The long runs (5 minutes each, results in tests/fuzz/RESULTS.md) are manual:
+#   make fuzz && bash tests/fuzz/run_long.sh
 set -u
 cd "$(dirname "$0")/../.."
 secs="${FUZZ_SMOKE_S:-10}"
@@ -21,7 +23,10 @@ for src in tests/fuzz/fuzz_*.c; do
     name=$(basename "$src" .c)
     corpus=$(mktemp -d)
     log=$(mktemp)
-    if build-fuzz/"$name" -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 "$corpus" >"$log" 2>&1; then
+    [ -d tests/fuzz/corpus/"$name" ] && cp tests/fuzz/corpus/"$name"/* "$corpus"/
+    dict=()
+    [ -f tests/fuzz/"$name".dict ] && dict=(-dict=tests/fuzz/"$name".dict)
+    if build-fuzz/"$name" "${dict[@]}" -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 "$corpus" >"$log" 2>&1; then
         runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
         echo "ok $name ($runs runs in ${secs}s)"
     else

@@ -20,7 +20,7 @@ if [ -n "${MEDGEMMA_ASAN:-}" ]; then
     CFLAGS_EMU="$CFLAGS_EMU -O1 -fsanitize=address,undefined -fno-omit-frame-pointer"
 fi
 SRC="tests/gpu/fake/fake_runtime.c tests/gpu/fake/fake_kernels.c $(ls engine/cuda/*.c tests/gpu/*.c util/*.c kernels/cpu/*.c)
-  engine/config.c engine/safetensors.c engine/weights.c"
+  engine/config.c engine/safetensors.c engine/map_guard.c engine/weights.c"
 if ! gcc $CFLAGS_EMU $SRC -lcjson -lm -o "$OUT_DIR/gpu_tests_emu" >"$OUT_DIR/build.log" 2>&1; then
     echo "FAIL emulated_build: the CUDA host code does not build against the fake runtime:"
     head -30 "$OUT_DIR/build.log"
@@ -42,7 +42,7 @@ else
 fi
 # gpu_bench's flow (tiny model, CT path included) and its JSON, read by bench/compare
 BENCH_SRC="tests/gpu/fake/fake_runtime.c tests/gpu/fake/fake_kernels.c $(ls engine/cuda/*.c bench/gpu/*.c util/*.c kernels/cpu/*.c)
-  engine/config.c engine/safetensors.c engine/weights.c"
+  engine/config.c engine/safetensors.c engine/map_guard.c engine/weights.c"
 if gcc $CFLAGS_EMU $BENCH_SRC -lcjson -lm -o "$OUT_DIR/gpu_bench_emu" >>"$OUT_DIR/build.log" 2>&1 &&
     "$OUT_DIR/gpu_bench_emu" --tiny --ct85 --decode-steps 8 --out "$OUT_DIR/bench.json" >"$OUT_DIR/bench.log" 2>&1 &&
     python3 - "$OUT_DIR/bench.json" <<'PY' >>"$OUT_DIR/bench.log" 2>&1; then

@@ -93,6 +93,17 @@ CASES = [
     ("chat_response_format_unknown", "POST", "/v1/chat/completions", chat(response_format={"type": "xml"}), 400),
     ("chat_n_two", "POST", "/v1/chat/completions", chat(n=2), 400),
     ("chat_max_completion_tokens_zero", "POST", "/v1/chat/completions", chat(max_completion_tokens=0), 400),
+    # Strict bodies (issue 18): each of these used to be answered 200.
+    ("unknown_field_image_typo", "POST", "/analyze", {"prompt": "Is there a pneumothorax?", "image": IMG}, 400),
+    ("unknown_field_chat", "POST", "/v1/chat/completions", chat(frobnicate=1), 400),
+    ("unknown_field_generate", "POST", "/generate", gen(max_token=3), 400),
+    ("unknown_field_in_message", "POST", "/v1/chat/completions",
+     chat(messages=[{"role": "user", "content": "hi", "contnet": "x"}]), 400),
+    ("trailing_bytes", "POST", "/generate", '{"prompt":"hi"} xyz', 400),
+    ("duplicate_key", "POST", "/generate", '{"prompt":"hi","max_tokens":2,"prompt":"there"}', 400),
+    ("lone_surrogate", "POST", "/generate", '{"prompt":"a\\ud800b","max_tokens":2}', 400),
+    ("nul_escape", "POST", "/generate", '{"prompt":"a\\u0000b","max_tokens":2}', 400),
+    ("data_uri_text_plain", "POST", "/analyze", gen(images=["data:text/plain;base64," + IMG]), 400),
     ("unknown_endpoint", "POST", "/v2/analyze", gen(), 404),
     ("unknown_endpoint_get", "GET", "/admin", None, 404),
     ("wrong_method_analyze", "GET", "/analyze", None, 405),
@@ -100,6 +111,20 @@ CASES = [
     ("wrong_method_chat", "PUT", "/v1/chat/completions", chat(), 405),
     ("body_over_limit", "POST", "/analyze", gen(prompt="x" * int(MAX_BODY_MB * 1.5 * 2 ** 20)), 413),
 ]
+
+# Words the error message must hold (it names the problem).
+EXPECTED_WORDS = {
+    "unknown_field_image_typo": ("'image'", "did you mean 'images'"),
+    "unknown_field_chat": ("'frobnicate'",),
+    "unknown_field_generate": ("'max_token'", "max_tokens"),
+    "unknown_field_in_message": ("'contnet'", "messages[0]"),
+    "trailing_bytes": ("after the JSON value",),
+    "duplicate_key": ("duplicate", "'prompt'"),
+    "lone_surrogate": ("surrogate",),
+    "nul_escape": ("\\u0000",),
+    "data_uri_text_plain": ("images[0]", "text/plain"),
+    "deeply_nested_json": ("nest",),
+}
 
 
 def check_error(status, hdrs, data, expected, what):
@@ -128,6 +153,8 @@ def run_case(srv, name, method, path, body, expected):
     # Error messages name the field, never echo request contents.
     check("!!!not-base64" not in err["message"] and "medical medical" not in err["message"],
           "%s: the message echoes request data" % name)
+    for needle in EXPECTED_WORDS.get(name, ()):
+        check(needle in err["message"], "%s: message %r does not say %r" % (name, err["message"], needle))
     valid_request_answered(srv, name)
 
 

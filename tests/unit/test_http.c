@@ -9,7 +9,7 @@
 #include "http/metrics.h"
 #include "http/reply_json.h"
 #include "http/request.h"
-#include "http/visible_text.h"
+#include "pipeline/visible_text.h"
 #include "tests/unit/test.h"
 
 static char vis_buf[4096];

@@ -61,6 +61,7 @@ REPOS = {
     "test/parallel": {"commit": COMMIT, "files": {
         f"shard-{i}.safetensors": f(160 * KB, 20 + i, lfs=True, throttle=400 * KB) for i in range(4)}},
     "test/diskfull": {"commit": COMMIT, "files": {"big.bin": f(2048 * KB, 30, lfs=True)}},
+    "test/perm": {"commit": COMMIT, "files": {"config.json": f(300, 40), "model.bin": f(50 * KB, 41, lfs=True)}},
     "test/diskfull2": {"commit": COMMIT, "files": {"big.bin": f(700 * KB, 31, lfs=True, throttle=1000 * KB)}},
     # Large files in byte ranges at once (run with --piece-size 204800 or 409600).
     "test/pieces": {"commit": COMMIT, "files": {"big.safetensors": f(800 * KB, 50, lfs=True, throttle=400 * KB)}},
@@ -647,6 +648,48 @@ def test_disk_full(e):
     err = p.stderr.decode()
     check_clean(err)
     check(p.returncode == 1 and "disk full while writing big.bin" in err, f"mid-write: {p.returncode} {err[-300:]}")
+    # 3) Resumable: once space is freed, a rerun finishes the file from where it stopped.
+    saved = os.path.join(e.tmp, "diskfull-result.bin")
+    script = (f'mount -t tmpfs -o size=1m tmpfs "{mnt}" && {{ "{BIN}" test/diskfull2 --out "{mnt}/out" '
+              f'--progress none & sleep 0.25; dd if=/dev/zero of="{mnt}/filler" bs=4k 2>/dev/null; wait $!; '
+              f'echo "first=$?" >&2; rm -f "{mnt}/filler"; "{BIN}" test/diskfull2 --out "{mnt}/out" '
+              f'--progress lines; echo "second=$?" >&2; cp "{mnt}/out/big.bin" "{saved}"; }}')
+    p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], env=e.env(),
+                       capture_output=True, timeout=RUN_TIMEOUT)
+    err = p.stderr.decode()
+    check("first=1" in err and "second=0" in err, f"disk full then rerun: {err[-400:]}")
+    check("resuming big.bin" in err, f"the rerun did not resume: {err[-400:]}")
+    with open(saved, "rb") as fp:
+        check(fp.read() == expected("test/diskfull2", "big.bin"), "big.bin differs after the resumed download")
+
+
+def test_permission_denied(e):
+    """An output folder the user cannot write: a clear message naming the
+    folder and what to do; after fixing the permissions a rerun completes."""
+    as_user = []
+    if os.geteuid() == 0:  # root writes anywhere: run weights-fetch as nobody
+        if not shutil.which("setpriv"):
+            raise Skip("running as root and setpriv(1) is missing, so no unprivileged run is possible")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    os.chmod(e.tmp, 0o755)
+    for d in ("home",):
+        os.makedirs(os.path.join(e.tmp, d), exist_ok=True)
+        os.chmod(os.path.join(e.tmp, d), 0o777)
+    out = e.new_dir("perm")
+    os.makedirs(out)
+    os.chmod(out, 0o555)
+    cmd = as_user + [BIN, "test/perm", "--out", out, "--progress", "lines"]
+    p = subprocess.run(cmd, env=e.env(), capture_output=True, timeout=RUN_TIMEOUT)
+    err = p.stderr.decode(errors="replace")
+    check_clean(err)
+    check(p.returncode == 1, f"exit status {p.returncode}, expected 1: {err[-300:]}")
+    check("permission denied" in err.lower() and out in err, f"the message does not name the folder: {err[-300:]}")
+    check("permissions" in err and "--out" in err, f"the message does not say what to do: {err[-300:]}")
+    os.chmod(out, 0o777)
+    p = subprocess.run(cmd, env=e.env(), capture_output=True, timeout=RUN_TIMEOUT)
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 0, f"rerun after fixing permissions: {p.returncode} {err[-300:]}")
+    check_complete("test/perm", out)
 
 
 def main():
@@ -683,6 +726,7 @@ def main():
             ("usage_errors", lambda: test_usage_errors(e)),
             ("progress_bar_on_terminal", lambda: test_progress_bar_on_terminal(e)),
             ("disk_full", lambda: test_disk_full(e)),
+            ("permission_denied", lambda: test_permission_denied(e)),
         ]
         for name, fn in cases:
             name = "weights_fetch_" + name

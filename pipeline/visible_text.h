@@ -1,4 +1,4 @@
-/* What a client sees of a generated text (http/ owns this): the model's
+/* What a client sees of a generated text (pipeline/ owns this): the model's
  * thinking trace removed and the text cut at the first stop string.
  *
  * The same function serves the finished answer and the streamed one: while
@@ -6,8 +6,8 @@
  * become a thinking marker or a stop string, so the visible text only ever
  * grows by appending. Streaming sends the growth, so the concatenated stream
  * equals the non-streamed answer. */
-#ifndef HTTP_VISIBLE_TEXT_H
-#define HTTP_VISIBLE_TEXT_H
+#ifndef PIPELINE_VISIBLE_TEXT_H
+#define PIPELINE_VISIBLE_TEXT_H
 
 #include <stddef.h>
 

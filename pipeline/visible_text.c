@@ -1,5 +1,5 @@
 /* Thinking-trace removal and stop strings; see visible_text.h. */
-#include "http/visible_text.h"
+#include "pipeline/visible_text.h"
 
 #include <string.h>
 
