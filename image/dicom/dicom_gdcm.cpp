@@ -12,6 +12,8 @@
 #include <gdcmImageReader.h>
 #include <gdcmPhotometricInterpretation.h>
 #include <gdcmPixelFormat.h>
+#include <gdcmReader.h>
+#include <gdcmSequenceOfFragments.h>
 #include <gdcmTrace.h>
 #include <gdcmTransferSyntax.h>
 
@@ -186,6 +188,55 @@ int integer_tag(const gdcm::DataSet &ds, uint16_t g, uint16_t e, const char *nam
 
 } // namespace
 
+/* RLE Lossless: GDCM's RLE decoder (3.0.21) reads out of bounds on some
+ * corrupt segment headers, even while it only reads the file (it decodes to
+ * compute the lossy flag). So an RLE file's fragments are checked against
+ * DICOM PS3.5 Annex G before GDCM's image reader sees it: each frame's
+ * fragment starts with a 64-byte header of SamplesPerPixel x BitsAllocated/8
+ * segments whose offsets begin at 64, increase, and stay inside the fragment. */
+static uint32_t le32(const char *p) {
+    const unsigned char *u = reinterpret_cast<const unsigned char *>(p);
+    return u[0] | (u[1] << 8) | (u[2] << 16) | (static_cast<uint32_t>(u[3]) << 24);
+}
+
+static int check_rle(const gdcm::DataSet &ds, Error *err) {
+    long spp = 0, bits = 0;
+    int found_spp = 0, found_bits = 0;
+    if (integer_tag(ds, 0x0028, 0x0002, "SamplesPerPixel", 0, &spp, &found_spp, err) ||
+        integer_tag(ds, 0x0028, 0x0100, "BitsAllocated", 0, &bits, &found_bits, err))
+        return -1;
+    if (!found_spp || !found_bits)
+        return error_set(
+            err, "(0028,0002) SamplesPerPixel and (0028,0100) BitsAllocated are required in an RLE file");
+    long segments = spp * ((bits + 7) / 8);
+    if (segments < 1 || segments > 15)
+        return error_set(err, "(7FE0,0010) RLE needs %ld segments per frame (at most 15)", segments);
+    if (!ds.FindDataElement(gdcm::Tag(0x7fe0, 0x0010)))
+        return error_set(err, "(7FE0,0010) PixelData is missing");
+    const gdcm::SequenceOfFragments *sf =
+        ds.GetDataElement(gdcm::Tag(0x7fe0, 0x0010)).GetSequenceOfFragments();
+    if (!sf || sf->GetNumberOfFragments() == 0)
+        return error_set(err, "(7FE0,0010) RLE PixelData has no fragments");
+    for (unsigned i = 0; i < sf->GetNumberOfFragments(); i++) {
+        const gdcm::ByteValue *bv = sf->GetFragment(i).GetByteValue();
+        uint32_t len = bv ? static_cast<uint32_t>(bv->GetLength()) : 0u;
+        if (len < 64)
+            return error_set(err, "(7FE0,0010) RLE fragment %u is shorter than its 64-byte header", i + 1);
+        const char *p = bv->GetPointer();
+        if (le32(p) != (uint32_t)segments)
+            return error_set(err, "(7FE0,0010) RLE fragment %u has a wrong number of segments", i + 1);
+        uint32_t prev = 0;
+        for (long k = 0; k < segments; k++) {
+            uint32_t off = le32(p + 4 + 4 * k);
+            if ((k == 0 && off != 64) || (k > 0 && off <= prev) || off >= len)
+                return error_set(err, "(7FE0,0010) RLE fragment %u has a segment offset outside the fragment",
+                                 i + 1);
+            prev = off;
+        }
+    }
+    return 0;
+}
+
 /* The GDCM objects of one file; allocated inside the file's arena. */
 struct Impl {
     MemoryBuffer buffer;
@@ -354,6 +405,25 @@ extern "C" int dicom_gdcm_open(const uint8_t *bytes, size_t n, DicomGdcm **out, 
     size_t cap = n > ((size_t)1 << 30) ? ((size_t)1 << 36) : 64 * n + ((size_t)16 << 20);
     int rc = guarded(g, cap, err, [&]() -> int {
         g->impl = new Impl(bytes, n);
+        {
+            /* RLE files: the fragments are checked before the image reader decodes any */
+            gdcm::Reader pre;
+            pre.SetStream(g->impl->stream);
+            if (pre.ReadUpToTag(gdcm::Tag(0x0008, 0x0000)) &&
+                pre.GetFile().GetHeader().GetDataSetTransferSyntax() == gdcm::TransferSyntax::RLELossless) {
+                g->impl->stream.clear();
+                g->impl->stream.seekg(0);
+                gdcm::Reader full;
+                full.SetStream(g->impl->stream);
+                if (!full.Read())
+                    return error_set(
+                        err, "not a DICOM image GDCM can read (truncated, corrupt, or no pixel data)");
+                if (check_rle(full.GetFile().GetDataSet(), err) != 0)
+                    return -1;
+            }
+            g->impl->stream.clear();
+            g->impl->stream.seekg(0);
+        }
         g->impl->reader.SetStream(g->impl->stream);
         if (!g->impl->reader.Read())
             return error_set(err, "not a DICOM image GDCM can read (truncated, corrupt, or no pixel data)");

@@ -30,12 +30,20 @@ static int read_file(const char *path, uint8_t **bytes, size_t *n) {
     return ok ? 0 : -1;
 }
 
+static void unload(uint8_t **files, size_t *sizes, int n) {
+    for (int k = 0; files && k < n; k++)
+        free(files[k]);
+    free(files);
+    free(sizes);
+}
+
 static int load(int argc, char **argv, uint8_t ***files, size_t **sizes) {
     *files = calloc((size_t)argc + 1, sizeof **files);
     *sizes = calloc((size_t)argc + 1, sizeof **sizes);
     for (int i = 0; i < argc; i++)
         if (read_file(argv[i], &(*files)[i], &(*sizes)[i]) != 0) {
             fprintf(stderr, "error: cannot read %s\n", argv[i]);
+            unload(*files, *sizes, argc);
             return -1;
         }
     return 0;
@@ -72,6 +80,7 @@ static int cmd_rgb(int argc, char **argv) {
     Error err = {{0}};
     if (dicom_files_to_rgb8((const uint8_t *const *)files, sizes, n, NULL, &opt, &r, &err) != 0) {
         fprintf(stderr, "error: %s\n", err.message);
+        unload(files, sizes, n);
         return 1;
     }
     FILE *f = fopen(out_path, "wb");
@@ -84,10 +93,7 @@ static int cmd_rgb(int argc, char **argv) {
     printf("]}\n");
     fclose(f);
     dicom_result_free(&r);
-    for (int k = 0; k < n; k++)
-        free(files[k]);
-    free(files);
-    free(sizes);
+    unload(files, sizes, n);
     return 0;
 }
 
@@ -100,6 +106,7 @@ static int cmd_hu(const char *out_path, const char *path) {
     Error err = {{0}};
     if (dicom_read(files[0], sizes[0], NULL, &img, &err) != 0) {
         fprintf(stderr, "error: %s\n", err.message);
+        unload(files, sizes, 1);
         return 1;
     }
     const DicomHeader *h = &img.h;
@@ -122,9 +129,7 @@ static int cmd_hu(const char *out_path, const char *path) {
         h->rows, h->cols, h->frames, h->samples_per_pixel, h->bits_stored, h->pixel_signed, h->photometric,
         h->transfer_syntax);
     dicom_image_free(&img);
-    free(files[0]);
-    free(files);
-    free(sizes);
+    unload(files, sizes, 1);
     return 0;
 }
 
@@ -143,6 +148,7 @@ static int cmd_tensors(int runs, int argc, char **argv) {
         if (dicom_files_to_tensors((const uint8_t *const *)files, sizes, argc, NULL, NULL, &po, &t, &res,
                                    &err)) {
             fprintf(stderr, "error: %s\n", err.message);
+            unload(files, sizes, argc);
             return 1;
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -151,10 +157,7 @@ static int cmd_tensors(int runs, int argc, char **argv) {
         free(t);
         dicom_result_free(&res);
     }
-    for (int k = 0; k < argc; k++)
-        free(files[k]);
-    free(files);
-    free(sizes);
+    unload(files, sizes, argc);
     return 0;
 }
 
