@@ -36,6 +36,7 @@ RUN apt-get update \
       build-essential pkg-config ca-certificates xz-utils \
       libh2o-evloop-dev libssl-dev zlib1g-dev \
       libspng-dev libturbojpeg0-dev libcjson-dev libcurl4-openssl-dev \
+      libgdcm-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=cuda /usr/local/cuda-12.2 /usr/local/cuda-12.2
 ENV CUDA_HOME=/usr/local/cuda-12.2
@@ -74,7 +75,7 @@ FROM ${RUNTIME_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates libh2o-evloop0.13 libssl3 zlib1g libspng0 libturbojpeg0 \
-      libcjson1 libcurl4 libstdc++6 \
+      libcjson1 libcurl4 libstdc++6 libgdcm3.0 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 medgemma \
  && useradd --system --uid 10001 --gid medgemma --home-dir /home/medgemma --create-home \

@@ -18,14 +18,14 @@ LDLIBS += -lh2o-evloop -lssl -lcrypto -lz -lcjson -lspng -lturbojpeg -lcurl -lm 
 # Modules. Every .c of these folders is part of the core library that the
 # programs and the tests link; folders that need CUDA are added by cuda.mk
 # (engine/cuda/device_plan.c is plain C: the CLI and unit tests use it in every build).
-CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c pipeline/*.c http/*.c grammar/*.c) \
+CORE_SRC := $(wildcard util/*.c engine/*.c kernels/cpu/*.c tokenizer/*.c image/*.c pipeline/*.c image/dicom/*.c http/*.c grammar/*.c) \
   engine/cuda/device_plan.c \
   $(filter-out weights-fetch/main.c,$(wildcard weights-fetch/*.c))
 CLI_SRC := $(wildcard cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o) $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard image/dicom/*.cpp))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -71,6 +71,25 @@ $(BUILD)/image-tool: $(BUILD)/obj/tests/image/image_tool.o $(BUILD)/libmedgemma.
 $(BUILD)/grammar-tool: $(BUILD)/obj/tests/grammar/grammar_tool.o $(BUILD)/libmedgemma.a
 	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
 
+# ---- DICOM (image/dicom, issue 15): GDCM (Debian libgdcm-dev) behind one C++ shim file.
+DICOM_CXX_SRC := $(wildcard image/dicom/*.cpp)
+DICOM_CXX_OBJ := $(DICOM_CXX_SRC:%.cpp=$(BUILD)/obj/%.o)
+DICOM_CXXFLAGS := -std=c++17 -g $(OPT) -Wall -Wextra -I. -I/usr/include/gdcm-3.0 -pthread -MMD -MP $(SAN)
+DICOM_LDLIBS := -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lgdcmjpeg8 -lgdcmjpeg12 -lgdcmjpeg16 -lstdc++ -ldl
+LDLIBS += $(DICOM_LDLIBS)
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(DICOM_CXXFLAGS) -c $< -o $@
+all: $(BUILD)/dicom-tool
+$(BUILD)/dicom-tool: $(BUILD)/obj/tests/image/dicom_tool.o $(BUILD)/libmedgemma.a
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmedgemma.a $(CUDA_LDLIBS) $(LDLIBS) -o $@
+build-fuzz/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	clang++ -std=c++17 -g -O1 -I. -I/usr/include/gdcm-3.0 -pthread -MMD -MP \
+	  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function -fno-sanitize-recover=undefined -c $< -o $@
+build-fuzz/libfuzzcore.a: $(DICOM_CXX_SRC:%.cpp=build-fuzz/obj/%.o)
+# ---- end DICOM
+
 deps:
 	bash tests/install_deps.sh
 
@@ -111,7 +130,7 @@ build-fuzz/libfuzzcore.a: $(FUZZ_LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzzcore.a
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build-fuzz/libfuzzcore.a \
-	  -lcjson -lspng -lturbojpeg -lcurl -lssl -lcrypto -lz -lm -o $@
+	  -lcjson -lspng -lturbojpeg -lcurl -lssl -lcrypto -lz -lm $(DICOM_LDLIBS) -o $@
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 format:

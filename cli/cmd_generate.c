@@ -15,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "http/reply_json.h"
+#include "cli/dicom_dir.h"
 #include "image/image.h"
 #include "pipeline/pipeline.h"
 
@@ -30,7 +31,10 @@ static void usage(FILE *f) {
             "Runs one request and prints the answer (MedGemma's thinking trace removed).\n"
             "  --model DIR        Hugging Face model dir (env MEDGEMMA_MODEL_DIR)\n"
             "  --prompt TEXT      the user's message\n"
-            "  --image FILE       a PNG or JPEG, after the prompt text (repeatable, up to %d)\n"
+            "  --image FILE       a PNG, JPEG or single-frame DICOM, after the prompt text (repeatable, up "
+            "to %d)\n"
+            "  --dicom-dir DIR    the DICOM files of DIR: a CT/MR series (sorted, sampled to 85 slices,\n"
+            "                     windowed, each slice then \"SLICE n\", the prompt last) or X-rays/photos\n"
             "  --system TEXT      system instruction (folded into the user turn)\n"
             "  --max-tokens N     most tokens to generate (default 512)\n"
             "  --temperature T    0 = greedy (default); else sampling with --top-p (1) / --top-k (0 = off)\n"
@@ -129,6 +133,7 @@ int cmd_generate(int argc, char **argv) {
     const char *backend_name = getenv("MEDGEMMA_BACKEND");
     const char *precision = NULL, *weights = NULL; /* NULL: the engine reads the environment */
     const char *image_paths[MAX_IMAGES];
+    const char *dicom_dir = NULL;
     int n_images = 0, json = 0, pad = 0;
     const char *schema_path = NULL;
     long thinking_budget = 0;
@@ -138,6 +143,7 @@ int cmd_generate(int argc, char **argv) {
         O_MODEL = 1,
         O_PROMPT,
         O_IMAGE,
+        O_DICOM_DIR,
         O_SYSTEM,
         O_MAXTOK,
         O_TEMP,
@@ -159,6 +165,7 @@ int cmd_generate(int argc, char **argv) {
         {"model", required_argument, 0, O_MODEL},
         {"prompt", required_argument, 0, O_PROMPT},
         {"image", required_argument, 0, O_IMAGE},
+        {"dicom-dir", required_argument, 0, O_DICOM_DIR},
         {"system", required_argument, 0, O_SYSTEM},
         {"max-tokens", required_argument, 0, O_MAXTOK},
         {"temperature", required_argument, 0, O_TEMP},
@@ -190,6 +197,9 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_SYSTEM:
             system = optarg;
+            break;
+        case O_DICOM_DIR:
+            dicom_dir = optarg;
             break;
         case O_IMAGE:
             if (n_images == MAX_IMAGES) {
@@ -271,7 +281,11 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "generate: --backend must be auto, cpu or cuda (got '%s')\n", backend_name);
         return 2;
     }
-    if (!prompt[0] && n_images == 0) {
+    if (dicom_dir && n_images > 0) {
+        fprintf(stderr, "generate: use --image or --dicom-dir, not both\n");
+        return 2;
+    }
+    if (!prompt[0] && n_images == 0 && !dicom_dir) {
         fprintf(stderr, "generate: the prompt is empty\n");
         return 1;
     }
@@ -280,6 +294,10 @@ int cmd_generate(int argc, char **argv) {
     Error err = {{0}};
     Pipeline *pipeline = NULL;
     uint8_t *files[MAX_IMAGES] = {0};
+    uint8_t **dicom_files = NULL;
+    size_t *dicom_sizes = NULL;
+    PipelineImage *dicom_images = NULL;
+    int n_dicom = 0;
     size_t sizes[MAX_IMAGES] = {0};
     PipelineImage images[MAX_IMAGES];
     PipelineResult res = {0};
@@ -310,18 +328,31 @@ int cmd_generate(int argc, char **argv) {
         }
         images[i] = (PipelineImage){files[i], sizes[i], image_paths[i]};
     }
+    if (dicom_dir) { /* image/dicom sorts, samples and windows them; errors name them dicom[i] */
+        if (dicom_dir_read(dicom_dir, 4096, &dicom_files, &dicom_sizes, &n_dicom, &err) != 0) {
+            fprintf(stderr, "generate: --dicom-dir: %s\n", err.message);
+            goto done;
+        }
+        if (!(dicom_images = calloc((size_t)n_dicom, sizeof *dicom_images))) {
+            fprintf(stderr, "generate: out of memory\n");
+            goto done;
+        }
+        for (int i = 0; i < n_dicom; i++)
+            dicom_images[i] = (PipelineImage){dicom_files[i], dicom_sizes[i], "--dicom-dir file"};
+    }
     EngineOptions eo = {model_dir, backend, (int)threads, (int)max_context, precision, weights};
     if (pipeline_open(&pipeline, &eo, 0, &err) != 0) {
         fprintf(stderr, "generate: %s\n", err.message);
         goto done;
     }
-    if (n_images > 0 && pipeline_info(pipeline)->image_tokens == 0) {
+    if ((n_images > 0 || dicom_dir) && pipeline_info(pipeline)->image_tokens == 0) {
         fprintf(stderr, "generate: %s is a text-only model; --image needs a model with a vision tower\n",
                 model_dir);
         goto done;
     }
 
-    /* the chat prompt: [system], user = prompt text, then the images */
+    /* the chat prompt: [system], user = prompt text, then the images (with --dicom-dir
+     * the pipeline lays the user turn out once the files are decoded) */
     ChatPart sys_part = {CHAT_PART_TEXT, system};
     ChatPart user_parts[MAX_IMAGES + 1];
     int n_parts = 0;
@@ -337,8 +368,9 @@ int cmd_generate(int argc, char **argv) {
     PipelineRequest rq = {
         .messages = msgs,
         .n_messages = n_msgs,
-        .images = images,
-        .n_images = n_images,
+        .images = dicom_dir ? dicom_images : images,
+        .n_images = dicom_dir ? n_dicom : n_images,
+        .series = dicom_dir ? PIPELINE_SERIES_DICOM : PIPELINE_SERIES_NONE,
         .pad_to_square = pad,
         .max_tokens = (int)max_tokens,
         .temperature = temperature,
@@ -377,6 +409,8 @@ done:
     pipeline_result_free(&res);
     for (int i = 0; i < n_images; i++)
         free(files[i]);
+    dicom_dir_free(dicom_files, dicom_sizes, n_dicom);
+    free(dicom_images);
     free(schema);
     pipeline_close(pipeline);
     return rc;

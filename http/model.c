@@ -178,10 +178,12 @@ int model_run_job(Pipeline *p, Job *job, int device_lost, ModelEmit emit, void *
         .n_messages = in->n_messages,
         .images = images,
         .n_images = in->n_images,
-        .series = in->series == SERIES_CT    ? PIPELINE_SERIES_CT
-                  : in->series == SERIES_MRI ? PIPELINE_SERIES_MRI
-                                             : PIPELINE_SERIES_NONE,
+        .series = in->series == SERIES_CT      ? PIPELINE_SERIES_CT
+                  : in->series == SERIES_MRI   ? PIPELINE_SERIES_MRI
+                  : in->series == SERIES_DICOM ? PIPELINE_SERIES_DICOM
+                                               : PIPELINE_SERIES_NONE,
         .series_options = in->series_options,
+        .dicom_modality = in->dicom_modality,
         .pad_to_square = in->pad_to_square,
         .max_tokens = in->max_tokens,
         .temperature = in->temperature,

@@ -41,9 +41,9 @@ static int fail(RequestError *e, const char *fmt, ...) {
 static const char *const GENERATE_FIELDS[] = {"prompt", "system", "max_tokens", "temperature", "top_p",
                                               "top_k",  "seed",   "cache_salt", NULL};
 static const char *const ANALYZE_FIELDS[] = {
-    "prompt",          "system",          "images",      "modality", "ct",    "mri",
-    "pad_to_square",   "max_tokens",      "temperature", "top_p",    "top_k", "seed",
-    "response_format", "thinking_budget", "cache_salt",  NULL};
+    "prompt", "system",          "images",          "dicom",       "modality", "ct",
+    "mri",    "pad_to_square",   "max_tokens",      "temperature", "top_p",    "top_k",
+    "seed",   "response_format", "thinking_budget", "cache_salt",  NULL};
 static const char *const CHAT_FIELDS[] = {"model",
                                           "messages",
                                           "max_tokens",
@@ -96,9 +96,10 @@ static const char *const OPENAI_UNSUPPORTED[] = {"frequency_penalty",
                                                  NULL};
 
 /* Media types a data: URI may declare; an entry ending in '/' accepts any
- * subtype. The `dicom` field (issue 15) passes its own list
- * ({"application/dicom", NULL}) to add_image. */
-static const char *const IMAGE_MEDIA_TYPES[] = {"image/", NULL};
+ * subtype. A single-frame DICOM file is an image too (images, image_url);
+ * /analyze's `dicom` field takes DICOM files only. */
+static const char *const IMAGE_MEDIA_TYPES[] = {"image/", "application/dicom", NULL};
+static const char *const DICOM_MEDIA_TYPES[] = {"application/dicom", "application/octet-stream", NULL};
 
 static int in_table(const char *const *table, const char *name) {
     for (int i = 0; table[i]; i++)
@@ -522,6 +523,34 @@ static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, c
     return prompt[0] ? add_part(user, prompt, -1, e) : 0;
 }
 
+/* "dicom": DICOM files (base64) of one series or single images. The user
+ * turn holds only the prompt here; the worker decodes the files and lays out
+ * the images (http/dicom_job.c), since how many there are (frames, sampling)
+ * is known only then. */
+static int parse_dicom(const cJSON *dicom, const char *modality, const char *prompt, const RequestLimits *lim,
+                       JobInput *in, Message *user, RequestError *e) {
+    if (!cJSON_IsArray(dicom) || cJSON_GetArraySize(dicom) == 0)
+        return fail(e, "'dicom' must be a non-empty array of base64 DICOM files");
+    int n = cJSON_GetArraySize(dicom);
+    if (n > lim->max_images)
+        return fail(e, "too many DICOM files: %d, the limit is %d per request (MEDGEMMA_MAX_IMAGES)", n,
+                    lim->max_images);
+    in->series = SERIES_DICOM;
+    if (modality && strlen(modality) >= sizeof in->dicom_modality)
+        return fail(e, "'modality' is too long");
+    snprintf(in->dicom_modality, sizeof in->dicom_modality, "%s", modality ? modality : "");
+    for (int i = 0; i < n; i++) {
+        const cJSON *f = cJSON_GetArrayItem(dicom, i);
+        char what[32];
+        snprintf(what, sizeof what, "dicom[%d]", i);
+        if (!cJSON_IsString(f))
+            return fail(e, "%s must be a base64 string", what);
+        if (add_image(in, (cJSON *)f, lim, what, DICOM_MEDIA_TYPES, e) != 0)
+            return -1;
+    }
+    return prompt[0] ? add_part(user, prompt, -1, e) : 0;
+}
+
 /* /analyze and /generate. */
 /* response_format (chat and /analyze): {"type": "text"}, {"type":
  * "json_object"} (any JSON object) or {"type": "json_schema", "json_schema":
@@ -611,9 +640,14 @@ static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobI
         mri = NULL;
     if ((ct || mri) && in->endpoint == ENDPOINT_GENERATE)
         return fail(e, "'ct' and 'mri' are not accepted by /generate; use /analyze");
-    if ((ct && mri) || ((ct || mri) && n_images > 0))
-        return fail(e, "send one of 'images', 'ct' or 'mri', not several");
-    if (pf->valuestring[0] == 0 && n_images == 0 && !ct && !mri)
+    const cJSON *dicom = cJSON_GetObjectItemCaseSensitive(root, "dicom");
+    if (cJSON_IsNull(dicom))
+        dicom = NULL;
+    if (dicom && in->endpoint == ENDPOINT_GENERATE)
+        return fail(e, "'dicom' is not accepted by /generate; use /analyze");
+    if ((ct && mri) || ((ct || mri) && n_images > 0) || (dicom && (ct || mri || n_images > 0)))
+        return fail(e, "send one of 'images', 'dicom', 'ct' or 'mri', not several");
+    if (pf->valuestring[0] == 0 && n_images == 0 && !ct && !mri && !dicom)
         return fail(e, "'prompt' is empty");
     if (system) {
         Message *m = add_message(in, ROLE_SYSTEM);
@@ -623,6 +657,8 @@ static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobI
     Message *user = add_message(in, ROLE_USER);
     if (!user)
         return fail(e, "out of memory");
+    if (dicom)
+        return parse_dicom(dicom, modality, pf->valuestring, lim, in, user, e);
     if (ct || mri)
         return parse_series(ct ? ct : mri, ct ? "ct" : "mri", ct ? SERIES_CT : SERIES_MRI, pf->valuestring,
                             lim, in, user, e);

@@ -20,7 +20,9 @@ typedef enum { ENDPOINT_ANALYZE, ENDPOINT_GENERATE, ENDPOINT_CHAT } Endpoint;
 
 typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT } Role;
 
-typedef enum { SERIES_NONE, SERIES_CT, SERIES_MRI } SeriesKind;
+/* SERIES_DICOM: images are DICOM files (/analyze "dicom"); image/dicom decides
+ * how many tensors and the layout once they are decoded (pipeline/dicom_inputs.c). */
+typedef enum { SERIES_NONE, SERIES_CT, SERIES_MRI, SERIES_DICOM } SeriesKind;
 
 /* response_format: free text, any JSON object, or a JSON schema (both JSON
  * modes constrain decoding with grammar/). */
@@ -58,7 +60,8 @@ typedef struct {
     /* /analyze "ct" or "mri": images are the raw slices of a series, windowed
      * and sampled by image/ into the tensors the messages' image parts name
      * (docs/images.md). */
-    int series; /* SERIES_NONE, SERIES_CT, SERIES_MRI */
+    int series;              /* SERIES_NONE, SERIES_CT, SERIES_MRI, SERIES_DICOM */
+    char dicom_modality[16]; /* SERIES_DICOM: the request's "modality" (overrides (0008,0060)), or "" */
     SeriesOptions series_options;
     int pad_to_square;
     int max_tokens;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "image/codecs.h"
+#include "image/dicom/dicom.h"
 #include "image/image.h"
 
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -81,6 +82,13 @@ int image_probe(const uint8_t *bytes, size_t n, const ImageLimits *limits, Image
     memset(info, 0, sizeof *info);
     if (!bytes || n == 0)
         return error_set(err, "image is empty (0 bytes)");
+    if (dicom_is_dicom(bytes, n)) {
+        info->format = IMAGE_FORMAT_DICOM;
+        if (n > DICOM_DEFAULT_MAX_FILE_BYTES)
+            return error_set(err, "DICOM file is %zu bytes, over the limit of %zu", n,
+                             DICOM_DEFAULT_MAX_FILE_BYTES);
+        return 0;
+    }
     if (n > l.max_encoded_bytes)
         return error_set(err, "image file is %zu bytes, over the limit of %zu", n, l.max_encoded_bytes);
     int rc;
@@ -94,10 +102,6 @@ int image_probe(const uint8_t *bytes, size_t n, const ImageLimits *limits, Image
         return error_set(err, "WebP images are not supported (send PNG or JPEG)");
     else if (n >= 2 && bytes[0] == 'B' && bytes[1] == 'M')
         return error_set(err, "BMP images are not supported (send PNG or JPEG)");
-    else if (n >= 132 && memcmp(bytes + 128, "DICM", 4) == 0)
-        return error_set(err,
-                         "DICOM files are not accepted directly: send each slice as a 16-bit grayscale PNG "
-                         "(see docs/images.md)");
     else
         return error_set(err, "not a PNG or JPEG image (unrecognized signature)");
     if (rc != 0)
@@ -119,6 +123,9 @@ int image_decode(const uint8_t *bytes, size_t n, const ImageLimits *limits, Imag
     ImageInfo info;
     if (image_probe(bytes, n, limits, &info, err) != 0)
         return -1;
+    if (info.format == IMAGE_FORMAT_DICOM)
+        return error_set(err, "DICOM files are not accepted directly by image_decode: they go through "
+                              "image/dicom (image_to_tensor, or /analyze's \"dicom\" field)");
     if (info.format == IMAGE_FORMAT_PNG)
         return png_decode(bytes, n, &info, mode, out, err);
     return jpeg_decode(bytes, n, &info, mode, out, err);

@@ -31,7 +31,10 @@ typedef struct {
 #define IMAGE_DEFAULT_MAX_PIXELS ((int64_t)40000000)
 #define IMAGE_DEFAULT_MAX_SIDE 16384
 
-typedef enum { IMAGE_FORMAT_PNG = 1, IMAGE_FORMAT_JPEG = 2 } ImageFormat;
+/* IMAGE_FORMAT_DICOM: a DICOM Part 10 file ("DICM" at offset 128); image_probe
+ * checks only its size (image/dicom reads the header when it decodes), and
+ * image_to_tensor turns a single-frame one into a tensor through image/dicom. */
+typedef enum { IMAGE_FORMAT_PNG = 1, IMAGE_FORMAT_JPEG = 2, IMAGE_FORMAT_DICOM = 3 } ImageFormat;
 
 /* What the header says, read without decoding pixels. */
 typedef struct {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image/dicom/dicom.h"
 #include "image/image.h"
 #include "image/resize.h"
 
@@ -38,6 +39,8 @@ int image_rgb8_to_tensor(const DecodedImage *rgb8, const PreprocessOptions *opt,
 
 int image_to_tensor(const uint8_t *bytes, size_t n, const ImageLimits *limits, const PreprocessOptions *opt,
                     float *out_chw, Error *err) {
+    if (dicom_is_dicom(bytes, n))
+        return dicom_file_to_tensor(bytes, n, opt, out_chw, err);
     DecodedImage img;
     ImageDecodeMode mode =
         opt && opt->alpha_on_white ? IMAGE_DECODE_RGB8_ON_WHITE : IMAGE_DECODE_RGB8_OR_GRAY8;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "grammar/grammar.h"
+#include "pipeline/dicom_inputs.h"
 #include "pipeline/inputs.h"
 #include "pipeline/visible_text.h"
 #include "tokenizer/tokenizer.h"
@@ -263,13 +264,28 @@ int pipeline_run(Pipeline *p, const PipelineRequest *rq, PipelineResult *res, in
     Answer a = {.rq = rq, .think_open = -1, .think_close = -1};
 
     double t0 = now_ms();
-    if (inputs_tensors(rq, p->info.image_size, &pixels, &n_tensors, err) != 0) {
+    /* DICOM: the files decide how many images and the user turn's layout */
+    DicomConversation dicom = {0};
+    PipelineRequest laid_out;
+    const PipelineRequest *prompt_rq = rq;
+    int input_rc = rq->series == PIPELINE_SERIES_DICOM
+                 ? dicom_inputs(rq, p->info.image_size, &pixels, &n_tensors, &dicom, err)
+                 : inputs_tensors(rq, p->info.image_size, &pixels, &n_tensors, err);
+    if (input_rc != 0) {
         code = PIPELINE_ERR_INPUT;
         goto done;
     }
+    if (rq->series == PIPELINE_SERIES_DICOM) {
+        laid_out = *rq;
+        laid_out.messages = dicom.messages;
+        laid_out.n_messages = dicom.n_messages;
+        prompt_rq = &laid_out;
+    }
     double t1 = now_ms();
     res->preprocess_ms = t1 - t0;
-    if (inputs_prompt(rq, p->tokenizer, p->info.image_tokens, n_tensors, &ids, &n_ids, err) != 0) {
+    input_rc = inputs_prompt(prompt_rq, p->tokenizer, p->info.image_tokens, n_tensors, &ids, &n_ids, err);
+    dicom_conversation_free(&dicom);
+    if (input_rc != 0) {
         code = PIPELINE_ERR_INPUT;
         goto done;
     }

@@ -39,7 +39,15 @@ typedef struct {
     const char *what; /* names it in errors: "images[2]", "--image x.png" */
 } PipelineImage;
 
-typedef enum { PIPELINE_SERIES_NONE, PIPELINE_SERIES_CT, PIPELINE_SERIES_MRI } PipelineSeries;
+/* DICOM: images are DICOM files (a CT/MR series, or X-rays / photos); image/dicom
+ * sorts, samples and windows them, and the last user turn is laid out for what
+ * they turn out to be (pipeline/dicom_inputs.h). */
+typedef enum {
+    PIPELINE_SERIES_NONE,
+    PIPELINE_SERIES_CT,
+    PIPELINE_SERIES_MRI,
+    PIPELINE_SERIES_DICOM
+} PipelineSeries;
 typedef enum { PIPELINE_TEXT, PIPELINE_JSON_OBJECT, PIPELINE_JSON_SCHEMA } PipelineFormat;
 
 typedef struct {
@@ -50,6 +58,7 @@ typedef struct {
     int n_images;
     PipelineSeries series; /* CT / MRI: images are a series' slices (image/ct_window.h) */
     SeriesOptions series_options;
+    const char *dicom_modality; /* DICOM: overrides (0008,0060) when non-empty; may be NULL */
     int pad_to_square;
     /* generation */
     int max_tokens;

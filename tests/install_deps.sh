@@ -12,6 +12,7 @@ debs=(
     libspng-dev libturbojpeg0-dev libcjson-dev libcurl4-openssl-dev
     clang clang-format clang-tidy cppcheck libclang-rt-14-dev
     shellcheck wrk python3 python3-pip
+    libgdcm-dev libgdcm-tools # image/dicom: GDCM + its codecs (CharLS, OpenJPEG); gdcmconv for tests
 )
 missing=()
 for p in "${debs[@]}"; do

@@ -252,7 +252,7 @@ TEST(image_rejects_wrong_formats_by_name) {
     memcpy(dicom + 128, "DICM", 4);
     Error err;
     CHECK(decode_error(dicom, sizeof dicom, IMAGE_DECODE_RGB8, &err) == -1);
-    CHECK_STR_CONTAINS(err.message, "DICOM files are not accepted directly");
+    CHECK_STR_CONTAINS(err.message, "DICOM files are not accepted directly by image_decode");
 }
 
 TEST(image_text_chunks_never_reach_messages) {
