@@ -148,7 +148,7 @@ TEST(image_rejects_empty_and_zero_size) {
     CHECK(decode_error(b, n, IMAGE_DECODE_RGB8, &err) == -1);
     CHECK_STR_CONTAINS(err.message, "zero size (0x10)");
     uint8_t rgb[3] = {1, 2, 3};
-    size_t jn;
+    size_t jn = 0;
     uint8_t *jpg = encode_jpeg(rgb, 1, 1, &jn);
     /* SOF0 is FF C0, then length(2) precision(1) height(2) width(2). */
     for (size_t i = 0; i + 8 < jn; i++)
@@ -178,7 +178,7 @@ TEST(image_rejects_huge_dimensions_from_the_header) {
     CHECK_STR_CONTAINS(err.message, "33 bytes, over the limit of 16");
     /* A JPEG whose SOF claims 60000 x 60000. */
     uint8_t rgb[48] = {0};
-    size_t jn;
+    size_t jn = 0;
     uint8_t *jpg = encode_jpeg(rgb, 4, 4, &jn);
     for (size_t i = 0; i + 8 < jn; i++)
         if (jpg[i] == 0xff && jpg[i + 1] == 0xc0) {
@@ -193,7 +193,7 @@ TEST(image_rejects_huge_dimensions_from_the_header) {
 
 TEST(image_rejects_truncated_png_and_jpeg) {
     uint8_t *rgb = gradient_rgb(64, 48);
-    size_t n;
+    size_t n = 0;
     uint8_t *png = encode_png(rgb, 64, 48, 2, 8, NULL, &n);
     Error err;
     CHECK(decode_error(png, n / 2, IMAGE_DECODE_RGB8, &err) == -1);
@@ -212,7 +212,7 @@ TEST(image_rejects_truncated_png_and_jpeg) {
 
 TEST(image_rejects_corrupt_png_and_jpeg) {
     uint8_t *rgb = gradient_rgb(32, 32);
-    size_t n;
+    size_t n = 0;
     uint8_t *png = encode_png(rgb, 32, 32, 2, 8, NULL, &n);
     Error err;
     png[n - 20] ^= 0x5a; /* inside IDAT: its CRC no longer matches */
@@ -249,7 +249,8 @@ TEST(image_rejects_wrong_formats_by_name) {
         CHECK_STR_CONTAINS(err.message, cases[i].message);
     }
     uint8_t dicom[200] = {0};
-    memcpy(dicom + 128, "DICM", 4);
+    static const uint8_t dicm[4] = {'D', 'I', 'C', 'M'}; /* the Part 10 magic */
+    memcpy(dicom + 128, dicm, sizeof dicm);
     Error err;
     CHECK(decode_error(dicom, sizeof dicom, IMAGE_DECODE_RGB8, &err) == -1);
     CHECK_STR_CONTAINS(err.message, "DICOM files are not accepted directly by image_decode");
@@ -257,7 +258,7 @@ TEST(image_rejects_wrong_formats_by_name) {
 
 TEST(image_text_chunks_never_reach_messages) {
     uint8_t *rgb = gradient_rgb(16, 16);
-    size_t n;
+    size_t n = 0;
     uint8_t *png = encode_png(rgb, 16, 16, 2, 8, "DOE^JANE 1970-01-01", &n);
     Error err;
     DecodedImage img;
@@ -275,7 +276,7 @@ TEST(image_text_chunks_never_reach_messages) {
 
 TEST(image_gray_raw_keeps_16_bit_values) {
     uint16_t px[6] = {0, 1, 255, 256, 40000, 65535};
-    size_t n;
+    size_t n = 0;
     uint8_t *png = encode_png(px, 3, 2, 0, 16, NULL, &n);
     DecodedImage img;
     Error err;
@@ -372,7 +373,7 @@ TEST(image_tensor_normalization_and_padding) {
 
 TEST(image_to_tensor_end_to_end_png_and_jpeg) {
     uint8_t *rgb = gradient_rgb(40, 30);
-    size_t n;
+    size_t n = 0;
     uint8_t *png = encode_png(rgb, 40, 30, 2, 8, NULL, &n);
     float *t = malloc(sizeof(float) * 3 * 896 * 896);
     Error err;
@@ -433,7 +434,7 @@ TEST(image_ct_png_to_tensor) {
     uint16_t px[4 * 4];
     for (int i = 0; i < 16; i++)
         px[i] = (uint16_t)(1024 + 40); /* HU 40 everywhere */
-    size_t n;
+    size_t n = 0;
     uint8_t *png = encode_png(px, 4, 4, 0, 16, NULL, &n);
     RescaleParams r = {1.0, -1024.0, 0};
     PreprocessOptions opt = {.size = 8};
