@@ -35,6 +35,7 @@ static void usage(FILE *f) {
             "to %d)\n"
             "  --dicom-dir DIR    the DICOM files of DIR: a CT/MR series (sorted, sampled to 85 slices,\n"
             "                     windowed, each slice then \"SLICE n\", the prompt last) or X-rays/photos\n"
+            "  --dicom-window N   grayscale DICOM: the file's Nth WindowCenter/WindowWidth pair (default 0)\n"
             "  --system TEXT      system instruction (folded into the user turn)\n"
             "  --max-tokens N     most tokens to generate (default 512)\n"
             "  --temperature T    0 = greedy (default); else sampling with --top-p (1) / --top-k (0 = off)\n"
@@ -136,7 +137,7 @@ int cmd_generate(int argc, char **argv) {
     const char *dicom_dir = NULL;
     int n_images = 0, json = 0, pad = 0;
     const char *schema_path = NULL;
-    long thinking_budget = 0;
+    long thinking_budget = 0, dicom_window = 0;
     long max_tokens = 512, seed = 0, top_k = 0, threads = 0, max_context = 0;
     float temperature = 0.0f, top_p = 1.0f;
     enum {
@@ -144,6 +145,7 @@ int cmd_generate(int argc, char **argv) {
         O_PROMPT,
         O_IMAGE,
         O_DICOM_DIR,
+        O_DICOM_WINDOW,
         O_SYSTEM,
         O_MAXTOK,
         O_TEMP,
@@ -166,6 +168,7 @@ int cmd_generate(int argc, char **argv) {
         {"prompt", required_argument, 0, O_PROMPT},
         {"image", required_argument, 0, O_IMAGE},
         {"dicom-dir", required_argument, 0, O_DICOM_DIR},
+        {"dicom-window", required_argument, 0, O_DICOM_WINDOW},
         {"system", required_argument, 0, O_SYSTEM},
         {"max-tokens", required_argument, 0, O_MAXTOK},
         {"temperature", required_argument, 0, O_TEMP},
@@ -200,6 +203,9 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_DICOM_DIR:
             dicom_dir = optarg;
+            break;
+        case O_DICOM_WINDOW:
+            bad = parse_long(optarg, 0, 63, &dicom_window) ? "--dicom-window (0..63)" : NULL;
             break;
         case O_IMAGE:
             if (n_images == MAX_IMAGES) {
@@ -371,6 +377,7 @@ int cmd_generate(int argc, char **argv) {
         .images = dicom_dir ? dicom_images : images,
         .n_images = dicom_dir ? n_dicom : n_images,
         .series = dicom_dir ? PIPELINE_SERIES_DICOM : PIPELINE_SERIES_NONE,
+        .dicom_window = (int)dicom_window,
         .pad_to_square = pad,
         .max_tokens = (int)max_tokens,
         .temperature = temperature,

@@ -184,6 +184,7 @@ int model_run_job(Pipeline *p, Job *job, int device_lost, ModelEmit emit, void *
                                                : PIPELINE_SERIES_NONE,
         .series_options = in->series_options,
         .dicom_modality = in->dicom_modality,
+        .dicom_window = in->dicom_window,
         .pad_to_square = in->pad_to_square,
         .max_tokens = in->max_tokens,
         .temperature = in->temperature,

@@ -41,9 +41,9 @@ static int fail(RequestError *e, const char *fmt, ...) {
 static const char *const GENERATE_FIELDS[] = {"prompt", "system", "max_tokens", "temperature", "top_p",
                                               "top_k",  "seed",   "cache_salt", NULL};
 static const char *const ANALYZE_FIELDS[] = {
-    "prompt", "system",          "images",          "dicom",       "modality", "ct",
-    "mri",    "pad_to_square",   "max_tokens",      "temperature", "top_p",    "top_k",
-    "seed",   "response_format", "thinking_budget", "cache_salt",  NULL};
+    "prompt", "system", "images",          "dicom",           "dicom_window", "modality",
+    "ct",     "mri",    "pad_to_square",   "max_tokens",      "temperature",  "top_p",
+    "top_k",  "seed",   "response_format", "thinking_budget", "cache_salt",   NULL};
 static const char *const CHAT_FIELDS[] = {"model",
                                           "messages",
                                           "max_tokens",
@@ -526,7 +526,7 @@ static int parse_series(const cJSON *obj, const char *kind, SeriesKind series, c
 
 /* "dicom": DICOM files (base64) of one series or single images. The user
  * turn holds only the prompt here; the worker decodes the files and lays out
- * the images (http/dicom_job.c), since how many there are (frames, sampling)
+ * the images (pipeline/dicom_inputs.c), since how many there are (frames, sampling)
  * is known only then. */
 static int parse_dicom(const cJSON *dicom, const char *modality, const char *prompt, const RequestLimits *lim,
                        JobInput *in, Message *user, RequestError *e) {
@@ -648,6 +648,12 @@ static int parse_seed_endpoint(const cJSON *root, const RequestLimits *lim, JobI
         dicom = NULL;
     if (dicom && in->endpoint == ENDPOINT_GENERATE)
         return fail(e, "'dicom' is not accepted by /generate; use /analyze");
+    double dicom_window = 0; /* which WindowCenter/WindowWidth pair of grayscale DICOM (0 = the first) */
+    if (get_number(root, "dicom_window", 1, 0, 63, &dicom_window, e) != 0)
+        return -1;
+    if (cJSON_GetObjectItemCaseSensitive(root, "dicom_window") && !dicom)
+        return fail(e, "'dicom_window' applies to 'dicom' files only");
+    in->dicom_window = (int)dicom_window;
     if ((ct && mri) || ((ct || mri) && n_images > 0) || (dicom && (ct || mri || n_images > 0)))
         return fail(e, "send one of 'images', 'dicom', 'ct' or 'mri', not several");
     if (pf->valuestring[0] == 0 && n_images == 0 && !ct && !mri && !dicom)

@@ -62,6 +62,7 @@ typedef struct {
      * (docs/images.md). */
     int series;              /* SERIES_NONE, SERIES_CT, SERIES_MRI, SERIES_DICOM */
     char dicom_modality[16]; /* SERIES_DICOM: the request's "modality" (overrides (0008,0060)), or "" */
+    int dicom_window;        /* SERIES_DICOM: which WindowCenter/WindowWidth pair (0 = the first) */
     SeriesOptions series_options;
     int pad_to_square;
     int max_tokens;

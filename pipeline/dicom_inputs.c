@@ -69,6 +69,7 @@ int dicom_inputs(const PipelineRequest *rq, int image_size, float **pixels, int 
     DicomOptions opt = {0};
     opt.modality = rq->dicom_modality ? rq->dicom_modality : "";
     opt.max_images = DICOM_INPUTS_MAX_IMAGES;
+    opt.voi_index = rq->dicom_window;
     PreprocessOptions po = {image_size, rq->pad_to_square, 0};
     DicomResult r;
     float *t = NULL;

@@ -59,6 +59,7 @@ typedef struct {
     PipelineSeries series; /* CT / MRI: images are a series' slices (image/ct_window.h) */
     SeriesOptions series_options;
     const char *dicom_modality; /* DICOM: overrides (0008,0060) when non-empty; may be NULL */
+    int dicom_window;           /* DICOM grayscale: which WindowCenter/WindowWidth pair (0 = the first) */
     int pad_to_square;
     /* generation */
     int max_tokens;

@@ -375,6 +375,10 @@ int dicom_gray_frame_rgb8(const DicomImage *img, int frame, int voi_index, Decod
             v[i] = apply_window(v[i], fn, center, width, y_min, y_max);
         lo = y_min;
         hi = y_max;
+    } else if (voi_index > 0) {
+        free(v);
+        return error_set(err, "(0028,1050) WindowCenter is absent: the file has no window %d to pick",
+                         voi_index);
     } else {
         lo = INFINITY;
         hi = -INFINITY;

@@ -47,6 +47,18 @@ def png16(arr):
     return base64.b64encode(png).decode()
 
 
+def png_rgb8(rgb):
+    """8-bit RGB PNG of an (h, w, 3) uint8 array."""
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\0" + rgb[y].astype(np.uint8).tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
 def main():
     res = Results()
     tmp = tempfile.mkdtemp(prefix="dicom_http_")
@@ -60,6 +72,9 @@ def main():
                              instance=6 - k, bits_stored=12, slope=1, intercept=-1024))
     cr = fx.make(os.path.join(tmp, "cr.dcm"), rng.integers(0, 4096, (32, 28)), modality="CR", bits_stored=12,
                  photometric="MONOCHROME1", WindowCenter=2048, WindowWidth=4096)
+    # two VOI windows: "dicom_window" picks one (the first by default)
+    cr2 = fx.make(os.path.join(tmp, "cr2.dcm"), rng.integers(0, 4096, (32, 28)), modality="CR", bits_stored=12,
+                  WindowCenter=[700, 3300], WindowWidth=[600, 900])
     other = fx.make(os.path.join(tmp, "other.dcm"), arrays[0], series_uid=generate_uid(), position=(0, 0, 99),
                     bits_stored=12, slope=1, intercept=-1024)
     truncated = os.path.join(tmp, "trunc.dcm")
@@ -100,6 +115,27 @@ def main():
             {"type": "image_url", "image_url": {"url": b64(cr, uri=True)}}]}], "max_tokens": 4}
         s, b = post(body, "/v1/chat/completions")
         check(s == 200 and b["choices"][0]["message"]["content"] is not None, "%d %r" % (s, b))
+
+    def dicom_window_picks_the_voi_window():
+        ds = fx.read(cr2)
+        answers = {}
+        for index in (0, 1):
+            s, png = post(dict(base, images=[png_rgb8(fx.ref_gray_rgb(ds, index))]))
+            check(s == 200, "png of window %d: %d %r" % (index, s, png))
+            answers[index] = png["text"]
+        check(answers[0] != answers[1], "precondition: the two windows' images give the same answer %r" % answers)
+        s, d0 = post(dict(base, dicom=[b64(cr2)]))
+        s1, d1 = post(dict(base, dicom=[b64(cr2)], dicom_window=1))
+        check(s == 200 and s1 == 200, "%d %r / %d %r" % (s, d0, s1, d1))
+        check(d0["text"] == answers[0], "default window: %r, pydicom's window 0 gives %r" % (d0["text"], answers[0]))
+        check(d1["text"] == answers[1], "dicom_window 1: %r, pydicom's window 1 gives %r" % (d1["text"], answers[1]))
+        s, b = post(dict(base, dicom=[b64(cr2)], dicom_window=2))
+        msg = b.get("error", {}).get("message", "")
+        check(s == 400 and "dicom[0]" in msg and "window" in msg, "window 2 of 2: %d %r" % (s, b))
+        s, b = post(dict(base, dicom=[b64(cr)], dicom_window=1))  # one window only
+        check(s == 400 and "window 1" in b.get("error", {}).get("message", ""), "window 1 of 1: %d %r" % (s, b))
+        s, b = post(dict(base, images=[b64(cr2)], dicom_window=1))
+        check(s == 400 and "dicom_window" in b.get("error", {}).get("message", ""), "%d %r" % (s, b))
 
     def mixed_series_refused():
         s, b = post(dict(base, dicom=[b64(files[0]), b64(files[1]), b64(other)]))
@@ -151,6 +187,7 @@ def main():
     res.case("dicom_http_series_shuffled_same_as_sorted_and_ct_field", series_shuffled_same_answer)
     res.case("dicom_http_single_xray_in_images", single_xray_images_field)
     res.case("dicom_http_openai_application_dicom_data_uri", openai_data_uri)
+    res.case("dicom_http_dicom_window_picks_the_voi_window", dicom_window_picks_the_voi_window)
     res.case("dicom_http_mixed_series_400_names_file", mixed_series_refused)
     res.case("dicom_http_broken_files_400", truncated_refused)
     res.case("dicom_http_next_request_works", next_request_works)
