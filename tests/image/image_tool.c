@@ -94,8 +94,10 @@ static int cmd_tensor(int argc, char **argv) {
     for (; i + 1 < argc; i += 2) {
         size_t n;
         uint8_t *data = read_file(argv[i], &n);
-        if (!data)
+        if (!data) {
+            free(t);
             return 1;
+        }
         Error err = {{0}};
         uint8_t *bytes = data;
         size_t n_bytes = n;
@@ -270,6 +272,9 @@ static int cmd_bench(int argc, char **argv) {
                     : image_to_tensor(data, n, NULL, NULL, t, &err);
         if (rc != 0) {
             printf("error: %s\n", err.message);
+            free(ms);
+            free(t);
+            free(data);
             return 1;
         }
         ms[r] = now_ms() - t0;

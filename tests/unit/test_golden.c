@@ -58,6 +58,11 @@ static int32_t *load_ids(Expected *ex, const char *name, int *n) {
 static int32_t *image_blocks(Expected *ex, int T, int *n_soft) {
     int n;
     int32_t *tt = load_ids(ex, "token_type_ids", &n);
+    if (n != T) { /* the test fails; go on with no image tokens rather than read past the array */
+        test_fail(__FILE__, __LINE__, "%s: token_type_ids has %d values, expected %d", ex->dir, n, T);
+        free(tt);
+        tt = calloc((size_t)T, sizeof *tt);
+    }
     int block = -1, prev = 0;
     *n_soft = 0;
     for (int t = 0; t < T; t++) {

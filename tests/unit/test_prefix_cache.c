@@ -176,7 +176,9 @@ static int check_reuse(Rig *r, const Prompt *old, int old_decode, const Prompt *
     if (memcmp(warm, cold, bytes) != 0) {
         size_t diff = 0, first = 0;
         for (size_t i = 0; i < bytes / sizeof(float); i++)
-            if (memcmp(&warm[i], &cold[i], sizeof(float)) != 0 && !diff++)
+            /* bit for bit (NaN payloads and -0 included) is the point of this test */
+            if (memcmp(&warm[i], &cold[i], sizeof(float)) != 0 &&
+                !diff++) // NOLINT(bugprone-suspicious-memory-comparison)
                 first = i;
         test_fail(__FILE__, __LINE__,
                   "%s: continued at %d of %d, %zu logits differ (first at step %zu: %g vs %g)", what, k,

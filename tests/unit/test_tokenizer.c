@@ -69,7 +69,7 @@ static char *synth_json(const SynthFields *f) {
                             "b\\u2581", "aa", "\\u00e9", "\\u2581\\u2581"};
     for (int i = 0; i < 9; i++)
         n += (size_t)snprintf(s + n, cap - n, "%s\"%s\":%d", i ? "," : "", pieces[i], 260 + i);
-    n += (size_t)snprintf(s + n, cap - n, "},\"merges\":%s}}", f->merges ? f->merges : SYN_MERGES);
+    snprintf(s + n, cap - n, "},\"merges\":%s}}", f->merges ? f->merges : SYN_MERGES);
     return s;
 }
 
