@@ -4,6 +4,7 @@
  * cold prefill bit for bit, conversations longer than the window included; the
  * plan falls back to a full prefill where the ring no longer holds the window. */
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -175,11 +176,13 @@ static int check_reuse(Rig *r, const Prompt *old, int old_decode, const Prompt *
     size_t bytes = (size_t)(1 + DECODE_STEPS) * r->V * sizeof(float);
     if (memcmp(warm, cold, bytes) != 0) {
         size_t diff = 0, first = 0;
-        for (size_t i = 0; i < bytes / sizeof(float); i++)
-            /* bit for bit (NaN payloads and -0 included) is the point of this test */
-            if (memcmp(&warm[i], &cold[i], sizeof(float)) != 0 &&
-                !diff++) // NOLINT(bugprone-suspicious-memory-comparison)
+        for (size_t i = 0; i < bytes / sizeof(float); i++) {
+            uint32_t w, c; /* bit for bit (NaN payloads and -0 included) is the point of this test */
+            memcpy(&w, &warm[i], sizeof w);
+            memcpy(&c, &cold[i], sizeof c);
+            if (w != c && !diff++)
                 first = i;
+        }
         test_fail(__FILE__, __LINE__,
                   "%s: continued at %d of %d, %zu logits differ (first at step %zu: %g vs %g)", what, k,
                   now->n, diff, first / (size_t)r->V, warm[first], cold[first]);
