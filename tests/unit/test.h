@@ -14,6 +14,8 @@ typedef void (*TestFn)(void);
 void test_register(const char *name, TestFn fn);
 /* Records a failure (the test goes on, so several checks can report). */
 void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The tiny synth checkpoint (written once per run under test_tmpdir(); tests/unit/tiny_model.c). */
+const char *test_tiny_model(void);
 /* Marks the running test skipped with a reason and ends it. */
 _Noreturn void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

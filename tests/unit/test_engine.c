@@ -11,28 +11,11 @@
 #include "engine/synth_model.h"
 #include "tests/unit/test.h"
 
-static const char *tiny_model(void) {
-    static char dir[600];
-    snprintf(dir, sizeof dir, "%s/tiny-model", test_tmpdir());
-    char path[700];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        fclose(f);
-        return dir;
-    }
-    SynthOptions so = {.preset = "tiny", .out_dir = dir, .seed = 3, .old_layout = -1, .n_threads = 2};
-    Error err;
-    if (synth_model_write(&so, &err) != 0)
-        test_skip("synth-model tiny could not be written: %s", err.message);
-    return dir;
-}
-
 static Engine *open_tiny(int max_context) {
     Engine *e;
     Error err;
     EngineOptions eo = {
-        .model_dir = tiny_model(), .backend = BACKEND_CPU, .n_threads = 2, .max_context = max_context};
+        .model_dir = test_tiny_model(), .backend = BACKEND_CPU, .n_threads = 2, .max_context = max_context};
     if (engine_open(&e, &eo, &err) != 0) {
         test_fail(__FILE__, __LINE__, "engine_open: %s", err.message);
         return NULL;
@@ -148,7 +131,7 @@ TEST(engine_open_fails_with_a_message) {
     CHECK(e == NULL);
     CHECK_STR_CONTAINS(err.message, "/nonexistent/model");
 #ifndef MEDGEMMA_CUDA
-    eo.model_dir = tiny_model();
+    eo.model_dir = test_tiny_model();
     eo.backend = BACKEND_CUDA;
     CHECK(engine_open(&e, &eo, &err) == -1);
     CHECK_STR_CONTAINS(err.message, "no CUDA backend");

@@ -18,23 +18,6 @@
 #define RING_EXTRA 512
 #define DECODE_STEPS 6
 
-static const char *tiny_dir(void) {
-    static char dir[600];
-    snprintf(dir, sizeof dir, "%s/tiny-model", test_tmpdir());
-    char path[700];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        fclose(f);
-        return dir;
-    }
-    SynthOptions so = {.preset = "tiny", .out_dir = dir, .seed = 3, .old_layout = -1, .n_threads = 2};
-    Error err;
-    if (synth_model_write(&so, &err) != 0)
-        test_skip("synth-model tiny could not be written: %s", err.message);
-    return dir;
-}
-
 typedef struct {
     Model model;
     const Backend *be;
@@ -46,7 +29,7 @@ typedef struct {
 static int rig_open(Rig *r, int ring_extra, int precision_bf16, int weights_q8) {
     memset(r, 0, sizeof *r);
     Error err;
-    if (model_open(&r->model, tiny_dir(), &err) != 0) {
+    if (model_open(&r->model, test_tiny_model(), &err) != 0) {
         test_fail(__FILE__, __LINE__, "model_open: %s", err.message);
         return -1;
     }
@@ -356,7 +339,7 @@ static Engine *open_engine(const char *prefix_cache) {
     Engine *e;
     Error err;
     EngineOptions eo = {
-        .model_dir = tiny_dir(), .backend = BACKEND_CPU, .n_threads = 2, .max_context = MAX_CTX};
+        .model_dir = test_tiny_model(), .backend = BACKEND_CPU, .n_threads = 2, .max_context = MAX_CTX};
     if (engine_open(&e, &eo, &err) != 0) {
         test_fail(__FILE__, __LINE__, "engine_open: %s", err.message);
         return NULL;
@@ -374,7 +357,7 @@ typedef struct {
 TEST(prefix_randomized_session_same_answers_budgets_held) {
     Model m;
     Error err;
-    if (model_open(&m, tiny_dir(), &err) != 0) {
+    if (model_open(&m, test_tiny_model(), &err) != 0) {
         test_fail(__FILE__, __LINE__, "model_open: %s", err.message);
         return;
     }

@@ -386,26 +386,9 @@ TEST(cuda_backend_refused_arguments_are_input_errors) {
 
 /* ---- the engine's backend choice, on the tiny synth checkpoint */
 
-static const char *tiny_model(void) {
-    static char dir[600];
-    snprintf(dir, sizeof dir, "%s/tiny-model", test_tmpdir());
-    char path[700];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        fclose(f);
-        return dir;
-    }
-    SynthOptions so = {.preset = "tiny", .out_dir = dir, .seed = 3, .old_layout = -1, .n_threads = 2};
-    Error err;
-    if (synth_model_write(&so, &err) != 0)
-        test_skip("synth-model tiny could not be written: %s", err.message);
-    return dir;
-}
-
 static Engine *open_engine(BackendKind kind, Error *err) {
     Engine *e = NULL;
-    EngineOptions eo = {.model_dir = tiny_model(), .backend = kind, .n_threads = 1, .max_context = 128};
+    EngineOptions eo = {.model_dir = test_tiny_model(), .backend = kind, .n_threads = 1, .max_context = 128};
     if (engine_open(&e, &eo, err) != 0)
         return NULL;
     return e;

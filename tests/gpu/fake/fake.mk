@@ -11,7 +11,7 @@ FAKE_OBJ := $(FAKE_SRC:%.c=$(BUILD)/obj-fakegpu/%.o)
 # the core library's objects, less those compiled above for the fake device
 FAKE_CORE_OBJ := $(filter-out $(BUILD)/obj/engine/engine.o $(BUILD)/obj/engine/cuda/%,$(CORE_OBJ))
 FAKE_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj-fakegpu/%.o,$(wildcard tests/gpu/backend/test_*.c)) \
-  $(BUILD)/obj-fakegpu/tests/unit/main.o
+  $(BUILD)/obj-fakegpu/tests/unit/main.o $(BUILD)/obj-fakegpu/tests/unit/tiny_model.o
 
 $(BUILD)/obj-fakegpu/%.o: %.c
 	@mkdir -p $(dir $@)
