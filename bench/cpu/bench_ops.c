@@ -2,6 +2,7 @@
  *
  *   bench_ops bandwidth [--mb N]            read bandwidth of the kernels' thread pool
  *   bench_ops gemv|gemm [--shape 4b|270m] [--rows T] [--mode exact|bf16|q8]
+ *   bench_ops peak                          fp32 FMA and bf16-dot peak GFLOP/s
  *
  * bandwidth: every thread of the pool (the same threads the GEMV runs on)
  * sums its contiguous share of an N MiB buffer with 64-byte loads; the median
@@ -12,6 +13,8 @@
  * from cache); reports GB/s of weights read. gemm: T rows (prefill), GFLOP/s.
  * caller_cpu_ms is the calling thread's CPU time per call: with MEDGEMMA_THREADS=1
  * it prices a kernel on a machine whose other jobs preempt it.
+ * peak: what the vector units can do with no memory traffic (best of 5), the
+ * ceiling a prefill GEMM is compared with.
  * One JSON object per line. Threads: env MEDGEMMA_THREADS (default all cores). */
 #include <stdint.h>
 #include <stdio.h>
@@ -121,6 +124,126 @@ static double bandwidth_gbs(size_t mib, double *cpu_gbs) {
     return gbs;
 }
 
+/* ---- peak arithmetic: register-only loops on every pool thread
+ *
+ * Each thread runs PEAK_CHAINS independent multiply-add chains (enough to
+ * cover the instruction's latency on both FMA pipes) for PEAK_ITERS steps;
+ * nothing touches memory. GFLOP/s counts a multiply-add as 2 flops:
+ * vfmadd ymm = 16, vfmadd zmm = 32, vdpbf16ps zmm = 64 (32 bf16 pairs, each
+ * pair 2 products and their sum into fp32). */
+#define PEAK_CHAINS 12
+#define PEAK_ITERS 20000000
+
+typedef struct {
+    int kind; /* 0 fma ymm, 1 fma zmm, 2 vdpbf16ps zmm */
+    float sink[256 * 16];
+} PeakJob;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) static float peak_fma256(void) {
+    __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-6f);
+    __m256 c[PEAK_CHAINS];
+    for (int k = 0; k < PEAK_CHAINS; k++)
+        c[k] = _mm256_set1_ps((float)k);
+    for (int i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 12
+        for (int k = 0; k < PEAK_CHAINS; k++)
+            c[k] = _mm256_fmadd_ps(c[k], a, b);
+    __m256 s = c[0];
+    for (int k = 1; k < PEAK_CHAINS; k++)
+        s = _mm256_add_ps(s, c[k]);
+    return _mm256_cvtss_f32(s);
+}
+
+__attribute__((target("avx512f,fma"))) static float peak_fma512(void) {
+    __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-6f);
+    __m512 c[PEAK_CHAINS];
+    for (int k = 0; k < PEAK_CHAINS; k++)
+        c[k] = _mm512_set1_ps((float)k);
+    for (int i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 12
+        for (int k = 0; k < PEAK_CHAINS; k++)
+            c[k] = _mm512_fmadd_ps(c[k], a, b);
+    __m512 s = c[0];
+    for (int k = 1; k < PEAK_CHAINS; k++)
+        s = _mm512_add_ps(s, c[k]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static float peak_dpbf16(void) {
+    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3380); /* 1, ~6e-8 */
+    __m512 c[PEAK_CHAINS];
+    for (int k = 0; k < PEAK_CHAINS; k++)
+        c[k] = _mm512_set1_ps((float)k);
+    for (int i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 12
+        for (int k = 0; k < PEAK_CHAINS; k++)
+            c[k] = _mm512_dpbf16_ps(c[k], a, b);
+    __m512 s = c[0];
+    for (int k = 1; k < PEAK_CHAINS; k++)
+        s = _mm512_add_ps(s, c[k]);
+    return _mm512_reduce_add_ps(s);
+}
+
+static int peak_supported(int kind) {
+    __builtin_cpu_init();
+    if (kind == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (kind == 1)
+        return __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+}
+
+static void peak_threads(void *ctx, int start, int end) {
+    PeakJob *j = ctx;
+    for (int t = start; t < end; t++)
+        j->sink[(t % 256) * 16] = j->kind == 0 ? peak_fma256() : j->kind == 1 ? peak_fma512() : peak_dpbf16();
+}
+#else
+static int peak_supported(int kind) {
+    (void)kind;
+    return 0;
+}
+static void peak_threads(void *ctx, int start, int end) {
+    (void)ctx, (void)start, (void)end;
+}
+#endif
+
+static void run_peak(void) {
+    static const char *names[] = {"fma_fp32_ymm", "fma_fp32_zmm", "dpbf16_zmm"};
+    static const double flops_per_instr[] = {16, 32, 64};
+    int n = kernels_threads();
+    for (int kind = 0; kind < 3; kind++) {
+        if (!peak_supported(kind)) {
+            printf("{\"op\": \"peak\", \"kind\": \"%s\", \"threads\": %d, \"supported\": false}\n",
+                   names[kind], n);
+            continue;
+        }
+        PeakJob *job = calloc(1, sizeof *job);
+        job->kind = kind;
+        double t[5];
+        parallel_for(n, 1, peak_threads, job); /* warm */
+        for (int r = 0; r < 5; r++) {
+            double t0 = now_s();
+            parallel_for(n, 1, peak_threads, job);
+            t[r] = now_s() - t0;
+        }
+        double best = t[0];
+        for (int r = 1; r < 5; r++)
+            best = t[r] < best ? t[r] : best;
+        double flops = (double)n * PEAK_ITERS * PEAK_CHAINS * flops_per_instr[kind];
+        /* best of 5: the machine's capability (a shared machine only slows a run down) */
+        printf(
+            "{\"op\": \"peak\", \"kind\": \"%s\", \"threads\": %d, \"supported\": true, \"gflop_s\": %.1f, "
+            "\"gflop_s_median\": %.1f}\n",
+            names[kind], n, flops / best / 1e9, flops / median(t, 5) / 1e9);
+        fflush(stdout);
+        if (job->sink[0] == 42.0f)
+            fprintf(stderr, "\n");
+        free(job);
+    }
+}
+
 /* ---- GEMV / GEMM on model shapes */
 
 typedef struct {
@@ -195,7 +318,7 @@ static void run_shape(const Shape *sh, int rows, const char *mode) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_ops bandwidth [--mb N] | gemv|gemm [--shape 4b|270m] [--rows T] "
-                        "[--mode exact|bf16|q8] [--op NAME]\n");
+                        "[--mode exact|bf16|q8] [--op NAME] | peak\n");
         return 2;
     }
     const char *what = argv[1], *shape = "4b", *mode = "exact", *only = NULL;
@@ -223,6 +346,11 @@ int main(int argc, char **argv) {
         printf("{\"op\": \"read_bandwidth\", \"threads\": %d, \"mib\": %d, \"gb_s\": %.2f, "
                "\"gb_per_caller_cpu_s\": %.2f}\n",
                kernels_threads(), mb, gbs, cpu_gbs);
+        return 0;
+    }
+    if (!strcmp(what, "peak")) {
+        run_peak();
+        kernels_shutdown();
         return 0;
     }
     int is_gemv = !strcmp(what, "gemv");

@@ -4,6 +4,7 @@
 #include "kernels/cpu/simd.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,22 +142,51 @@ AVX2 static float dot_bf16_avx2(const float *x, const bf16 *w, int n) {
     return s;
 }
 
-/* 4 rows x 2 accumulators: 8 independent FMA chains, one x load per 4 rows. */
+/* Software prefetch for the decode GEMV: each of the 4 row streams is
+ * fetched GEMV_PREFETCH inputs ahead of its loads; near a row's end the
+ * stream continues into the same row of the next 4-row pass (w + 4 ldw), so
+ * the next pass starts warm. A thread's rows are one contiguous span, so
+ * this runs ahead over exactly the bytes it will read next (the last pass
+ * prefetches a little past the span: harmless, prefetches do not fault). */
+#ifndef GEMV_PREFETCH
+#define GEMV_PREFETCH 512 /* inputs (1 KiB per row, 4 KiB per pass); -D to tune, 0 = off */
+#endif
+
+/* 4 rows x 2 accumulators: 8 independent FMA chains, one x load per 4 rows.
+ * Per row: a sums inputs i % 16 < 8, b the others, each in order of i. */
 AVX2 static void gemv4_bf16_avx2(float *y, const float *x, const bf16 *w, size_t ldw, int n) {
     const bf16 *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+#define GEMV4_AVX2_STEP(i)                                                                                   \
+    do {                                                                                                     \
+        __m256 xa = _mm256_loadu_ps(x + (i)), xb = _mm256_loadu_ps(x + (i) + 8);                             \
+        a0 = _mm256_fmadd_ps(xa, load8_bf16(w0 + (i)), a0);                                                  \
+        b0 = _mm256_fmadd_ps(xb, load8_bf16(w0 + (i) + 8), b0);                                              \
+        a1 = _mm256_fmadd_ps(xa, load8_bf16(w1 + (i)), a1);                                                  \
+        b1 = _mm256_fmadd_ps(xb, load8_bf16(w1 + (i) + 8), b1);                                              \
+        a2 = _mm256_fmadd_ps(xa, load8_bf16(w2 + (i)), a2);                                                  \
+        b2 = _mm256_fmadd_ps(xb, load8_bf16(w2 + (i) + 8), b2);                                              \
+        a3 = _mm256_fmadd_ps(xa, load8_bf16(w3 + (i)), a3);                                                  \
+        b3 = _mm256_fmadd_ps(xb, load8_bf16(w3 + (i) + 8), b3);                                              \
+    } while (0)
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);
-        a0 = _mm256_fmadd_ps(xa, load8_bf16(w0 + i), a0),
-        b0 = _mm256_fmadd_ps(xb, load8_bf16(w0 + i + 8), b0);
-        a1 = _mm256_fmadd_ps(xa, load8_bf16(w1 + i), a1),
-        b1 = _mm256_fmadd_ps(xb, load8_bf16(w1 + i + 8), b1);
-        a2 = _mm256_fmadd_ps(xa, load8_bf16(w2 + i), a2),
-        b2 = _mm256_fmadd_ps(xb, load8_bf16(w2 + i + 8), b2);
-        a3 = _mm256_fmadd_ps(xa, load8_bf16(w3 + i), a3),
-        b3 = _mm256_fmadd_ps(xb, load8_bf16(w3 + i + 8), b3);
+#if GEMV_PREFETCH > 0
+    /* 32 inputs (one 64-byte line per row) per step, one prefetch per row */
+    const bf16 *p0 = w0 + GEMV_PREFETCH, *p1 = w1 + GEMV_PREFETCH, *p2 = w2 + GEMV_PREFETCH,
+               *p3 = w3 + GEMV_PREFETCH;
+    for (; i + 32 <= n; i += 32) {
+        ptrdiff_t d = i + GEMV_PREFETCH < n ? 0 : (ptrdiff_t)(4 * ldw - (size_t)n);
+        _mm_prefetch((const char *)(p0 + i + d), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p1 + i + d), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p2 + i + d), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p3 + i + d), _MM_HINT_T0);
+        GEMV4_AVX2_STEP(i);
+        GEMV4_AVX2_STEP(i + 16);
     }
+#endif
+    for (; i + 16 <= n; i += 16)
+        GEMV4_AVX2_STEP(i);
+#undef GEMV4_AVX2_STEP
     for (; i + 8 <= n; i += 8) {
         __m256 xa = _mm256_loadu_ps(x + i);
         a0 = _mm256_fmadd_ps(xa, load8_bf16(w0 + i), a0), a1 = _mm256_fmadd_ps(xa, load8_bf16(w1 + i), a1);
