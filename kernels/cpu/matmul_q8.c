@@ -335,35 +335,45 @@ AVX2Q static void kernel_avx2(float *y, int ldy, const int8_t *qx, int ldq, cons
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
     for (int r = 0; r < rows; r++) {
         float *yr = y + (size_t)r * ldy;
-        __m256 out[4];
         float tmp[32];
         for (int c = 0; c < 32; c++)
             tmp[c] = accumulate && c < n_cols ? yr[c] : 0.0f;
-        for (int h = 0; h < 4; h++)
-            out[h] = _mm256_loadu_ps(tmp + 8 * h);
+        /* named accumulators: arrays here were kept in memory by the compiler (a load and a
+         * store per add) */
+        __m256 o0 = _mm256_loadu_ps(tmp), o1 = _mm256_loadu_ps(tmp + 8), o2 = _mm256_loadu_ps(tmp + 16),
+               o3 = _mm256_loadu_ps(tmp + 24);
         for (int b = 0; b < nb; b++) {
             const uint8_t *blk = blocks + (size_t)b * BLOCK_BYTES;
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256()};
+            __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
             for (int q = 0; q < 8; q++) {
                 int32_t quad;
                 memcpy(&quad, qx + (size_t)r * ldq + b * QB + q * 4, 4);
                 __m256i bx = _mm256_set1_epi32(quad), ax = _mm256_abs_epi8(bx);
-                for (int h = 0; h < 4; h++) {
-                    __m256i w =
-                        _mm256_xor_si256(_mm256_load_si256((const __m256i *)(blk + q * 128 + h * 32)), flip);
-                    __m256i p = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, bx));
-                    acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
-                }
+#define Q8_AVX2_STEP(h, acc)                                                                                 \
+    do {                                                                                                     \
+        __m256i w_ = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(blk + q * 128 + (h)*32)), flip);   \
+        __m256i p_ = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w_, bx));                                     \
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p_, ones));                                            \
+    } while (0)
+                Q8_AVX2_STEP(0, c0);
+                Q8_AVX2_STEP(1, c1);
+                Q8_AVX2_STEP(2, c2);
+                Q8_AVX2_STEP(3, c3);
+#undef Q8_AVX2_STEP
             }
             __m256 s = _mm256_set1_ps(dx[(size_t)r * lds + b]);
-            for (int h = 0; h < 4; h++) {
-                __m256 d = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(blk + QB * PANEL + 16 * h)));
-                out[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h]), _mm256_mul_ps(d, s), out[h]);
-            }
+            const __m128i *d = (const __m128i *)(blk + QB * PANEL);
+            o0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(d)), s),
+                                 o0);
+            o1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1),
+                                 _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(d + 1)), s), o1);
+            o2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c2),
+                                 _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(d + 2)), s), o2);
+            o3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c3),
+                                 _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(d + 3)), s), o3);
         }
-        for (int h = 0; h < 4; h++)
-            _mm256_storeu_ps(tmp + 8 * h, out[h]);
+        _mm256_storeu_ps(tmp, o0), _mm256_storeu_ps(tmp + 8, o1);
+        _mm256_storeu_ps(tmp + 16, o2), _mm256_storeu_ps(tmp + 24, o3);
         for (int c = 0; c < n_cols; c++)
             yr[c] = tmp[c];
     }
