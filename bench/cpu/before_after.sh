@@ -19,7 +19,7 @@ trap 'git worktree remove --force "$tmp/base" >/dev/null 2>&1; rm -rf "$tmp"' EX
 git worktree add -q --detach "$tmp/base" "$BASE"
 build() { # DIR OUT
     (cd "$1" && ${CC:-gcc} -std=c11 -O2 -D_GNU_SOURCE -I. -pthread bench/cpu/bench_cpu.c engine/*.c kernels/cpu/*.c \
-        util/*.c grammar/*.c tokenizer/*.c -lcjson -lm -o "$2")
+        util/*.c grammar/*.c tokenizer/*.c -lcjson -lcrypto -lm -o "$2")
 }
 build "$tmp/base" "$tmp/bench_base"
 build "$PWD" "$tmp/bench_new"

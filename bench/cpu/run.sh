@@ -22,7 +22,7 @@ MODEL="${MEDGEMMA_CACHE:-$HOME/.cache/medgemma-engine}/gemma3-270m"
 mkdir -p build/bench
 # Built from the sources directly: build/libmedgemma.a may hold CUDA objects.
 ${CC:-gcc} -std=c11 -O2 -D_GNU_SOURCE -I. -pthread bench/cpu/bench_cpu.c engine/*.c kernels/cpu/*.c util/*.c \
-    -lcjson -lm -o build/bench/bench_cpu
+    grammar/*.c tokenizer/*.c -lcjson -lcrypto -lm -o build/bench/bench_cpu
 out=$(mktemp)
 # The machine is shared: ours runs before and after the baseline, best of both kept.
 build/bench/bench_cpu "$MODEL" --prompt "$PROMPT" --decode "$DECODE" --threads "$THREADS" --runs "$RUNS" | tee "$out"

@@ -64,9 +64,9 @@ def run(cmd, **kw):
 def build():
     subprocess.run([os.path.join(ROOT, "bench/cpu/llamacpp.sh"), "build"], check=True)
     os.makedirs(os.path.join(ROOT, "build/bench"), exist_ok=True)
-    srcs = ["bench/cpu/bench_cpu.c"] + [f"{d}/{f}" for d in ("engine", "kernels/cpu", "util")
+    srcs = ["bench/cpu/bench_cpu.c"] + [f"{d}/{f}" for d in ("engine", "kernels/cpu", "util", "grammar", "tokenizer")
                                         for f in sorted(os.listdir(os.path.join(ROOT, d))) if f.endswith(".c")]
-    run(["gcc", "-std=c11", "-O2", "-D_GNU_SOURCE", "-I.", "-pthread", *srcs, "-lcjson", "-lm", "-o",
+    run(["gcc", "-std=c11", "-O2", "-D_GNU_SOURCE", "-I.", "-pthread", *srcs, "-lcjson", "-lcrypto", "-lm", "-o",
          "build/bench/bench_cpu"], cwd=ROOT)
     srcs_ops = ["bench/cpu/bench_ops.c"] + [f"kernels/cpu/{f}" for f in sorted(os.listdir(os.path.join(ROOT, "kernels/cpu")))
                                             if f.endswith(".c")] + ["util/error.c", "util/log.c"]
