@@ -358,6 +358,52 @@ AVX2 static void pack_panel16_avx2(float *panel, const bf16 *w, size_t ldw, int 
         pack_panel_generic(panel + (size_t)i * 16, 16, w + i, ldw, n_cols, k - i);
 }
 
+/* exp(x) for 8 lanes: the AVX-512 exp16 below lane for lane (Cephes' expf, the same
+ * operations; 2^n applied by building the float 2^n, exact for n in [-126, 127]). */
+AVX2 static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* As gelu_avx512, 8 lanes at a time (the tail through a zero-padded copy). */
+AVX2 static void gelu_avx2(float *out, const float *gate, const float *up, int n) {
+    const __m256 beta = _mm256_set1_ps(GELU_BETA), kappa = _mm256_set1_ps(GELU_KAPPA);
+    const __m256 one = _mm256_set1_ps(1.0f), minus2 = _mm256_set1_ps(-2.0f);
+    for (int i = 0; i < n; i += 8) {
+        int m = n - i < 8 ? n - i : 8;
+        float xg[8] = {0}, xu[8] = {0}, res[8];
+        const float *g = gate + i, *u = up ? up + i : NULL;
+        if (m < 8) {
+            memcpy(xg, g, (size_t)m * sizeof *xg), g = xg;
+            if (u)
+                memcpy(xu, u, (size_t)m * sizeof *xu), u = xu;
+        }
+        __m256 x = _mm256_loadu_ps(g);
+        __m256 v = _mm256_mul_ps(beta, _mm256_fmadd_ps(_mm256_mul_ps(kappa, x), _mm256_mul_ps(x, x), x));
+        __m256 y = _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_mul_ps(minus2, v))));
+        if (u)
+            y = _mm256_mul_ps(y, _mm256_loadu_ps(u));
+        if (m == 8)
+            _mm256_storeu_ps(out + i, y);
+        else {
+            _mm256_storeu_ps(res, y);
+            memcpy(out + i, res, (size_t)m * sizeof *res);
+        }
+    }
+}
+
 static const SimdOps ops_avx2 = {
     .name = "avx2",
     .dot_bf16 = dot_bf16_avx2,
@@ -369,7 +415,7 @@ static const SimdOps ops_avx2 = {
     .gemm_panel = gemm_panel_avx2,
     .panel_cols = 16,
     .pack_panel = pack_panel16_avx2,
-    .gelu = gelu_scalar,
+    .gelu = gelu_avx2,
 };
 
 /* ---- AVX-512 (16 lanes) */
