@@ -58,14 +58,14 @@ cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens,
                               const int32_t *d_pos0, float theta, float rope_scale, float eps,
                               cudaStream_t stream);
 
-/* The decoder's fused step after the q|k|v projection: rows of qkv [T, ld] hold
- * q (H heads) | k (KVH) | v (KVH). q and k heads get norm + RoPE in place (q_norm,
- * k_norm); the roped k and the v rows of positions p = pos0 + t are also stored
- * into the caches [slots, KVH * head_dim] at slot p % ring (ring > 0; rows older
- * than the last `ring` skipped) or p: what cuda_qk_norm_rope twice and
- * cuda_kv_store do, in one launch. */
-cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm, const bf16 *k_norm, int n_tokens,
-                                int n_heads, int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
+/* The decoder's fused step after the q, k, v projections: rows t of q (H heads), k and v
+ * (KVH heads each; row strides ld_q, ld_k, ld_v). q and k heads get norm + RoPE in place
+ * (q_norm, k_norm); the roped k and the v rows of positions p = pos0 + t are also stored
+ * into the caches [slots, KVH * head_dim] at slot p % ring (ring > 0; rows older than
+ * the last `ring` skipped) or p. Math as kernels.h qk_norm_rope, in one launch. */
+cudaError_t cuda_qkv_rope_store(bf16 *q, int ld_q, bf16 *k, int ld_k, const bf16 *v, int ld_v,
+                                const bf16 *q_norm, const bf16 *k_norm, int n_tokens, int n_heads,
+                                int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
                                 float rope_scale, float eps, bf16 *k_cache, bf16 *v_cache, int ring,
                                 cudaStream_t stream);
 
@@ -100,8 +100,10 @@ cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf1
 
 /* ---- gelu.cu */
 
-/* out[t, i] = bf16(gelu_tanh(gu[t, i]) * gu[t, width + i])   gu [T, 2 * width] (gate | up) */
-cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows, int width, cudaStream_t stream);
+/* out[t, i] = bf16(bf16(gelu_tanh(gate[t, i])) * up[t, i])   rows of width values at stride ld;
+ * out may alias gate */
+cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gate, const bf16 *up, int ld, int n_rows, int width,
+                                cudaStream_t stream);
 /* x = gelu_tanh(x), in place */
 cudaError_t cuda_gelu_tanh(bf16 *x, long long n, cudaStream_t stream);
 

@@ -168,8 +168,9 @@ static void test_qkv_rope_store(const char *name, int n_tokens, int H, int KVH, 
     bf16 *d_kc = dev_poisoned((size_t)slots * kvd * sizeof(bf16)),
          *d_vc = dev_poisoned((size_t)slots * kvd * sizeof(bf16));
     int32_t *d_pos = pos0 ? dev_copy(&pos0, sizeof pos0) : NULL;
-    GPU_OK(cuda_qkv_rope_store(d_x, ld, d_qn, d_kn, n_tokens, H, KVH, Dh, d_pos, 1e4f, 1.0f, 1e-6f, d_kc,
-                               d_vc, ring, S));
+    /* q, k, v: three views of one fused row buffer (row stride ld each), as strided tensors */
+    GPU_OK(cuda_qkv_rope_store(d_x, ld, d_x + qd, ld, d_x + qd + kvd, ld, d_qn, d_kn, n_tokens, H, KVH, Dh,
+                               d_pos, 1e4f, 1.0f, 1e-6f, d_kc, d_vc, ring, S));
     GPU_OK(cudaDeviceSynchronize());
     bf16 *gx = malloc(n * sizeof(bf16)), *kc = malloc((size_t)slots * kvd * sizeof(bf16)),
          *vc = malloc((size_t)slots * kvd * sizeof(bf16));
@@ -333,13 +334,24 @@ static void test_gelu(const char *name, int rows, int width) {
         memcpy(up + (size_t)t * width, gu + (size_t)t * 2 * width + width, width * sizeof(float));
     }
     gelu_tanh_gate(ref, gate, up, (int)n);
-    bf16 *d_gu = dev_from_f32_as_bf16(gu, 2 * n), *d_out = dev_poisoned(n * sizeof(bf16));
-    GPU_OK(cuda_gelu_tanh_gate(d_out, d_gu, rows, width, S));
+    bf16 *d_gate = dev_from_f32_as_bf16(gate, n), *d_up = dev_from_f32_as_bf16(up, n),
+         *d_out = dev_poisoned(n * sizeof(bf16));
+    GPU_OK(cuda_gelu_tanh_gate(d_out, d_gate, d_up, width, rows, width, S));
     float *out = host_from_dev_bf16(d_out, n);
     char sub[160];
     snprintf(sub, sizeof sub, "%s_gate", name);
     gpu_report(sub, rel_err(out, ref, n), TOL_BF16);
     free(out);
+    /* in place over gate (the forward pass's out = gate), rows at the stride of a wider buffer */
+    bf16 *d_gu = dev_from_f32_as_bf16(gu, 2 * n); /* rows: gate | up, stride 2 * width */
+    GPU_OK(cuda_gelu_tanh_gate(d_gu, d_gu, d_gu + width, 2 * width, rows, width, S));
+    float *gu_out = host_from_dev_bf16(d_gu, 2 * n);
+    out = malloc(n * sizeof *out);
+    for (int t = 0; t < rows; t++)
+        memcpy(out + (size_t)t * width, gu_out + (size_t)t * 2 * width, width * sizeof(float));
+    snprintf(sub, sizeof sub, "%s_gate_in_place_strided", name);
+    gpu_report(sub, rel_err(out, ref, n), TOL_BF16);
+    free(out), free(gu_out);
     /* plain gelu in place over the gate values */
     memcpy(ref, gate, n * sizeof *ref);
     gelu_tanh(ref, (int)n);
@@ -348,7 +360,7 @@ static void test_gelu(const char *name, int rows, int width) {
     out = host_from_dev_bf16(d_x, n);
     snprintf(sub, sizeof sub, "%s_plain", name);
     gpu_report(sub, rel_err(out, ref, n), TOL_BF16);
-    cudaFree(d_gu), cudaFree(d_out), cudaFree(d_x);
+    cudaFree(d_gu), cudaFree(d_gate), cudaFree(d_up), cudaFree(d_out), cudaFree(d_x);
     free(gu), free(gate), free(up), free(ref), free(out);
 }
 

@@ -126,8 +126,9 @@ static void norm_rope(bf16 *v, const bf16 *w, int dh, float pos, float theta, fl
     }
 }
 typedef struct {
-    bf16 *x;
-    int ld;
+    bf16 *q, *k;
+    const bf16 *v;
+    int ld_q, ld_k, ld_v;
     const bf16 *qn, *kn;
     int n, H, KVH, dh;
     const int32_t *pos;
@@ -141,37 +142,29 @@ static void run_rope(void *p) {
     size_t kvd = (size_t)a->KVH * a->dh;
     for (int t = 0; t < a->n; t++) {
         int pp = pos0 + t;
-        int store = a->kc && !(a->ring > 0 && pp <= pos0 + a->n - 1 - a->ring);
+        int store = !(a->ring > 0 && pp <= pos0 + a->n - 1 - a->ring);
         size_t slot = a->ring > 0 ? (size_t)(pp % a->ring) : (size_t)pp;
-        bf16 *row = a->x + (size_t)t * a->ld;
-        for (int hh = 0; hh < a->H + (a->kc ? 2 * a->KVH : 0); hh++) {
-            if (hh < a->H)
-                norm_rope(row + (size_t)hh * a->dh, a->qn, a->dh, (float)pp, a->theta, a->scale, a->eps,
-                          NULL);
-            else if (hh < a->H + a->KVH)
-                norm_rope(row + (size_t)hh * a->dh, a->kn, a->dh, (float)pp, a->theta, a->scale, a->eps,
-                          store ? a->kc + slot * kvd + (size_t)(hh - a->H) * a->dh : NULL);
-            else if (store)
-                memcpy(a->vc + slot * kvd + (size_t)(hh - a->H - a->KVH) * a->dh, row + (size_t)hh * a->dh,
-                       a->dh * sizeof(bf16));
+        for (int hh = 0; hh < a->H; hh++)
+            norm_rope(a->q + (size_t)t * a->ld_q + (size_t)hh * a->dh, a->qn, a->dh, (float)pp, a->theta,
+                      a->scale, a->eps, NULL);
+        for (int hh = 0; hh < a->KVH; hh++) {
+            norm_rope(a->k + (size_t)t * a->ld_k + (size_t)hh * a->dh, a->kn, a->dh, (float)pp, a->theta,
+                      a->scale, a->eps, store ? a->kc + slot * kvd + (size_t)hh * a->dh : NULL);
+            if (store)
+                memcpy(a->vc + slot * kvd + (size_t)hh * a->dh,
+                       a->v + (size_t)t * a->ld_v + (size_t)hh * a->dh, a->dh * sizeof(bf16));
         }
     }
 }
-cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens, int n_heads, int head_dim,
-                              const int32_t *d_pos0, float theta, float rope_scale, float eps,
-                              cudaStream_t s) {
-    RopeArgs a = {x,      ld,    norm_w,     NULL, n_tokens, n_heads, 0, head_dim,
-                  d_pos0, theta, rope_scale, eps,  NULL,     NULL,    0};
-    return SUBMIT(run_rope, a);
-}
-cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm, const bf16 *k_norm, int n_tokens,
-                                int n_heads, int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
+cudaError_t cuda_qkv_rope_store(bf16 *q, int ld_q, bf16 *k, int ld_k, const bf16 *v, int ld_v,
+                                const bf16 *q_norm, const bf16 *k_norm, int n_tokens, int n_heads,
+                                int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
                                 float rope_scale, float eps, bf16 *k_cache, bf16 *v_cache, int ring,
                                 cudaStream_t s) {
     if (!k_cache || !v_cache)
         return cudaErrorInvalidValue;
-    RopeArgs a = {qkv,    ld,    q_norm,     k_norm, n_tokens, n_heads, n_kv_heads, head_dim,
-                  d_pos0, theta, rope_scale, eps,    k_cache,  v_cache, ring};
+    RopeArgs a = {q,          k,        v,      ld_q,  ld_k,       ld_v, q_norm,  k_norm,  n_tokens, n_heads,
+                  n_kv_heads, head_dim, d_pos0, theta, rope_scale, eps,  k_cache, v_cache, ring};
     return SUBMIT(run_rope, a);
 }
 
@@ -337,10 +330,10 @@ static float gelu(float x) {
 }
 typedef struct {
     bf16 *out;
-    const bf16 *gu;
+    const bf16 *gate, *up;
     bf16 *x;
     long long n;
-    int rows, width;
+    int ld, rows, width;
 } GeluArgs;
 static void run_gelu(void *p) {
     GeluArgs *a = p;
@@ -351,16 +344,17 @@ static void run_gelu(void *p) {
     }
     for (int t = 0; t < a->rows; t++)
         for (int i = 0; i < a->width; i++) {
-            const bf16 *row = a->gu + (size_t)t * 2 * a->width;
-            a->out[(size_t)t * a->width + i] = b(rb(gelu(f(row[i]))) * f(row[a->width + i]));
+            size_t at = (size_t)t * a->ld + i;
+            a->out[at] = b(rb(gelu(f(a->gate[at]))) * f(a->up[at]));
         }
 }
-cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows, int width, cudaStream_t s) {
-    GeluArgs a = {out, gu, NULL, 0, n_rows, width};
+cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gate, const bf16 *up, int ld, int n_rows, int width,
+                                cudaStream_t s) {
+    GeluArgs a = {out, gate, up, NULL, 0, ld, n_rows, width};
     return SUBMIT(run_gelu, a);
 }
 cudaError_t cuda_gelu_tanh(bf16 *x, long long n, cudaStream_t s) {
-    GeluArgs a = {NULL, NULL, x, n, 0, 0};
+    GeluArgs a = {NULL, NULL, NULL, x, n, 0, 0, 0};
     return SUBMIT(run_gelu, a);
 }
 typedef struct {
