@@ -215,9 +215,13 @@ static int bind_text(Forward *f, const ModelWeights *mw, Error *err) {
             bind(f, &d->post_ff_norm, s->post_ff_norm, 1, D, 0, err))
             return error_prefix(err, "layer %d", l);
     }
-    if (bind(f, &f->lm_head, mw->lm_head, f->V, D, 1, err) ||
-        bind(f, &f->embed, mw->embed, f->V, D, 0, err) ||
+    if (bind(f, &f->embed, mw->embed, f->V, D, 0, err) ||
         bind(f, &f->final_norm, mw->final_norm, 1, D, 0, err))
+        return error_prefix(err, "output head");
+    f->lm_head = weight_bf16(mw->lm_head, f->V, D);
+    f->lm_head.quantizable = 1;
+    f->lm_head.tied = mw->lm_head == mw->embed; /* one copy on a device (the CPU may quantize the head) */
+    if (mw->lm_head && f->ops->prepare(f->ops->ctx, &f->lm_head, err) != 0)
         return error_prefix(err, "output head");
     return 0;
 }

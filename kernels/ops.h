@@ -68,12 +68,13 @@ typedef struct {
     int in_out;       /* 1: stored [in = rows, out = cols] (y = x W), only bf16 */
     int quantizable;  /* prepare() may store it in 8 bits when the options ask (decoder projections) */
     int conv;         /* the patch conv [hidden, C*P*P]: only patch_embed reads it (CUDA pads its rows) */
+    int tied;         /* the output head is the embedding: prepared after it, a device keeps one copy */
     void *owned;      /* what prepare() allocated for it (freed by ops->release) */
 } Weight;
 
 /* A bf16 view of checkpoint memory (format bf16, nothing owned). */
 static inline Weight weight_bf16(const bf16 *data, int rows, int cols) {
-    Weight w = {WEIGHT_BF16, data, rows, cols, 0, 0, 0, NULL};
+    Weight w = {WEIGHT_BF16, data, rows, cols, 0, 0, 0, 0, NULL};
     return w;
 }
 

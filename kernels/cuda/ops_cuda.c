@@ -211,14 +211,17 @@ static int cuda_prepare(void *ctx, Weight *w, Error *err) {
     if (w->format != WEIGHT_BF16)
         return error_set(err, "cuda ops: only bf16 weights (a %d x %d matrix of format %d)", w->rows, w->cols,
                          (int)w->format);
-    for (int i = 0; i < c->n_uploaded; i++) { /* a tied output head: the embedding's carve */
+    for (int i = 0; i < c->n_uploaded && w->tied; i++) { /* a tied output head: the embedding's carve */
         const Uploaded *u = &c->uploaded[i];
-        if (u->host == w->data && u->rows == w->rows && u->cols == w->cols && u->conv == w->conv) {
+        if (u->host == w->data && u->rows == w->rows && u->cols == w->cols && !u->conv) {
             w->data = u->dev;
             w->owned = NULL;
             return 0;
         }
     }
+    if (w->tied)
+        return error_set(err, "cuda ops: a tied %d x %d weight prepared before what it is tied to", w->rows,
+                         w->cols);
     if (c->n_uploaded == c->cap_uploaded) {
         int cap = c->cap_uploaded ? 2 * c->cap_uploaded : 256;
         Uploaded *p = realloc(c->uploaded, (size_t)cap * sizeof *p);
