@@ -9,7 +9,9 @@
  * of one token with the op table in its graph mode (the token id and the position in
  * device memory behind fixed pointers, the logits copied into a pinned buffer), so
  * one graph replays unchanged every token. Nothing is allocated on the device after
- * create.
+ * create. A prompt may continue a cached prefix (continue_prefill: forward_text at
+ * pos0 > 0; the local layers' rings keep ring_extra slots past the window,
+ * docs/caching.md).
  *
  * Errors at request time (backend.h's codes): a sticky CUDA error (illegal
  * address, launch failure: real CUDA then fails every later call) loses the
@@ -140,6 +142,23 @@ static int cuda_prefill(void *state, const int32_t *tokens, int n, const int32_t
         return ENGINE_ERR_INPUT;
     int rc = forward_text(st->forward, tokens, n, 0, image_block, image_embeds, logits,
                           st->has_cap ? &st->cap : NULL, err);
+    return rc == 0 ? 0 : request_failed(st, err);
+}
+
+/* tokens[0..n) at positions pos0.. over the cached prefix (backend.h continue_prefill). */
+static int cuda_continue_prefill(void *state, const int32_t *tokens, int n, int pos0,
+                                 const int32_t *image_block, const float *image_embeds, float *logits,
+                                 Error *err) {
+    CudaState *st = state;
+    if (st->lost)
+        return refuse_lost(st, err);
+    cuda_check_take_failure();
+    if (pos0 < 1 || pos0 + n > st->opt.max_context)
+        return error_set(err, "prefill of %d tokens at position %d (the KV cache holds %d)", n, pos0,
+                         st->opt.max_context);
+    if (check_tokens(st, tokens, n, image_block, image_embeds, err) != 0)
+        return ENGINE_ERR_INPUT;
+    int rc = forward_text(st->forward, tokens, n, pos0, image_block, image_embeds, logits, NULL, err);
     return rc == 0 ? 0 : request_failed(st, err);
 }
 
@@ -347,7 +366,6 @@ static int cuda_create(void **state, const ModelConfig *config, const ModelWeigh
         return error_set(err, "cuda backend: out of host memory");
     st->cfg = *config;
     st->opt = *options;
-    st->opt.ring_extra = 0; /* no continue_prefill yet: the local layers' ring is the window */
     struct cudaDeviceProp prop;
     snprintf(st->device_name, sizeof st->device_name, "the GPU");
     if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
@@ -387,6 +405,7 @@ static const Backend cuda_backend = {
     .device_name = cuda_device_name,
     .encode_image = cuda_encode_image,
     .prefill = cuda_prefill,
+    .continue_prefill = cuda_continue_prefill,
     .decode = cuda_decode,
     .set_capture = cuda_set_capture,
 };

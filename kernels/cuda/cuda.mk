@@ -30,7 +30,7 @@ $(BUILD)/obj/%.o: %.cu
 # codecs or network libraries: cJSON is their one library besides CUDA), so a
 # lent GPU machine builds them with `make build/gpu_tests build/gpu_bench`.
 GPU_CORE_SRC := $(wildcard util/*.c kernels/cpu/*.c) engine/config.c engine/safetensors.c engine/map_guard.c engine/weights.c \
-  engine/forward.c engine/kv_cache.c
+  engine/forward.c engine/kv_cache.c engine/backend_cpu.c
 GPU_CORE_OBJ := $(GPU_CORE_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_OBJ)
 GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/gpu/*.c))
 GPU_BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/gpu/*.c))

@@ -9,7 +9,8 @@
  *  - linear: the GEMV for one row, for sizes that are not multiples of 8 and for fp32
  *    output (the logits); cuBLASLt otherwise (and the GEMV per row, said once, when
  *    cuBLASLt has no algorithm for a shape);
- *  - attention: flash prefill for a batch at position 0, split-KV decode for one token;
+ *  - attention: flash prefill for a batch at position 0; over the cache by position (split
+ *    over the keys, flash-decoding) for one decode token or a prompt continuing a prefix;
  *  - qk_rope_store, rmsnorm_residual_norm, gelu_gate: the fused kernels.
  * Positions: 0 is a NULL position pointer; another first position is uploaded once
  * (kept while it does not change); in the decode graph's mode every op reads the
@@ -401,6 +402,24 @@ static void cuda_qk_rope_store(void *ctx, Tensor q, Tensor k, Tensor v, const We
                                r->eps, bd(kv->k), bd(kv->v), kv->capacity, c->stream));
 }
 
+/* The image blocks of a batch on the device (uploaded when they changed). */
+static const int32_t *device_image_block(CudaOps *c, const int32_t *image_block, int n) {
+    if (!image_block)
+        return NULL;
+    if (n > c->opt.max_rows) {
+        fail_msg(c, "attention: more rows than the op table's scratch holds");
+        return NULL;
+    }
+    if (c->image_block_n != n || memcmp(c->h_image_block, image_block, (size_t)n * sizeof(int32_t)) != 0) {
+        memcpy(c->h_image_block, image_block, (size_t)n * sizeof(int32_t));
+        RUN(c, cudaMemcpyAsync(c->d_image_block, c->h_image_block, (size_t)n * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, c->stream));
+        RUN(c, cudaStreamSynchronize(c->stream)); /* h_image_block may change with the next upload */
+        c->image_block_n = c->failed ? 0 : n;
+    }
+    return c->d_image_block;
+}
+
 static void cuda_attention_op(void *ctx, Tensor out, Tensor q, Tensor k, Tensor v, const KvLayer *kv,
                               const int32_t *image_block, const Batch *b, const AttnShape *s) {
     CudaOps *c = ctx;
@@ -411,42 +430,29 @@ static void cuda_attention_op(void *ctx, Tensor out, Tensor q, Tensor k, Tensor 
             fail_msg(c, "attention: k and v with different row strides");
             return;
         }
-        const int32_t *d_blocks = NULL;
-        if (image_block) {
-            if (b->n > c->opt.max_rows) {
-                fail_msg(c, "attention: more rows than the op table's scratch holds");
-                return;
-            }
-            if (c->image_block_n != b->n ||
-                memcmp(c->h_image_block, image_block, (size_t)b->n * sizeof(int32_t)) != 0) {
-                memcpy(c->h_image_block, image_block, (size_t)b->n * sizeof(int32_t));
-                RUN(c, cudaMemcpyAsync(c->d_image_block, c->h_image_block, (size_t)b->n * sizeof(int32_t),
-                                       cudaMemcpyHostToDevice, c->stream));
-                RUN(c, cudaStreamSynchronize(c->stream)); /* h_image_block may change with the next upload */
-                c->image_block_n = c->failed ? 0 : b->n;
-            }
-            d_blocks = c->d_image_block;
-        }
-        RUN(c, cuda_attention_prefill(bd(out), bd(q), q.ld, bd(k), bd(v), k.ld, d_blocks, b->n, s->n_heads,
-                                      s->n_kv_heads, s->head_dim, s->causal, s->window, s->scale, c->stream));
+        const int32_t *d_blocks = device_image_block(c, image_block, b->n);
+        if (!c->failed)
+            RUN(c, cuda_attention_prefill(bd(out), bd(q), q.ld, bd(k), bd(v), k.ld, d_blocks, b->n,
+                                          s->n_heads, s->n_kv_heads, s->head_dim, s->causal, s->window,
+                                          s->scale, c->stream));
         return;
     }
-    if (b->n != 1) {
-        fail_msg(c, "attention: a prompt continuing a cached prefix is not implemented on CUDA yet");
+    /* over the cache by position: one decode token, or a prompt continuing a cached prefix.
+     * Splits over a row's keys (at most the window, or the capacity): one per 32 keys, up to
+     * what the scratch holds for all rows of a launch. */
+    if (!kv || !packed(c, kv->k, TENSOR_BF16, "attention") || !packed(c, kv->v, TENSOR_BF16, "attention"))
         return;
-    }
-    /* one token over the cache: the last min(pos + 1, capacity) slots; a local layer's
-     * ring must then be its window (kv_cache.h's ring_extra = 0) */
-    if (s->window > 0 && s->window < kv->capacity) {
-        fail_msg(c, "attention: decode over a ring wider than its window (ring_extra) is not implemented "
-                    "on CUDA yet");
-        return;
-    }
-    int splits = kv->capacity / 32;
-    splits = splits < 1 ? 1 : splits > DEVICE_PLAN_DECODE_SPLITS ? DEVICE_PLAN_DECODE_SPLITS : splits;
-    RUN(c,
-        cuda_attention_decode(bd(out), bd(q), bd(kv->k), bd(kv->v), position(c, b), kv->capacity, s->n_heads,
-                              s->n_kv_heads, s->head_dim, s->scale, c->d_decode_scratch, splits, c->stream));
+    int keys = s->window > 0 && s->window < kv->capacity ? s->window : kv->capacity;
+    int splits = keys / 32, per_row = DEVICE_PLAN_DECODE_SPLITS /
+                                      (b->n < DEVICE_PLAN_DECODE_SPLITS ? b->n : DEVICE_PLAN_DECODE_SPLITS);
+    splits = splits < 1 ? 1 : splits > per_row ? per_row : splits;
+    const int32_t *d_blocks = device_image_block(c, image_block, b->n);
+    const int32_t *d_pos0 = position(c, b);
+    if (!c->failed)
+        RUN(c,
+            cuda_attention_cached(bd(out), out.ld, bd(q), q.ld, bd(kv->k), bd(kv->v), kv->capacity, d_pos0,
+                                  d_blocks, b->n, s->window, s->n_heads, s->n_kv_heads, s->head_dim, s->scale,
+                                  c->d_decode_scratch, DEVICE_PLAN_DECODE_SPLITS, splits, c->stream));
 }
 
 static void cuda_gelu_gate_op(void *ctx, Tensor out, Tensor gate, Tensor up) {

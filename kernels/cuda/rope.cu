@@ -1,5 +1,6 @@
 /* Q/K head norm + rotate-half RoPE, fused (and, for the decoder, with the KV-cache
- * store). Twin: kernels/cpu/rope.c (the store is a copy; see attention.cu's kv_store).
+ * store). Twin: kernels/cpu/rope.c (the store is a copy into the slots of kernels/cpu/ops_cpu.c's
+ * qk_rope_store).
  * Math, per head of head_dim values at position p = pos0 + t:
  *   y = bf16(rmsnorm(x) * (1 + w))                       (fp32, rounded like q_norm's output)
  *   inv_i = 1 / theta^(2i / Dh) / rope_scale,  a = p * inv_i   (fp32, as transformers)
@@ -39,15 +40,6 @@ __device__ __forceinline__ void norm_rope_head(bf16_t *v, const bf16_t *norm_w, 
     }
 }
 
-__global__ void qk_norm_rope_kernel(bf16_t *x, int ld, const bf16_t *norm_w, int n_heads, int head_dim,
-                                    const int32_t *d_pos0, float theta, float rope_scale, float eps) {
-    __shared__ float scratch[33];
-    int t = blockIdx.x / n_heads, head = blockIdx.x % n_heads;
-    float pos = (float)((d_pos0 ? *d_pos0 : 0) + t);
-    norm_rope_head(x + (size_t)t * ld + (size_t)head * head_dim, norm_w, head_dim, pos, theta, rope_scale,
-                   eps, nullptr, scratch);
-}
-
 /* Row t of q holds H heads, of k and v KVH heads (row strides ld_q, ld_k, ld_v). Blocks
  * per row: H q heads (norm + RoPE), KVH k heads (norm + RoPE, also stored into k_cache),
  * KVH v heads (copied into v_cache). Cache slot of position p: p % ring (ring > 0;
@@ -82,18 +74,6 @@ __global__ void qkv_rope_store_kernel(bf16_t *q, int ld_q, bf16_t *k, int ld_k, 
 }
 
 // ---- launchers
-
-extern "C" cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens, int n_heads,
-                                         int head_dim, const int32_t *d_pos0, float theta, float rope_scale,
-                                         float eps, cudaStream_t stream) {
-    if (n_tokens <= 0 || n_heads <= 0)
-        return cudaSuccess;
-    if (head_dim <= 0 || head_dim % 2)
-        return cudaErrorInvalidValue;
-    CUDA_LAUNCH(qk_norm_rope_kernel, n_tokens * n_heads, 128, 0, stream, (bf16_t *)x, ld,
-                (const bf16_t *)norm_w, n_heads, head_dim, d_pos0, theta, rope_scale, eps);
-    return cudaGetLastError();
-}
 
 extern "C" cudaError_t cuda_qkv_rope_store(bf16 *q, int ld_q, bf16 *k, int ld_k, const bf16 *v, int ld_v,
                                            const bf16 *q_norm, const bf16 *k_norm, int n_tokens, int n_heads,

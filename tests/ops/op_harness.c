@@ -397,29 +397,30 @@ static void op_qk_rope_store(Run *r, const Shape *s) {
 }
 
 /* attention: a = rows, b = heads, c = kv heads, d = head dim,
- * e = mode (0 bidirectional, 1 causal, 2 causal + window 64 + an image block, 3 decode over the cache),
- * f = decode: position (cache capacity min(f + 1, 1024)) */
+ * e = mode (0 bidirectional, 1 causal, 2 causal + window 64 + an image block, 3 decode over the cache,
+ *           4 a prompt continuing a cached prefix: causal + window 64 + an image block, keys from the cache),
+ * f = decode: position (cache capacity min(f + 1, 1024)); continued: the first row's position */
 static void op_attention(Run *r, const Shape *s) {
     int n = s->a, H = s->b, KVH = s->c, Dh = s->d, mode = s->e;
-    int decode = mode == 3, pos = decode ? s->f : 0;
-    int keys = decode ? (pos + 1 < 1024 ? pos + 1 : 1024) : n;
+    int decode = mode == 3, cached = mode == 4, pos = decode || cached ? s->f : 0;
+    int keys = decode ? (pos + 1 < 1024 ? pos + 1 : 1024) : cached ? pos + n : n;
     int qd = H * Dh, kd = KVH * Dh;
     float *q = rand_f32((size_t)n * qd, 1.0f), *k = rand_f32((size_t)keys * kd, 1.0f),
           *v = rand_f32((size_t)keys * kd, 1.0f);
     int32_t *blocks = NULL;
-    if (mode == 2) {
+    if (mode == 2 || cached) {
         blocks = malloc(n * sizeof *blocks);
-        for (int t = 0; t < n; t++)
-            blocks[t] =
-                t >= n / 4 && t < n / 4 + 80 && t < n ? 0 : -1; /* 80 soft tokens, longer than the window */
+        for (int t = 0; t < n; t++) /* 80 soft tokens, longer than the window (continued: 16) */
+            blocks[t] = t >= n / 4 && t < n / 4 + (cached ? 16 : 80) && t < n ? 0 : -1;
     }
     float scale = 1.0f / sqrtf((float)Dh);
-    AttnShape sh = {H, KVH, Dh, scale, mode != 0, mode == 2 ? 64 : 0};
+    AttnShape sh = {H, KVH, Dh, scale, mode != 0, mode == 2 || cached ? 64 : 0};
     Batch b = {n, pos};
     Tensor tq = up(r, q, n, qd), tout = up(r, NULL, n, qd);
     Tensor tk = up(r, k, keys, kd), tv = up(r, v, keys, kd);
     KvLayer kv = {tk, tv, keys};
-    TIMED(r, r->ops->attention(r->ops->ctx, tout, tq, tk, tv, decode ? &kv : NULL, blocks, &b, &sh));
+    TIMED(r,
+          r->ops->attention(r->ops->ctx, tout, tq, tk, tv, decode || cached ? &kv : NULL, blocks, &b, &sh));
     if (!r->perf) {
         double *ref = calloc((size_t)n * qd, sizeof *ref), *p = malloc((size_t)keys * sizeof *p);
         int group = H / KVH;
@@ -428,10 +429,10 @@ static void op_attention(Run *r, const Shape *s) {
                 const float *qv = q + (size_t)t * qd + h * Dh;
                 double mx = -INFINITY;
                 for (int j = 0; j < keys; j++) {
-                    int allowed = 1;
+                    int allowed = 1, a = pos + t, bj = j - (cached ? pos : 0); /* query position, key row */
                     if (!decode && mode != 0) {
-                        int same = blocks && blocks[t] >= 0 && blocks[t] == blocks[j];
-                        allowed = (j <= t || same) && (sh.window <= 0 || j > t - sh.window);
+                        int same = blocks && blocks[t] >= 0 && bj >= 0 && bj < n && blocks[t] == blocks[bj];
+                        allowed = (j <= a || same) && (sh.window <= 0 || j > a - sh.window);
                     }
                     p[j] = -INFINITY;
                     if (!allowed)
@@ -630,6 +631,7 @@ static const OpRow rows[] = {
       {150, 8, 4, 256, 2, .label = "causal window 64 + image"},
       {33, 3, 1, 6, 1, .label = "causal odd"},
       {33, 3, 1, 8, 1, .label = "causal odd, head dim 8"},
+      {40, 8, 4, 256, 4, 100, .label = "continued prompt over the cache"},
       {256, 16, 16, 72, 0, .label = "siglip"},
       {5, 2, 2, 1, 0, .label = "head dim 1"}}},
     {"gelu_gate", op_gelu_gate, 1e-6, 1e-6, 8e-3, {{1, 10240}, {3, 17}}},

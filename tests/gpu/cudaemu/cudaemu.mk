@@ -21,7 +21,8 @@ EMU_CXXFLAGS = -x c++ -std=c++17 -g -DCUDAEMU -fno-strict-aliasing -Itests/gpu/c
   -pthread -MMD -MP $(EMU_WARN)
 EMU_ASAN := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 EMU_C_SRC := $(wildcard tests/gpu/*.c engine/cuda/*.c kernels/cuda/*.c util/*.c kernels/cpu/*.c) engine/config.c \
-  engine/safetensors.c engine/map_guard.c engine/weights.c engine/forward.c engine/kv_cache.c tests/gpu/fake/fake_runtime.c
+  engine/safetensors.c engine/map_guard.c engine/weights.c engine/forward.c engine/kv_cache.c engine/backend_cpu.c \
+  tests/gpu/fake/fake_runtime.c
 EMU_CXX_SRC := $(wildcard kernels/cuda/*.cu) tests/gpu/cudaemu/cudaemu.cpp
 EMU_OBJ := $(EMU_C_SRC:%.c=$(BUILD)/obj-emu/%.o) $(patsubst %,$(BUILD)/obj-emu/%.o,$(EMU_CXX_SRC))
 EMU_ASAN_OBJ := $(EMU_OBJ:$(BUILD)/obj-emu/%=$(BUILD)/obj-emu-asan/%)

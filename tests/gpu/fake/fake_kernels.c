@@ -43,23 +43,6 @@ cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const int32_t *i
     EmbArgs a = {out, table, ids, n_tokens, dim, scale};
     return SUBMIT(run_emb, a);
 }
-typedef struct {
-    bf16 *out;
-    const bf16 *src;
-    const int32_t *rows;
-    int n, dim;
-} ScatArgs;
-static void run_scat(void *p) {
-    ScatArgs *a = p;
-    for (int i = 0; i < a->n; i++)
-        memcpy(a->out + (size_t)a->rows[i] * a->dim, a->src + (size_t)i * a->dim, a->dim * sizeof(bf16));
-}
-cudaError_t cuda_rows_scatter(bf16 *out, const bf16 *src, const int32_t *rows, int n_src, int dim,
-                              cudaStream_t stream) {
-    ScatArgs a = {out, src, rows, n_src, dim};
-    return SUBMIT(run_scat, a);
-}
-
 /* ---- rmsnorm */
 static float inv_rms(const bf16 *x, int dim, float eps) {
     float ss = 0;
@@ -256,74 +239,76 @@ cudaError_t cuda_attention_prefill(bf16 *out, const bf16 *q, int ld_q, const bf1
 size_t cuda_attention_decode_scratch_floats(int n_heads, int head_dim, int n_splits) {
     return (size_t)n_splits * n_heads * (head_dim + 2);
 }
+/* Attention over the cache by position (decode and a continued prompt): the kernel's key
+ * range and slot order, one softmax per (row, head). */
 typedef struct {
     bf16 *out;
-    const bf16 *q, *kc, *vc;
-    const int32_t *pos;
-    int ring, H, KVH, dh;
+    int ld_out;
+    const bf16 *q;
+    int ld_q;
+    const bf16 *kc, *vc;
+    int capacity;
+    const int32_t *pos0, *ib;
+    int n, window, H, KVH, dh;
     float scale;
-} DecArgs;
-static void run_dec(void *p) {
-    DecArgs *a = p;
-    int n_keys = *a->pos + 1;
-    if (a->ring > 0 && n_keys > a->ring)
-        n_keys = a->ring;
+} CachedArgs;
+static void run_cached(void *p) {
+    CachedArgs *a = p;
     size_t kvd = (size_t)a->KVH * a->dh;
-    float *sc = malloc((size_t)n_keys * sizeof *sc);
-    for (int h = 0; h < a->H; h++) {
-        int kvh = h / (a->H / a->KVH);
-        float mx = -INFINITY, l = 0;
-        for (int s = 0; s < n_keys; s++) {
-            float d = 0;
-            for (int i = 0; i < a->dh; i++)
-                d += f(a->q[(size_t)h * a->dh + i]) * f(a->kc[s * kvd + (size_t)kvh * a->dh + i]);
-            sc[s] = d * a->scale;
-            mx = fmaxf(mx, sc[s]);
+    for (int t = 0; t < a->n; t++) {
+        int end = t;
+        if (a->ib && a->ib[t] >= 0)
+            while (end + 1 < a->n && a->ib[end + 1] == a->ib[t])
+                end++;
+        int pos = *a->pos0 + t, hi = *a->pos0 + end;
+        int lo = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+        if (hi - a->capacity + 1 > lo)
+            lo = hi - a->capacity + 1;
+        int n_keys = hi - lo + 1, first = n_keys == a->capacity ? 0 : lo % a->capacity;
+        float *sc = malloc((size_t)n_keys * sizeof *sc);
+        for (int h = 0; h < a->H; h++) {
+            int kvh = h / (a->H / a->KVH);
+            const bf16 *q = a->q + (size_t)t * a->ld_q + (size_t)h * a->dh;
+            float mx = -INFINITY, l = 0;
+            for (int j = 0; j < n_keys; j++) {
+                size_t slot = (size_t)((first + j) % a->capacity);
+                float d = 0;
+                for (int i = 0; i < a->dh; i++)
+                    d += f(q[i]) * f(a->kc[slot * kvd + (size_t)kvh * a->dh + i]);
+                sc[j] = d * a->scale;
+                mx = fmaxf(mx, sc[j]);
+            }
+            for (int j = 0; j < n_keys; j++)
+                l += (sc[j] = expf(sc[j] - mx));
+            for (int i = 0; i < a->dh; i++) {
+                float acc = 0;
+                for (int j = 0; j < n_keys; j++)
+                    acc +=
+                        sc[j] * f(a->vc[(size_t)((first + j) % a->capacity) * kvd + (size_t)kvh * a->dh + i]);
+                a->out[(size_t)t * a->ld_out + (size_t)h * a->dh + i] = b(acc / l);
+            }
         }
-        for (int s = 0; s < n_keys; s++)
-            l += (sc[s] = expf(sc[s] - mx));
-        for (int i = 0; i < a->dh; i++) {
-            float acc = 0;
-            for (int s = 0; s < n_keys; s++)
-                acc += sc[s] * f(a->vc[s * kvd + (size_t)kvh * a->dh + i]);
-            a->out[(size_t)h * a->dh + i] = b(acc / l);
-        }
+        free(sc);
     }
-    free(sc);
+}
+cudaError_t cuda_attention_cached(bf16 *out, int ld_out, const bf16 *q, int ld_q, const bf16 *k_cache,
+                                  const bf16 *v_cache, int capacity, const int32_t *d_pos0,
+                                  const int32_t *image_block, int n_rows, int window, int n_heads,
+                                  int n_kv_heads, int head_dim, float scale, float *scratch,
+                                  int scratch_units, int n_splits, cudaStream_t s) {
+    if (!d_pos0 || !scratch || n_splits <= 0 || n_splits > scratch_units || capacity <= 0)
+        return cudaErrorInvalidValue;
+    CachedArgs a = {out,         ld_out, q,      ld_q,    k_cache,    v_cache,  capacity, d_pos0,
+                    image_block, n_rows, window, n_heads, n_kv_heads, head_dim, scale};
+    return SUBMIT(run_cached, a);
 }
 cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache, const bf16 *v_cache,
                                   const int32_t *d_pos, int ring, int n_heads, int n_kv_heads, int head_dim,
                                   float scale, float *scratch, int n_splits, cudaStream_t s) {
-    if (!d_pos || !scratch || n_splits <= 0)
-        return cudaErrorInvalidValue;
-    DecArgs a = {out, q, k_cache, v_cache, d_pos, ring, n_heads, n_kv_heads, head_dim, scale};
-    return SUBMIT(run_dec, a);
+    return cuda_attention_cached(out, n_heads * head_dim, q, n_heads * head_dim, k_cache, v_cache,
+                                 ring > 0 ? ring : 0x7fffffff, d_pos, NULL, 1, 0, n_heads, n_kv_heads,
+                                 head_dim, scale, scratch, n_splits, n_splits, s);
 }
-typedef struct {
-    bf16 *kc, *vc;
-    const bf16 *k, *v;
-    int ld, n, kvd;
-    const int32_t *pos;
-    int ring;
-} KvArgs;
-static void run_kv(void *p) {
-    KvArgs *a = p;
-    int pos0 = a->pos ? *a->pos : 0;
-    for (int t = 0; t < a->n; t++) {
-        int pp = pos0 + t;
-        if (a->ring > 0 && pp <= pos0 + a->n - 1 - a->ring)
-            continue;
-        size_t slot = a->ring > 0 ? (size_t)(pp % a->ring) : (size_t)pp;
-        memcpy(a->kc + slot * a->kvd, a->k + (size_t)t * a->ld, a->kvd * sizeof(bf16));
-        memcpy(a->vc + slot * a->kvd, a->v + (size_t)t * a->ld, a->kvd * sizeof(bf16));
-    }
-}
-cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, int ld, int n_tokens,
-                          int kv_dim, const int32_t *d_pos, int ring, cudaStream_t s) {
-    KvArgs a = {k_cache, v_cache, k, v, ld, n_tokens, kv_dim, d_pos, ring};
-    return SUBMIT(run_kv, a);
-}
-
 /* ---- gelu, residual, layernorm, im2col, pool, GEMV */
 static float gelu(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
@@ -471,24 +456,4 @@ cudaError_t cuda_gemv(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, i
 cudaError_t cuda_gemv_f32(float *y, const bf16 *x, const bf16 *w, int in_dim, int out_dim, cudaStream_t s) {
     GemvArgs a = {y, 1, x, w, NULL, in_dim, out_dim};
     return SUBMIT(run_gemv, a);
-}
-
-/* ---- sampling: the CPU twins (the backend does not use these) */
-cudaError_t cuda_softmax(float *x, int n, cudaStream_t s) {
-    softmax(x, n);
-    return cudaSuccess;
-}
-cudaError_t cuda_argmax(int32_t *out, const float *x, int n, cudaStream_t s) {
-    *out = argmax(x, n);
-    return cudaSuccess;
-}
-size_t cuda_sample_scratch_bytes(int n) {
-    return 0;
-}
-cudaError_t cuda_sample_logits(int32_t *out, float *logits, int n, float temperature, int top_k, float top_p,
-                               float coin, void *scratch, cudaStream_t s) {
-    int32_t *idx = malloc((size_t)n * sizeof *idx);
-    *out = sample_logits(logits, n, temperature, top_k, top_p, coin, idx);
-    free(idx);
-    return cudaSuccess;
 }
