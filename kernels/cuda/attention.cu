@@ -512,12 +512,3 @@ extern "C" cudaError_t cuda_attention_cached(bf16 *out, int ld_out, const bf16 *
     }
     return cudaSuccess;
 }
-
-extern "C" cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache,
-                                             const bf16 *v_cache, const int32_t *d_pos, int ring, int n_heads,
-                                             int n_kv_heads, int head_dim, float scale, float *scratch,
-                                             int n_splits, cudaStream_t stream) {
-    return cuda_attention_cached(out, n_heads * head_dim, q, n_heads * head_dim, k_cache, v_cache,
-                                 ring > 0 ? ring : INT_MAX, d_pos, NULL, 1, 0, n_heads, n_kv_heads, head_dim,
-                                 scale, scratch, n_splits, n_splits, stream);
-}

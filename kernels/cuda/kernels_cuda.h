@@ -85,18 +85,8 @@ cudaError_t cuda_attention_cached(bf16 *out, int ld_out, const bf16 *q, int ld_q
                                   int n_kv_heads, int head_dim, float scale, float *scratch,
                                   int scratch_units, int n_splits, cudaStream_t stream);
 
-/* Floats of scratch cuda_attention_decode needs for n_splits. */
+/* Floats of scratch cuda_attention_cached needs for n_splits (row, split) partials. */
 size_t cuda_attention_decode_scratch_floats(int n_heads, int head_dim, int n_splits);
-
-/* Single-token decode attention split over the KV sequence (flash-decoding): the one-row
- * cuda_attention_cached without a window, n_keys = *d_pos + 1 capped at `ring` when
- * ring > 0 (a ring of exactly the window's slots), else slot = position. Each of
- * n_splits blocks per KV head reduces a slice of the keys to a partial softmax; a
- * second kernel merges them.
- * q, out [H * head_dim]; caches [slots, KVH * head_dim]; head_dim % 8 == 0, <= 256. */
-cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache, const bf16 *v_cache,
-                                  const int32_t *d_pos, int ring, int n_heads, int n_kv_heads, int head_dim,
-                                  float scale, float *scratch, int n_splits, cudaStream_t stream);
 
 /* ---- gelu.cu */
 

@@ -228,8 +228,8 @@ static void test_attention_decode(const char *name, int slots, int pos, int ring
     int32_t *d_pos = dev_copy(&pos, sizeof pos);
     float *d_scratch = dev_poisoned(cuda_attention_decode_scratch_floats(H, Dh, n_splits) * sizeof(float));
     bf16 *d_out = dev_poisoned(qd * sizeof(bf16));
-    GPU_OK(
-        cuda_attention_decode(d_out, d_q, d_k, d_v, d_pos, ring, H, KVH, Dh, scale, d_scratch, n_splits, S));
+    GPU_OK(cuda_attention_cached(d_out, qd, d_q, qd, d_k, d_v, ring > 0 ? ring : slots, d_pos, NULL, 1, 0, H,
+                                 KVH, Dh, scale, d_scratch, n_splits, n_splits, S));
     float *out = host_from_dev_bf16(d_out, qd);
     gpu_report(name, rel_err(out, ref, qd), TOL_BF16);
     cudaFree(d_q), cudaFree(d_k), cudaFree(d_v), cudaFree(d_pos), cudaFree(d_scratch), cudaFree(d_out);

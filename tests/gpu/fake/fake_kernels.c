@@ -302,13 +302,6 @@ cudaError_t cuda_attention_cached(bf16 *out, int ld_out, const bf16 *q, int ld_q
                     image_block, n_rows, window, n_heads, n_kv_heads, head_dim, scale};
     return SUBMIT(run_cached, a);
 }
-cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache, const bf16 *v_cache,
-                                  const int32_t *d_pos, int ring, int n_heads, int n_kv_heads, int head_dim,
-                                  float scale, float *scratch, int n_splits, cudaStream_t s) {
-    return cuda_attention_cached(out, n_heads * head_dim, q, n_heads * head_dim, k_cache, v_cache,
-                                 ring > 0 ? ring : 0x7fffffff, d_pos, NULL, 1, 0, n_heads, n_kv_heads,
-                                 head_dim, scale, scratch, n_splits, n_splits, s);
-}
 /* ---- gelu, residual, layernorm, im2col, pool, GEMV */
 static float gelu(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
