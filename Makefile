@@ -143,7 +143,7 @@ format:
 # runtime's headers, tests/gpu/fake/, so no toolkit is needed), and nvcc on each .cu with host-side
 # warnings as errors (skipped, loudly, without nvcc).
 LINT_C := $(shell git ls-files '*.c')
-LINT_CUDA_C := $(filter engine/cuda/% tests/gpu/%,$(LINT_C))
+LINT_CUDA_C := $(filter engine/cuda/% kernels/cuda/% tests/gpu/%,$(LINT_C))
 LINT_PLAIN_C := $(filter-out $(LINT_CUDA_C),$(LINT_C))
 LINT_CU := $(shell git ls-files '*.cu')
 LINT_DEFS := -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I.

@@ -20,8 +20,7 @@
 
 #include "engine/kv_cache.h"
 
-/* Prompt rows per MLP pass: bounds the [rows, intermediate] buffers. */
-#define MLP_CHUNK 256
+#define MLP_CHUNK FORWARD_MLP_CHUNK
 
 typedef struct {
     Weight input_norm, q, k, v, q_norm, k_norm, o, post_attn_norm, pre_ff_norm, gate, up, down, post_ff_norm;
@@ -75,13 +74,23 @@ int forward_text(Forward *f, const int32_t *tokens, int n, int pos0, const int32
     Tensor x = tensor_rows(f->x, 0, n), xn = tensor_rows(f->xn, 0, n), att = tensor_rows(f->att, 0, n);
     Tensor q = tensor_rows(f->q, 0, n), k = tensor_rows(f->k, 0, n), v = tensor_rows(f->v, 0, n);
 
-    /* embeddings: text rows scaled, image rows replaced by the projector's output */
+    /* embeddings: text rows scaled, image rows replaced by the projector's output
+     * (each run of consecutive image rows written at once) */
     OP(f, embed, x, &f->embed, tokens, f->opt.embed_scale);
     if (image_block && image_embeds) {
         size_t next = 0;
-        for (int t = 0; t < n; t++)
-            if (image_block[t] >= 0)
-                ops->write(ops->ctx, tensor_rows(x, t, 1), image_embeds + next++ * f->D);
+        for (int t = 0; t < n;) {
+            int run = 0;
+            while (t + run < n && image_block[t + run] >= 0)
+                run++;
+            if (run == 0) {
+                t++;
+                continue;
+            }
+            ops->write(ops->ctx, tensor_rows(x, t, run), image_embeds + next * f->D);
+            next += (size_t)run;
+            t += run;
+        }
     }
     capture_hidden(f, cap, 0, x);
 
@@ -121,14 +130,11 @@ int forward_text(Forward *f, const int32_t *tokens, int n, int pos0, const int32
     int first = all ? 0 : n - 1;
     OP(f, rmsnorm, tensor_rows(xn, first, n - first), tensor_rows(x, first, n - first), &f->final_norm, eps);
     capture_hidden(f, cap, f->L, xn);
-    if (cap && cap->all_logits && n <= cap->logits_capacity) {
-        Tensor all_logits = ops->alloc(ops->ctx, n, f->V);
-        if (!all_logits.data)
-            return error_set(err, "forward: out of memory for the captured logits");
-        OP(f, linear, all_logits, xn, &f->lm_head, NULL);
-        ops->read(ops->ctx, cap->all_logits, all_logits);
-        ops->free_tensor(ops->ctx, &all_logits);
-    }
+    if (cap && cap->all_logits && n <= cap->logits_capacity)
+        for (int t = 0; t < n; t++) { /* a row at a time through the one logits buffer */
+            OP(f, linear, f->logits, tensor_rows(xn, t, 1), &f->lm_head, NULL);
+            ops->read(ops->ctx, cap->all_logits + (size_t)t * f->V, f->logits);
+        }
     OP(f, linear, f->logits, tensor_rows(xn, n - 1, 1), &f->lm_head, NULL);
     ops->read(ops->ctx, logits, f->logits);
     return ops->status(ops->ctx, err);
@@ -209,9 +215,13 @@ static int bind_text(Forward *f, const ModelWeights *mw, Error *err) {
             bind(f, &d->post_ff_norm, s->post_ff_norm, 1, D, 0, err))
             return error_prefix(err, "layer %d", l);
     }
-    if (bind(f, &f->lm_head, mw->lm_head, f->V, D, 1, err) ||
-        bind(f, &f->embed, mw->embed, f->V, D, 0, err) ||
+    if (bind(f, &f->embed, mw->embed, f->V, D, 0, err) ||
         bind(f, &f->final_norm, mw->final_norm, 1, D, 0, err))
+        return error_prefix(err, "output head");
+    f->lm_head = weight_bf16(mw->lm_head, f->V, D);
+    f->lm_head.quantizable = 1;
+    f->lm_head.tied = mw->lm_head == mw->embed; /* one copy on a device (the CPU may quantize the head) */
+    if (mw->lm_head && f->ops->prepare(f->ops->ctx, &f->lm_head, err) != 0)
         return error_prefix(err, "output head");
     return 0;
 }
@@ -237,7 +247,9 @@ static int bind_vision(Forward *f, const ModelWeights *mw, Error *err) {
             return error_prefix(err, "vision layer %d", l);
     }
     int K = vc->num_channels * vc->patch_size * vc->patch_size;
-    if (bind(f, &f->patch_w, mw->patch_w, D, K, 0, err) || bind(f, &f->patch_b, mw->patch_b, 1, D, 0, err) ||
+    f->patch_w = weight_bf16(mw->patch_w, D, K);
+    f->patch_w.conv = 1; /* only patch_embed reads it: the backend may re-lay it out */
+    if (f->ops->prepare(f->ops->ctx, &f->patch_w, err) || bind(f, &f->patch_b, mw->patch_b, 1, D, 0, err) ||
         bind(f, &f->pos_embed, mw->pos_embed, N, D, 0, err) ||
         bind(f, &f->post_ln_w, mw->post_ln_w, 1, D, 0, err) ||
         bind(f, &f->post_ln_b, mw->post_ln_b, 1, D, 0, err) ||
@@ -248,11 +260,11 @@ static int bind_vision(Forward *f, const ModelWeights *mw, Error *err) {
     return 0;
 }
 
-/* Allocates each tensor of the list; 0, or -1 when one failed. */
-static int alloc_all(Forward *f, Tensor **t, const int (*shape)[2], int n) {
+/* Allocates each tensor of the list (shape: rows, cols, AllocKind); 0, or -1 when one failed. */
+static int alloc_all(Forward *f, Tensor **t, const int (*shape)[3], int n) {
     int ok = 1;
     for (int i = 0; i < n; i++) {
-        *t[i] = f->ops->alloc(f->ops->ctx, shape[i][0], shape[i][1]);
+        *t[i] = f->ops->alloc(f->ops->ctx, shape[i][0], shape[i][1], (AllocKind)shape[i][2]);
         ok &= t[i]->data != NULL;
     }
     return ok ? 0 : -1;
@@ -304,8 +316,10 @@ static int create(Forward *f, const ModelWeights *weights, Error *err) {
     int P = options->max_prefill, chunk = P < MLP_CHUNK ? P : MLP_CHUNK,
         wide = f->D > f->q_dim ? f->D : f->q_dim;
     Tensor *text[] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->gate, &f->up, &f->logits};
-    const int text_shape[][2] = {{P, f->D},     {P, wide},     {P, f->q_dim}, {P, f->kv_dim}, {P, f->kv_dim},
-                                 {P, f->q_dim}, {chunk, f->F}, {chunk, f->F}, {1, f->V}};
+    const int A = ALLOC_ACTIVATIONS;
+    const int text_shape[][3] = {{P, f->D, A},      {P, wide, A},      {P, f->q_dim, A},
+                                 {P, f->kv_dim, A}, {P, f->kv_dim, A}, {P, f->q_dim, A},
+                                 {chunk, f->F, A},  {chunk, f->F, A},  {1, f->V, ALLOC_F32}};
     if (alloc_all(f, text, text_shape, 9) != 0)
         return error_set(err, "%s backend: out of memory for %d prompt rows", ops->name, P);
     f->xn.cols = f->xn.ld = f->D; /* sized for max(D, q_dim) rows of D */
@@ -316,16 +330,16 @@ static int create(Forward *f, const ModelWeights *weights, Error *err) {
         int N = (vc->image_size / vc->patch_size) * (vc->image_size / vc->patch_size), D = vc->hidden_size;
         Tensor *vis[] = {&f->pixels, &f->vx,   &f->vxn,  &f->vq,     &f->vk,
                          &f->vv,     &f->vatt, &f->vmlp, &f->pooled, &f->soft};
-        const int vis_shape[][2] = {{vc->num_channels, vc->image_size * vc->image_size},
-                                    {N, D},
-                                    {N, D},
-                                    {N, D},
-                                    {N, D},
-                                    {N, D},
-                                    {N, D},
-                                    {N, vc->intermediate_size},
-                                    {config->mm_tokens_per_image, D},
-                                    {config->mm_tokens_per_image, f->D}};
+        const int vis_shape[][3] = {{vc->num_channels, vc->image_size * vc->image_size, ALLOC_F32},
+                                    {N, D, A},
+                                    {N, D, A},
+                                    {N, D, A},
+                                    {N, D, A},
+                                    {N, D, A},
+                                    {N, D, A},
+                                    {N, vc->intermediate_size, A},
+                                    {config->mm_tokens_per_image, D, A},
+                                    {config->mm_tokens_per_image, f->D, A}};
         if (alloc_all(f, vis, vis_shape, 10) != 0)
             return error_set(err, "vision: out of memory for %d patches", N);
         if (bind_vision(f, weights, err) != 0)

@@ -4,8 +4,12 @@
  *
  * Owns: the weights as the backend keeps them (bound from the checkpoint and
  * prepared by the ops: quantized, uploaded), the activations, the KV cache
- * (engine/kv_cache.h), all sized in forward_create; the calls allocate nothing
- * (except a test capture's all-logits buffer). */
+ * (engine/kv_cache.h), all sized in forward_create; the calls allocate nothing.
+ * What forward_create allocates (the CUDA backend plans its device memory from it,
+ * engine/cuda/device_plan.c): text x [P, D], xn [P, max(D, H Dh)], q, att [P, H Dh],
+ * k, v [P, KVH Dh], gate, up [min(P, FORWARD_MLP_CHUNK), I], fp32 logits [1, V]; the KV
+ * cache; with vision fp32 pixels [C, S * S], x, xn, q, k, v, att [N, Dv], mlp [N, Iv],
+ * pooled [tokens, Dv], soft [tokens, D]; then every weight through ops->prepare. */
 #ifndef ENGINE_FORWARD_H
 #define ENGINE_FORWARD_H
 
@@ -18,6 +22,9 @@
 #include "util/error.h"
 
 typedef struct Forward Forward;
+
+/* Prompt rows per MLP pass: bounds the [rows, intermediate] buffers. */
+#define FORWARD_MLP_CHUNK 256
 
 typedef struct {
     int max_context; /* KV capacity in positions */

@@ -17,8 +17,8 @@ int kv_cache_init(KvCache *cache, const Ops *ops, const TextConfig *config, int 
         kv->capacity = max_context;
         if (!config->layer_is_global[l] && config->sliding_window + ring_extra < kv->capacity)
             kv->capacity = config->sliding_window + ring_extra;
-        kv->k = ops->alloc(ops->ctx, kv->capacity, kv_dim);
-        kv->v = ops->alloc(ops->ctx, kv->capacity, kv_dim);
+        kv->k = ops->alloc(ops->ctx, kv->capacity, kv_dim, ALLOC_ACTIVATIONS);
+        kv->v = ops->alloc(ops->ctx, kv->capacity, kv_dim, ALLOC_ACTIVATIONS);
         if (!kv->k.data || !kv->v.data) {
             kv_cache_free(cache, ops);
             return error_set(err, "KV cache: out of memory (%d positions, layer %d)", max_context, l);

@@ -10,12 +10,15 @@
  * Types:
  *  - Tensor: a 2-D activation, `rows` tokens (or patches) of `cols` values,
  *    row stride `ld` elements, in the backend's memory and dtype (the CPU:
- *    fp32 host memory). The forward pass allocates them with ops->alloc.
+ *    fp32 host memory; CUDA: bf16 device memory). The forward pass allocates
+ *    them with ops->alloc: activations in the backend's dtype, or fp32 on every
+ *    backend (the logits, the pixels: AllocKind).
  *  - Weight: one checkpoint matrix or vector as the backend keeps it (format
  *    bf16 as in the checkpoint, q8 = 8-bit blocks quantized at load, fp32).
  *    Matrices are [rows = out, cols = in] like nn.Linear unless `in_out`
  *    says stored [in, out] (the projector). ops->prepare turns a bf16 view of
- *    the checkpoint into the backend's form (quantizes, uploads).
+ *    the checkpoint into the backend's form (quantizes, uploads; the patch
+ *    conv, which only patch_embed reads, may be re-laid out: `conv`).
  *  - Batch: the tokens of one forward call: n rows at positions pos0..pos0+n-1.
  *  - KvLayer: one decoder layer's K/V cache, `capacity` slots; slot = pos % capacity
  *    (a local layer's ring of `window` slots or a global layer's positions).
@@ -36,6 +39,10 @@
 #include "util/error.h"
 
 typedef enum { TENSOR_F32 = 0, TENSOR_BF16 = 1 } TensorType;
+
+/* What ops->alloc makes: activations in the backend's dtype (CPU fp32, CUDA bf16),
+ * or fp32 on every backend (the logits, the image pixels). */
+typedef enum { ALLOC_ACTIVATIONS = 0, ALLOC_F32 = 1 } AllocKind;
 
 typedef struct {
     void *data;
@@ -60,12 +67,14 @@ typedef struct {
     int rows, cols;   /* a vector has rows = 1 */
     int in_out;       /* 1: stored [in = rows, out = cols] (y = x W), only bf16 */
     int quantizable;  /* prepare() may store it in 8 bits when the options ask (decoder projections) */
+    int conv;         /* the patch conv [hidden, C*P*P]: only patch_embed reads it (CUDA pads its rows) */
+    int tied;         /* the output head is the embedding: prepared after it, a device keeps one copy */
     void *owned;      /* what prepare() allocated for it (freed by ops->release) */
 } Weight;
 
 /* A bf16 view of checkpoint memory (format bf16, nothing owned). */
 static inline Weight weight_bf16(const bf16 *data, int rows, int cols) {
-    Weight w = {WEIGHT_BF16, data, rows, cols, 0, 0, NULL};
+    Weight w = {WEIGHT_BF16, data, rows, cols, 0, 0, 0, 0, NULL};
     return w;
 }
 
@@ -103,10 +112,11 @@ struct Ops {
     void *ctx;        /* the backend's context, first argument of every op */
 
     /* ---- memory */
-    /* A rows x cols tensor of the backend's activation dtype (data NULL when out of memory). */
-    Tensor (*alloc)(void *ctx, int rows, int cols);
+    /* A rows x cols tensor of `kind` (data NULL when out of memory). */
+    Tensor (*alloc)(void *ctx, int rows, int cols, AllocKind kind);
     void (*free_tensor)(void *ctx, Tensor *t);
-    /* t = host rows (fp32, rows x cols packed) / host = t (fp32). */
+    /* t = host rows (fp32, rows x cols packed) / host = t (fp32), converting from/to the tensor's dtype.
+     * read returns when host holds the values (a device backend waits for its stream). */
     void (*write)(void *ctx, Tensor t, const float *host);
     void (*read)(void *ctx, float *host, Tensor t);
     /* Turns w (a bf16 view) into the backend's form; 0, or -1 with err filled. */
@@ -127,7 +137,7 @@ struct Ops {
                                   const Weight *w_next, float eps);
     /* out = (x - mean) / sqrt(var + eps) * w + b                           in place ok */
     void (*layernorm)(void *ctx, Tensor out, Tensor x, const Weight *w, const Weight *b, float eps);
-    /* y = x W^T (+ bias), or x W for an in_out weight; W in any WeightFormat */
+    /* y = x W^T (+ bias), or x W for an in_out weight; W in any WeightFormat; y may be fp32 (logits) */
     void (*linear)(void *ctx, Tensor y, Tensor x, const Weight *w, const Weight *bias);
     /* fused: q, k = rope(rmsnorm_head(q|k) * (1 + norm)) at batch positions; the batch's
      * k and v rows stored in the cache slots of their positions (the last `capacity`). */
@@ -146,7 +156,8 @@ struct Ops {
     void (*gelu)(void *ctx, Tensor x);
     /* x += y */
     void (*add)(void *ctx, Tensor x, Tensor y);
-    /* SigLIP patch conv + bias + position embedding: pixels [channels, S * S] -> out [patches, hidden] */
+    /* SigLIP patch conv + bias + position embedding: pixels (fp32) [channels, S * S] -> out [patches, hidden]
+     */
     void (*patch_embed)(void *ctx, Tensor out, Tensor pixels, const Weight *w, const Weight *bias,
                         const Weight *pos_embed, int image_size, int patch);
     /* grid x grid rows pooled by k x k windows                             out [(grid / k)^2, D] */
@@ -174,7 +185,8 @@ struct Ops {
 _Static_assert(sizeof(Ops) == 2 * sizeof(void *) + (7 + OPS_COUNT) * sizeof(void (*)(void)),
                "an op was added to struct Ops without OPS_FOR_EACH (and its harness row)");
 
-/* The CPU table (kernels/cpu/ops_cpu.c): 0, or -1 (err) when out of memory. */
+/* The CPU table (kernels/cpu/ops_cpu.c): 0, or -1 (err) when out of memory. The CUDA
+ * table is kernels/cuda/ops_cuda.h (it needs CUDA's types). */
 int ops_cpu_create(Ops *ops, const OpsOptions *options, Error *err);
 void ops_cpu_destroy(Ops *ops);
 /* Bytes of the weights prepare() stored in 8 bits so far (the load log line). */

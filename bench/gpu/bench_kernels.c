@@ -96,14 +96,17 @@ int bench_kernels(BenchKernelTimes *out) {
     TIME_KERNEL(&t, "gemv_down_10240x2560", 2.0 * D * I, 0, cuda_gemv(y, x, w, NULL, I, D, 0));
     TIME_KERNEL(&t, "gemv_head_f32_2560x262208", 2.0 * V * D, 0, cuda_gemv_f32(logits, x, w, D, V, 0));
     TIME_KERNEL(&t, "attn_decode_global_4096keys", 2.0 * 2 * 4096 * KVH * DH, 0,
-                cuda_attention_decode(y, x, kc, vc, pos, 0, H, KVH, DH, 0.0625f, scratch, 64, 0));
+                cuda_attention_cached(y, H * DH, x, H * DH, kc, vc, 4096, pos, NULL, 1, 0, H, KVH, DH,
+                                      0.0625f, scratch, 64, 64, 0));
     TIME_KERNEL(&t, "attn_decode_local_ring1024", 2.0 * 2 * 1024 * KVH * DH, 0,
-                cuda_attention_decode(y, x, kc, vc, pos, 1024, H, KVH, DH, 0.0625f, scratch, 32, 0));
+                cuda_attention_cached(y, H * DH, x, H * DH, kc, vc, 1024, pos, NULL, 1, 0, H, KVH, DH,
+                                      0.0625f, scratch, 64, 32, 0));
     TIME_KERNEL(&t, "rmsnorm_residual_norm_1x2560", 0, 0,
                 cuda_rmsnorm_residual_norm(x, y, x + D, w, w, 1, D, 1e-6f, 0));
-    TIME_KERNEL(&t, "qk_norm_rope_1x8x256", 0, 0,
-                cuda_qk_norm_rope(y, QKV, w, 1, H, DH, pos, 1e4f, 1.0f, 1e-6f, 0));
-    TIME_KERNEL(&t, "gelu_gate_1x10240", 0, 0, cuda_gelu_tanh_gate(y, x, 1, I, 0));
+    TIME_KERNEL(&t, "qkv_rope_store_1x8x256", 0, 0,
+                cuda_qkv_rope_store(y, QKV, y + H * DH, QKV, y + (H + KVH) * DH, QKV, w, w, 1, H, KVH, DH,
+                                    pos, 1e4f, 1.0f, 1e-6f, kc, vc, 0, 0));
+    TIME_KERNEL(&t, "gelu_gate_1x10240", 0, 0, cuda_gelu_tanh_gate(y, x, x + I, 2 * I, 1, I, 0));
     /* prefill (1024 tokens) and SigLIP (4096 patches) */
     const int T = 1024, NP = 4096, DV = 1152;
     GemmShape up = {T, D, 2 * I, GEMM_W_OUT_IN, 0, 0}, vq = {NP, DV, 3 * DV, GEMM_W_OUT_IN, 0, 0};

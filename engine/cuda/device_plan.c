@@ -2,9 +2,10 @@
 #include "engine/cuda/device_plan.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* device_plan_guard poisons the redzones only in an ASan build of the emulated
+/* device_arena_carve poisons the redzones only in an ASan build of the emulated
  * device (tests/gpu/cudaemu/cudaemu.mk sets DEVICE_PLAN_REDZONE), where "device"
  * memory is host memory. */
 #if defined(__has_feature)
@@ -52,6 +53,10 @@ static size_t mul(Sizer *s, size_t a, size_t b) {
     return r;
 }
 
+size_t device_plan_stride(size_t bytes) {
+    return (bytes + DEVICE_PLAN_REDZONE + DEVICE_PLAN_ALIGN - 1) / DEVICE_PLAN_ALIGN * DEVICE_PLAN_ALIGN;
+}
+
 /* Region `id` holds `count` slices of `elems` elements of `elem_bytes` each. */
 static void set(Sizer *s, DeviceRegionId id, const char *name, DevicePlanGroup group, size_t count,
                 size_t elems, size_t elem_bytes) {
@@ -60,10 +65,9 @@ static void set(Sizer *s, DeviceRegionId id, const char *name, DevicePlanGroup g
     r->group = group;
     r->count = count;
     r->bytes_each = mul(s, elems, elem_bytes);
-    if (r->bytes_each > SIZE_MAX - DEVICE_PLAN_ALIGN)
+    if (r->bytes_each > SIZE_MAX - DEVICE_PLAN_ALIGN - DEVICE_PLAN_REDZONE)
         s->overflow = 1;
-    r->stride =
-        (r->bytes_each + DEVICE_PLAN_REDZONE + DEVICE_PLAN_ALIGN - 1) / DEVICE_PLAN_ALIGN * DEVICE_PLAN_ALIGN;
+    r->stride = device_plan_stride(r->bytes_each);
     r->bytes = mul(s, count, r->stride);
 }
 
@@ -71,18 +75,31 @@ static void set(Sizer *s, DeviceRegionId id, const char *name, DevicePlanGroup g
 #define F32 4
 #define I32 4
 
+/* Slots of layer l's KV cache, as engine/kv_cache.c sizes them. */
+static size_t kv_slots(const ModelConfig *c, const DevicePlanOptions *o, int l) {
+    const TextConfig *t = &c->text;
+    if (!t->layer_is_global[l] && t->sliding_window + o->ring_extra < o->max_context)
+        return (size_t)t->sliding_window + (size_t)o->ring_extra;
+    return (size_t)o->max_context;
+}
+
+/* What engine/forward.c allocates and binds (forward.h lists it), plus the CUDA op
+ * table's own scratch (kernels/cuda/ops_cuda.c). */
 static void size_text(Sizer *s, const ModelConfig *c, const DevicePlanOptions *o) {
     const TextConfig *t = &c->text;
     const size_t D = t->hidden_size, I = t->intermediate_size, L = t->num_layers, V = t->vocab_size;
     const size_t Dh = t->head_dim, qd = (size_t)t->num_heads * Dh, kvd = (size_t)t->num_kv_heads * Dh;
-    const size_t QKV = qd + 2 * kvd, P = o->max_prefill;
+    const size_t P = o->max_prefill, chunk = P < FORWARD_MLP_CHUNK ? P : FORWARD_MLP_CHUNK;
     set(s, REGION_EMBED, "embed", PLAN_WEIGHTS, 1, mul(s, V, D), BF16);
     set(s, REGION_LM_HEAD, "lm_head", PLAN_WEIGHTS, o->separate_lm_head ? 1 : 0, mul(s, V, D), BF16);
     set(s, REGION_FINAL_NORM, "final_norm", PLAN_WEIGHTS, 1, D, BF16);
-    set(s, REGION_WQKV, "layers.wqkv", PLAN_WEIGHTS, L, mul(s, QKV, D), BF16);
-    set(s, REGION_WO, "layers.wo", PLAN_WEIGHTS, L, mul(s, D, qd), BF16);
-    set(s, REGION_WGU, "layers.wgu", PLAN_WEIGHTS, L, mul(s, 2 * I, D), BF16);
-    set(s, REGION_WDOWN, "layers.wdown", PLAN_WEIGHTS, L, mul(s, D, I), BF16);
+    set(s, REGION_WQ, "layers.q_proj", PLAN_WEIGHTS, L, mul(s, qd, D), BF16);
+    set(s, REGION_WK, "layers.k_proj", PLAN_WEIGHTS, L, mul(s, kvd, D), BF16);
+    set(s, REGION_WV, "layers.v_proj", PLAN_WEIGHTS, L, mul(s, kvd, D), BF16);
+    set(s, REGION_WO, "layers.o_proj", PLAN_WEIGHTS, L, mul(s, D, qd), BF16);
+    set(s, REGION_WGATE, "layers.gate_proj", PLAN_WEIGHTS, L, mul(s, I, D), BF16);
+    set(s, REGION_WUP, "layers.up_proj", PLAN_WEIGHTS, L, mul(s, I, D), BF16);
+    set(s, REGION_WDOWN, "layers.down_proj", PLAN_WEIGHTS, L, mul(s, D, I), BF16);
     set(s, REGION_INPUT_NORM, "layers.input_norm", PLAN_WEIGHTS, L, D, BF16);
     set(s, REGION_POST_ATTN_NORM, "layers.post_attn_norm", PLAN_WEIGHTS, L, D, BF16);
     set(s, REGION_PRE_FF_NORM, "layers.pre_ff_norm", PLAN_WEIGHTS, L, D, BF16);
@@ -92,29 +109,32 @@ static void size_text(Sizer *s, const ModelConfig *c, const DevicePlanOptions *o
 
     DevicePlan *p = s->plan;
     p->n_full_layers = p->n_ring_layers = 0;
+    size_t ring = 0;
     for (int l = 0; l < t->num_layers; l++) {
-        if (device_plan_kv_ring(c, o->max_context, l))
+        if (kv_slots(c, o, l) < (size_t)o->max_context) {
             p->n_ring_layers++;
-        else
+            ring = kv_slots(c, o, l);
+        } else {
             p->n_full_layers++;
+        }
     }
     set(s, REGION_KV_FULL, "kv_cache.full", PLAN_KV_CACHE, 2 * (size_t)p->n_full_layers,
         mul(s, (size_t)o->max_context, kvd), BF16);
-    set(s, REGION_KV_RING, "kv_cache.ring", PLAN_KV_CACHE, 2 * (size_t)p->n_ring_layers,
-        mul(s, t->sliding_window > 0 ? (size_t)t->sliding_window : 0, kvd), BF16);
+    set(s, REGION_KV_RING, "kv_cache.ring", PLAN_KV_CACHE, 2 * (size_t)p->n_ring_layers, mul(s, ring, kvd),
+        BF16);
 
     set(s, REGION_X, "act.x", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, D), BF16);
-    set(s, REGION_H, "act.h", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, D), BF16);
-    set(s, REGION_PROJ, "act.proj", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, D), BF16);
-    set(s, REGION_QKV, "act.qkv", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, QKV), BF16);
+    set(s, REGION_XN, "act.xn", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, D > qd ? D : qd), BF16);
+    set(s, REGION_Q, "act.q", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, qd), BF16);
+    set(s, REGION_K, "act.k", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, kvd), BF16);
+    set(s, REGION_V, "act.v", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, kvd), BF16);
     set(s, REGION_ATTN, "act.attn", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, qd), BF16);
-    set(s, REGION_GU, "act.gate_up", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, 2 * I), BF16);
-    set(s, REGION_MLP, "act.mlp", PLAN_TEXT_ACTIVATIONS, 1, mul(s, P, I), BF16);
+    set(s, REGION_GATE, "act.gate", PLAN_TEXT_ACTIVATIONS, 1, mul(s, chunk, I), BF16);
+    set(s, REGION_UP, "act.up", PLAN_TEXT_ACTIVATIONS, 1, mul(s, chunk, I), BF16);
     set(s, REGION_LOGITS, "act.logits", PLAN_TEXT_ACTIVATIONS, 1, V, F32);
     set(s, REGION_IDS, "act.ids", PLAN_TEXT_ACTIVATIONS, 1, P, I32);
     set(s, REGION_IMAGE_BLOCK, "act.image_block", PLAN_TEXT_ACTIVATIONS, 1, P, I32);
-    set(s, REGION_ROWS, "act.image_rows", PLAN_TEXT_ACTIVATIONS, 1, P, I32);
-    set(s, REGION_POS_TOKEN, "act.pos_token", PLAN_TEXT_ACTIVATIONS, 1, 2, I32);
+    set(s, REGION_POS_TOKEN, "act.pos_token", PLAN_TEXT_ACTIVATIONS, 1, 3, I32);
     /* kernels/cuda/attention.cu: cuda_attention_decode_scratch_floats (the backend checks the two agree) */
     set(s, REGION_DECODE_SCRATCH, "act.decode_scratch", PLAN_TEXT_ACTIVATIONS, 1,
         mul(s, (size_t)DEVICE_PLAN_DECODE_SPLITS * t->num_heads, Dh + 2), F32);
@@ -139,10 +159,14 @@ static void size_vision(Sizer *s, const ModelConfig *c) {
     set(s, REGION_V_LN1_B, "vision.layers.ln1_b", PLAN_WEIGHTS, Lv, Dv, BF16);
     set(s, REGION_V_LN2_W, "vision.layers.ln2_w", PLAN_WEIGHTS, Lv, Dv, BF16);
     set(s, REGION_V_LN2_B, "vision.layers.ln2_b", PLAN_WEIGHTS, Lv, Dv, BF16);
-    set(s, REGION_V_WQKV, "vision.layers.wqkv", PLAN_WEIGHTS, Lv, mul(s, 3 * Dv, Dv), BF16);
-    set(s, REGION_V_BQKV, "vision.layers.bqkv", PLAN_WEIGHTS, Lv, 3 * Dv, BF16);
-    set(s, REGION_V_WO, "vision.layers.wo", PLAN_WEIGHTS, Lv, mul(s, Dv, Dv), BF16);
-    set(s, REGION_V_BO, "vision.layers.bo", PLAN_WEIGHTS, Lv, Dv, BF16);
+    set(s, REGION_V_WQ, "vision.layers.q_w", PLAN_WEIGHTS, Lv, mul(s, Dv, Dv), BF16);
+    set(s, REGION_V_BQ, "vision.layers.q_b", PLAN_WEIGHTS, Lv, Dv, BF16);
+    set(s, REGION_V_WK, "vision.layers.k_w", PLAN_WEIGHTS, Lv, mul(s, Dv, Dv), BF16);
+    set(s, REGION_V_BK, "vision.layers.k_b", PLAN_WEIGHTS, Lv, Dv, BF16);
+    set(s, REGION_V_WV, "vision.layers.v_w", PLAN_WEIGHTS, Lv, mul(s, Dv, Dv), BF16);
+    set(s, REGION_V_BV, "vision.layers.v_b", PLAN_WEIGHTS, Lv, Dv, BF16);
+    set(s, REGION_V_WO, "vision.layers.out_w", PLAN_WEIGHTS, Lv, mul(s, Dv, Dv), BF16);
+    set(s, REGION_V_BO, "vision.layers.out_b", PLAN_WEIGHTS, Lv, Dv, BF16);
     set(s, REGION_V_FC1_W, "vision.layers.fc1_w", PLAN_WEIGHTS, Lv, mul(s, Iv, Dv), BF16);
     set(s, REGION_V_FC1_B, "vision.layers.fc1_b", PLAN_WEIGHTS, Lv, Iv, BF16);
     set(s, REGION_V_FC2_W, "vision.layers.fc2_w", PLAN_WEIGHTS, Lv, mul(s, Dv, Iv), BF16);
@@ -153,10 +177,11 @@ static void size_vision(Sizer *s, const ModelConfig *c) {
     set(s, REGION_PIXELS, "vision.act.pixels", PLAN_VISION_ACTIVATIONS, n, n_pix, F32);
     set(s, REGION_PATCHES, "vision.act.patches", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, patch_k_pad), BF16);
     set(s, REGION_VX, "vision.act.x", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Dv), BF16);
-    set(s, REGION_VH, "vision.act.h", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Dv), BF16);
+    set(s, REGION_VXN, "vision.act.xn", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Dv), BF16);
+    set(s, REGION_VQ, "vision.act.q", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Dv), BF16);
+    set(s, REGION_VK, "vision.act.k", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Dv), BF16);
+    set(s, REGION_VV, "vision.act.v", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Dv), BF16);
     set(s, REGION_VATTN, "vision.act.attn", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Dv), BF16);
-    set(s, REGION_VPROJ, "vision.act.proj", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Dv), BF16);
-    set(s, REGION_VQKV, "vision.act.qkv", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, 3 * Dv), BF16);
     set(s, REGION_VMLP, "vision.act.mlp", PLAN_VISION_ACTIVATIONS, n, mul(s, Np, Iv), BF16);
     set(s, REGION_POOLED, "projector.act.pooled", PLAN_VISION_ACTIVATIONS, n, mul(s, tokens, Dv), BF16);
     set(s, REGION_MM_OUT, "projector.act.out", PLAN_VISION_ACTIVATIONS, n, mul(s, tokens, D), BF16);
@@ -200,21 +225,66 @@ int device_plan_build(DevicePlan *plan, const ModelConfig *config, const DeviceP
     return 0;
 }
 
-void device_plan_guard(const DevicePlan *plan, void *base) {
+void device_arena_init(DeviceArena *a, void *base, size_t size) {
+    memset(a, 0, sizeof *a);
+    a->base = base;
+    a->size = size;
+}
+
+void *device_arena_carve(DeviceArena *a, size_t bytes) {
+    size_t stride = device_plan_stride(bytes);
+    if (stride < bytes || stride > a->size - a->used)
+        return NULL;
+    if (a->n == a->cap) {
+        int cap = a->cap ? 2 * a->cap : 256;
+        size_t *ends = realloc(a->ends, (size_t)cap * sizeof *ends);
+        if (!ends)
+            return NULL;
+        a->ends = ends;
+        char *freed = realloc(a->freed, (size_t)cap);
+        if (!freed)
+            return NULL;
+        a->freed = freed;
+        a->cap = cap;
+    }
+    char *p = a->base + a->used;
+    a->used += stride;
+    if (a->used > a->peak)
+        a->peak = a->used;
+    a->ends[a->n] = a->used;
+    a->freed[a->n++] = 0;
 #ifdef PLAN_CAN_POISON
-    for (int id = 0; id < REGION_COUNT; id++) {
-        const DeviceRegion *r = &plan->region[id];
-        for (size_t i = 0; i < r->count; i++) {
-            uintptr_t end = (uintptr_t)base + r->offset + i * r->stride + r->bytes_each;
-            uintptr_t from = (end + 7) & ~(uintptr_t)7,
-                      to = (uintptr_t)base + r->offset + (i + 1) * r->stride;
-            if (to > from)
-                ASAN_POISON_MEMORY_REGION((void *)from, to - from);
+    ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+    uintptr_t from = ((uintptr_t)p + bytes + 7) & ~(uintptr_t)7, to = (uintptr_t)p + stride;
+    if (to > from)
+        ASAN_POISON_MEMORY_REGION((void *)from, to - from);
+#endif
+    return p;
+}
+
+void device_arena_free(DeviceArena *a, void *p) {
+    if (!p)
+        return;
+    for (int i = a->n - 1; i >= 0; i--) {
+        char *start = a->base + (i ? a->ends[i - 1] : 0);
+        if (start == (char *)p) {
+            a->freed[i] = 1;
+            break;
         }
     }
-#else
-    (void)plan, (void)base;
+    while (a->n > 0 && a->freed[a->n - 1]) { /* give back the freed slices on top */
+        a->n--;
+        a->used = a->n ? a->ends[a->n - 1] : 0;
+    }
+#ifdef PLAN_CAN_POISON
+    ASAN_UNPOISON_MEMORY_REGION(a->base + a->used, a->size - a->used);
 #endif
+}
+
+void device_arena_destroy(DeviceArena *a) {
+    free(a->ends);
+    free(a->freed);
+    memset(a, 0, sizeof *a);
 }
 
 void *device_plan_slice(const DevicePlan *plan, void *base, DeviceRegionId region, size_t i) {

@@ -21,12 +21,13 @@
 #include <stdio.h>
 
 #include "engine/config.h"
+#include "engine/forward.h"
 #include "util/error.h"
 
 #define DEVICE_PLAN_ALIGN 256
 /* Bytes of redzone after every slice: 0, except in the emulated test build
  * (tests/gpu/cudaemu/cudaemu.mk), where an ASan build poisons them
- * (device_plan_guard) so a kernel overrunning its carve is reported. */
+ * (device_arena_carve) so a kernel overrunning its carve is reported. */
 #ifndef DEVICE_PLAN_REDZONE
 #define DEVICE_PLAN_REDZONE 0
 #endif
@@ -44,13 +45,16 @@ typedef enum {
 } DevicePlanGroup;
 
 typedef enum {
-    /* text weights (bf16; q|k|v and gate|up fused per layer) */
+    /* text weights (bf16, as engine/forward.c binds them: one matrix per projection) */
     REGION_EMBED,      /* [V, D] */
     REGION_LM_HEAD,    /* [V, D], only when not tied to the embedding */
     REGION_FINAL_NORM, /* [D] */
-    REGION_WQKV,       /* per layer [(H + 2 KVH) Dh, D] */
-    REGION_WO,         /* per layer [D, H Dh] */
-    REGION_WGU,        /* per layer [2 I, D] */
+    REGION_WQ,         /* per layer [H Dh, D] */
+    REGION_WK,         /* per layer [KVH Dh, D], and v */
+    REGION_WV,
+    REGION_WO,    /* per layer [D, H Dh] */
+    REGION_WGATE, /* per layer [I, D], and up */
+    REGION_WUP,
     REGION_WDOWN,      /* per layer [D, I] */
     REGION_INPUT_NORM, /* per layer [D], and the three below */
     REGION_POST_ATTN_NORM,
@@ -70,39 +74,44 @@ typedef enum {
     REGION_V_LN1_B,
     REGION_V_LN2_W,
     REGION_V_LN2_B,
-    REGION_V_WQKV,  /* per vision layer [3 Dv, Dv] */
-    REGION_V_BQKV,  /* per vision layer [3 Dv] */
-    REGION_V_WO,    /* per vision layer [Dv, Dv] */
-    REGION_V_BO,    /* per vision layer [Dv] */
+    REGION_V_WQ, /* per vision layer [Dv, Dv] and its bias [Dv]; k, v, out likewise */
+    REGION_V_BQ,
+    REGION_V_WK,
+    REGION_V_BK,
+    REGION_V_WV,
+    REGION_V_BV,
+    REGION_V_WO,
+    REGION_V_BO,
     REGION_V_FC1_W, /* per vision layer [Iv, Dv] */
     REGION_V_FC1_B, /* per vision layer [Iv] */
     REGION_V_FC2_W, /* per vision layer [Dv, Iv] */
     REGION_V_FC2_B, /* per vision layer [Dv] */
-    /* KV cache (bf16 [slots, KVH Dh]); slice 2 i is the K, 2 i + 1 the V of the i-th such layer */
+    /* KV cache (bf16 [slots, KVH Dh]): a K and a V slice per layer (engine/kv_cache.c's capacities) */
     REGION_KV_FULL, /* layers that keep every position: max_context slots */
-    REGION_KV_RING, /* sliding-window layers: a ring of sliding_window slots */
-    /* text activations, max_prefill rows (P) */
-    REGION_X,              /* [P, D] bf16 residual stream; h, proj likewise */
-    REGION_H,              /* normed input of the next sub-layer */
-    REGION_PROJ,           /* o_proj / down_proj output; image rows on their way in */
-    REGION_QKV,            /* [P, (H + 2 KVH) Dh] */
+    REGION_KV_RING, /* sliding-window layers: a ring of sliding_window + ring_extra slots */
+    /* text activations (engine/forward.c), P = max_prefill rows */
+    REGION_X,              /* [P, D] bf16 residual stream */
+    REGION_XN,             /* [P, max(D, H Dh)] normed input / projection output */
+    REGION_Q,              /* [P, H Dh] */
+    REGION_K,              /* [P, KVH Dh], and v */
+    REGION_V,              /* */
     REGION_ATTN,           /* [P, H Dh] */
-    REGION_GU,             /* [P, 2 I] */
-    REGION_MLP,            /* [P, I] */
+    REGION_GATE,           /* [min(P, FORWARD_MLP_CHUNK), I], and up */
+    REGION_UP,             /* */
     REGION_LOGITS,         /* [V] fp32 */
-    REGION_IDS,            /* [P] int32 token ids; image_block and rows likewise */
+    REGION_IDS,            /* [P] int32 token ids (the CUDA op table's); image_block likewise */
     REGION_IMAGE_BLOCK,    /* [P] int32 */
-    REGION_ROWS,           /* [P] int32 image rows of the prompt */
-    REGION_POS_TOKEN,      /* [2] int32: the decode graph's position and token */
+    REGION_POS_TOKEN,      /* [3] int32: a call's first position; the decode graph's position and token */
     REGION_DECODE_SCRATCH, /* fp32 partial results of the split decode attention */
     /* vision activations (one image at a time) */
     REGION_PIXELS,  /* [C, S, S] fp32 */
-    REGION_PATCHES, /* [Np, patch_k_pad] bf16 */
-    REGION_VX,      /* [Np, Dv] bf16; vh, vattn, vproj likewise */
-    REGION_VH,
+    REGION_PATCHES, /* [Np, patch_k_pad] bf16 (the CUDA op table's im2col) */
+    REGION_VX,      /* [Np, Dv] bf16; xn, q, k, v, attn likewise */
+    REGION_VXN,
+    REGION_VQ,
+    REGION_VK,
+    REGION_VV,
     REGION_VATTN,
-    REGION_VPROJ,
-    REGION_VQKV,   /* [Np, 3 Dv] */
     REGION_VMLP,   /* [Np, Iv] */
     REGION_POOLED, /* [mm_tokens, Dv] */
     REGION_MM_OUT, /* [mm_tokens, D] */
@@ -126,6 +135,7 @@ typedef struct {
     int max_prefill;       /* rows of the text activations */
     int separate_lm_head;  /* the checkpoint has an lm_head that is not the embedding */
     size_t gemm_workspace; /* cuBLASLt workspace bytes */
+    int ring_extra;        /* local layers' ring slots past the window (engine/kv_cache.h) */
 } DevicePlanOptions;
 
 typedef struct {
@@ -151,9 +161,31 @@ size_t device_plan_gemm_workspace(int cc_major);
 
 /* Address of slice i of a region inside the allocation at base. */
 void *device_plan_slice(const DevicePlan *plan, void *base, DeviceRegionId region, size_t i);
-/* With DEVICE_PLAN_REDZONE under ASan (emulated device only): poisons the bytes
- * between each slice's end and the next slice. Otherwise does nothing. */
-void device_plan_guard(const DevicePlan *plan, void *base);
+
+/* Bytes a slice of `bytes` takes: rounded up past its redzone to DEVICE_PLAN_ALIGN. */
+size_t device_plan_stride(size_t bytes);
+
+/* Carving the one allocation: the CUDA op table (kernels/cuda/ops_cuda.c) hands out
+ * slices of `device_plan_stride(bytes)` one after the other, as engine/forward.c
+ * allocates its tensors and prepares its weights; the plan sized the allocation for
+ * exactly those, in any order. A freed slice is given back once every slice carved
+ * after it is freed too (a stack). With DEVICE_PLAN_REDZONE under ASan (emulated
+ * device only) the bytes between a slice's end and the next slice are poisoned. */
+typedef struct {
+    char *base;
+    size_t size, used, peak; /* bytes: the allocation, carved now, carved at most */
+    size_t *ends;            /* [n]: where each carved slice ends (its start is the previous end) */
+    char *freed;             /* [n] */
+    int n, cap;
+} DeviceArena;
+
+void device_arena_init(DeviceArena *a, void *base, size_t size);
+/* A slice of at least `bytes`, DEVICE_PLAN_ALIGN aligned; NULL when it does not fit
+ * (or the host is out of memory for the bookkeeping). */
+void *device_arena_carve(DeviceArena *a, size_t bytes);
+/* Gives a slice back (p from device_arena_carve; NULL is ignored). */
+void device_arena_free(DeviceArena *a, void *p);
+void device_arena_destroy(DeviceArena *a);
 
 const char *device_plan_group_name(DevicePlanGroup group);
 

@@ -28,7 +28,7 @@ static const bf16 *bf(const Weight *w) {
 
 /* ---- memory */
 
-static Tensor cpu_alloc(void *ctx, int rows, int cols) {
+static Tensor cpu_alloc(void *ctx, int rows, int cols, AllocKind kind) { /* both kinds are fp32 here */
     Tensor t = {NULL, TENSOR_F32, rows, cols, cols};
     t.data = malloc((size_t)rows * cols * sizeof(float) + 1);
     return t;

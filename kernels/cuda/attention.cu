@@ -1,5 +1,5 @@
 /* Attention: prefill (flash attention on tensor cores), single-token decode
- * (flash-decoding split over the KV sequence) and the KV-cache store.
+ * (flash-decoding split over the KV sequence); the KV-cache store is rope.cu's fused step.
  * Twin: kernels/cpu/attention.c (attention_prefill, attention_decode).
  *
  * Math: o[t, h] = sum_j softmax_j(q[t, h] . k[j, kvh] * scale + mask(t, j)) v[j, kvh],
@@ -266,38 +266,60 @@ static cudaError_t launch_flash_prefill(bf16_t *out, const bf16_t *q, int ld_q, 
     return cudaGetLastError();
 }
 
-// ---- kernels: decode
+// ---- kernels: attention over the KV cache (decode, and a prompt continuing a cached prefix)
 
 #define DEC_WARPS 4
 
-/* Grid (n_splits, KVH), 128 threads. The block reduces slots [start, end) of
- * its split for the G query heads sharing KV head kvh: warp w takes every
- * 4th slot (U of them per step, loads first), lane l holds dims 8l..8l+7 (16-byte loads). Writes per (split,
- * head) the unnormalized accumulator, the running max and the sum: scratch[(split * H + h) * (head_dim + 2) +
- * {0..head_dim-1, head_dim (m), head_dim+1 (l)}]. */
+/* The key positions [*lo, *hi] of query row t (position pos0 + t) over a cache of `capacity`
+ * slots: up to the row's position, extended to the end of its image run within the batch
+ * (image_block [n_rows] or NULL), from max(0, position - window + 1 when window > 0,
+ * hi - capacity + 1) (the ring holds the last `capacity` positions). */
+__device__ __forceinline__ void cached_key_range(int pos0, int t, const int32_t *image_block, int n_rows,
+                                                 int window, int capacity, int *lo, int *hi) {
+    int end = t;
+    if (image_block && image_block[t] >= 0)
+        while (end + 1 < n_rows && image_block[end + 1] == image_block[t])
+            end++;
+    int a = pos0 + t;
+    *hi = pos0 + end;
+    *lo = window > 0 && a - window + 1 > 0 ? a - window + 1 : 0;
+    if (*hi - capacity + 1 > *lo)
+        *lo = *hi - capacity + 1;
+}
+
+/* Grid (n_splits, KVH, rows of this launch), 128 threads. The block reduces its split of
+ * the keys of query row t = r0 + blockIdx.z for the G query heads sharing KV head kvh:
+ * warp w takes every 4th key (U of them per step, loads first), lane l holds dims
+ * 8l..8l+7 (16-byte loads). Key j of the row's range is position lo + j, in slot
+ * (lo + j) % capacity, or slot j when the range fills the cache (the same keys in slot
+ * order). Writes per (row, split, head) the unnormalized accumulator, the running max and
+ * the sum: scratch[((z * n_splits + split) * H + h) * (head_dim + 2) + {0..head_dim-1,
+ * head_dim (m), head_dim+1 (l)}]. */
 template <int G>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
-    decode_split_kernel(float *scratch, const bf16_t *q, const bf16_t *k_cache, const bf16_t *v_cache,
-                        const int32_t *d_pos, int ring, int n_heads, int n_kv_heads, int head_dim,
-                        float scale) {
+    cached_split_kernel(float *scratch, const bf16_t *q, int ld_q, const bf16_t *k_cache,
+                        const bf16_t *v_cache, int capacity, const int32_t *d_pos0,
+                        const int32_t *image_block, int n_rows, int r0, int window, int n_heads,
+                        int n_kv_heads, int head_dim, float scale) {
     __shared__ float sm_m[DEC_WARPS][G], sm_l[DEC_WARPS][G];
     __shared__ float sm_acc[DEC_WARPS][G][256];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int split = blockIdx.x, n_splits = gridDim.x, kvh = blockIdx.y;
-    int n_keys = *d_pos + 1;
-    if (ring > 0 && n_keys > ring)
-        n_keys = ring;
+    const int split = blockIdx.x, n_splits = gridDim.x, kvh = blockIdx.y, t = r0 + (int)blockIdx.z;
+    int lo, hi;
+    cached_key_range(*d_pos0, t, image_block, n_rows, window, capacity, &lo, &hi);
+    const int n_keys = hi - lo + 1, first_slot = n_keys == capacity ? 0 : lo % capacity;
     const int chunk = (n_keys + n_splits - 1) / n_splits;
     const int start = split * chunk, end = min(start + chunk, n_keys);
     const int kv_dim = n_kv_heads * head_dim;
     const bool active = lane * 8 < head_dim;
     const float scale_log2 = scale * LOG2E;
+    const bf16_t *qrow = q + (size_t)t * ld_q;
 
     float qf[G][8], acc[G][8], m[G], l[G];
 #pragma unroll
     for (int gi = 0; gi < G; gi++) {
         int h = kvh * G + gi;
-        uint4 raw = active ? *reinterpret_cast<const uint4 *>(q + (size_t)h * head_dim + lane * 8)
+        uint4 raw = active ? *reinterpret_cast<const uint4 *>(qrow + (size_t)h * head_dim + lane * 8)
                            : make_uint4(0, 0, 0, 0);
         bf16x8_to_f32(*reinterpret_cast<const bf16x8 *>(&raw), qf[gi]);
 #pragma unroll
@@ -309,24 +331,25 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         l[gi] = 0.0f;
     }
 
-    /* U slots per warp per step: their K and V loads are issued together (memory-level
+    /* U keys per warp per step: their K and V loads are issued together (memory-level
      * parallelism), then folded into the running softmax one by one. */
     constexpr int U = G >= 8 ? 2 : 4;
-    for (int s0 = start + warp; s0 < end; s0 += DEC_WARPS * U) {
+    for (int j0 = start + warp; j0 < end; j0 += DEC_WARPS * U) {
         uint4 kr[U], vr[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            int s = s0 + u * DEC_WARPS;
+            int j = j0 + u * DEC_WARPS;
             kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
-            if (active && s < end) {
-                size_t off = (size_t)s * kv_dim + (size_t)kvh * head_dim + lane * 8;
+            if (active && j < end) {
+                size_t slot = (size_t)((first_slot + j) % capacity);
+                size_t off = slot * kv_dim + (size_t)kvh * head_dim + lane * 8;
                 kr[u] = *reinterpret_cast<const uint4 *>(k_cache + off);
                 vr[u] = *reinterpret_cast<const uint4 *>(v_cache + off);
             }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            if (s0 + u * DEC_WARPS >= end) /* the same for the whole warp */
+            if (j0 + u * DEC_WARPS >= end) /* the same for the whole warp */
                 break;
             float kf[8], vf[8];
             bf16x8_to_f32(*reinterpret_cast<const bf16x8 *>(&kr[u]), kf);
@@ -363,6 +386,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
                 sm_acc[warp][gi][lane * 8 + i] = acc[gi][i];
     }
     __syncthreads();
+    float *row_scratch = scratch + (size_t)blockIdx.z * n_splits * n_heads * (head_dim + 2);
     for (int idx = threadIdx.x; idx < G * (head_dim + 2); idx += blockDim.x) {
         int gi = idx / (head_dim + 2), d = idx % (head_dim + 2);
         float mm = -INFINITY;
@@ -378,16 +402,17 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
             }
         }
         int h = kvh * G + gi;
-        scratch[((size_t)split * n_heads + h) * (head_dim + 2) + d] = val;
+        row_scratch[((size_t)split * n_heads + h) * (head_dim + 2) + d] = val;
     }
 }
 
-/* Grid H, 256 threads: out[h, d] = sum_s f_s acc_s[d] / sum_s f_s l_s, f_s = 2^(m_s - max m). */
-__global__ void decode_merge_kernel(bf16_t *out, const float *scratch, int n_splits, int n_heads,
-                                    int head_dim) {
+/* Grid (H, rows of this launch), 256 threads: out[r0 + z, h, d] = sum_s f_s acc_s[d] / sum_s f_s l_s,
+ * f_s = 2^(m_s - max m). */
+__global__ void cached_merge_kernel(bf16_t *out, int ld_out, const float *scratch, int n_splits, int r0,
+                                    int n_heads, int head_dim) {
     int h = blockIdx.x;
     const size_t stride = (size_t)n_heads * (head_dim + 2);
-    const float *base = scratch + (size_t)h * (head_dim + 2);
+    const float *base = scratch + (size_t)blockIdx.y * n_splits * stride + (size_t)h * (head_dim + 2);
     float mm = -INFINITY;
     for (int s = 0; s < n_splits; s++)
         mm = fmaxf(mm, base[s * stride + head_dim]);
@@ -398,6 +423,7 @@ __global__ void decode_merge_kernel(bf16_t *out, const float *scratch, int n_spl
             l += exp2f(ms - mm) * base[s * stride + head_dim + 1];
     }
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    bf16_t *o = out + (size_t)(r0 + (int)blockIdx.y) * ld_out + (size_t)h * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float a = 0.0f;
         for (int s = 0; s < n_splits; s++) {
@@ -405,24 +431,7 @@ __global__ void decode_merge_kernel(bf16_t *out, const float *scratch, int n_spl
             if (ms != -INFINITY)
                 a += exp2f(ms - mm) * base[s * stride + d];
         }
-        out[(size_t)h * head_dim + d] = to_bf16(a * inv);
-    }
-}
-
-// ---- kernels: KV store
-
-/* One block per token row; rows older than the ring's last `ring` positions are skipped. */
-__global__ void kv_store_kernel(bf16_t *k_cache, bf16_t *v_cache, const bf16_t *k, const bf16_t *v, int ld,
-                                int n_tokens, int kv_dim, const int32_t *d_pos, int ring) {
-    int t = blockIdx.x;
-    int p = (d_pos ? *d_pos : 0) + t;
-    int last = (d_pos ? *d_pos : 0) + n_tokens - 1;
-    if (ring > 0 && p <= last - ring)
-        return;
-    size_t slot = ring > 0 ? (size_t)(p % ring) : (size_t)p;
-    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-        k_cache[slot * kv_dim + i] = k[(size_t)t * ld + i];
-        v_cache[slot * kv_dim + i] = v[(size_t)t * ld + i];
+        o[d] = to_bf16(a * inv);
     }
 }
 
@@ -459,49 +468,47 @@ extern "C" size_t cuda_attention_decode_scratch_floats(int n_heads, int head_dim
     return (size_t)n_splits * n_heads * (head_dim + 2);
 }
 
-extern "C" cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache,
-                                             const bf16 *v_cache, const int32_t *d_pos, int ring, int n_heads,
-                                             int n_kv_heads, int head_dim, float scale, float *scratch,
-                                             int n_splits, cudaStream_t stream) {
-    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 || head_dim % 8 ||
-        head_dim > 256 || n_splits <= 0 || n_splits > 65535 || !d_pos || !scratch)
-        return cudaErrorInvalidValue;
-    dim3 grid(n_splits, n_kv_heads);
-    const bf16_t *qq = (const bf16_t *)q, *kc = (const bf16_t *)k_cache, *vc = (const bf16_t *)v_cache;
-    switch (n_heads / n_kv_heads) {
-    case 1:
-        CUDA_LAUNCH(decode_split_kernel<1>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, kc, vc, d_pos, ring,
-                    n_heads, n_kv_heads, head_dim, scale);
-        break;
-    case 2:
-        CUDA_LAUNCH(decode_split_kernel<2>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, kc, vc, d_pos, ring,
-                    n_heads, n_kv_heads, head_dim, scale);
-        break;
-    case 4:
-        CUDA_LAUNCH(decode_split_kernel<4>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, kc, vc, d_pos, ring,
-                    n_heads, n_kv_heads, head_dim, scale);
-        break;
-    case 8:
-        CUDA_LAUNCH(decode_split_kernel<8>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, kc, vc, d_pos, ring,
-                    n_heads, n_kv_heads, head_dim, scale);
-        break;
-    default:
-        return cudaErrorInvalidValue;
-    }
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess)
-        return e;
-    CUDA_LAUNCH(decode_merge_kernel, n_heads, 256, 0, stream, (bf16_t *)out, scratch, n_splits, n_heads,
-                head_dim);
-    return cudaGetLastError();
-}
-
-extern "C" cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, int ld,
-                                     int n_tokens, int kv_dim, const int32_t *d_pos, int ring,
-                                     cudaStream_t stream) {
-    if (n_tokens <= 0)
+extern "C" cudaError_t cuda_attention_cached(bf16 *out, int ld_out, const bf16 *q, int ld_q,
+                                             const bf16 *k_cache, const bf16 *v_cache, int capacity,
+                                             const int32_t *d_pos0, const int32_t *image_block, int n_rows,
+                                             int window, int n_heads, int n_kv_heads, int head_dim,
+                                             float scale, float *scratch, int scratch_units, int n_splits,
+                                             cudaStream_t stream) {
+    if (n_rows <= 0)
         return cudaSuccess;
-    CUDA_LAUNCH(kv_store_kernel, n_tokens, 256, 0, stream, (bf16_t *)k_cache, (bf16_t *)v_cache,
-                (const bf16_t *)k, (const bf16_t *)v, ld, n_tokens, kv_dim, d_pos, ring);
-    return cudaGetLastError();
+    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 || head_dim % 8 ||
+        head_dim > 256 || n_splits <= 0 || n_splits > 65535 || n_splits > scratch_units || capacity <= 0 ||
+        !d_pos0 || !scratch || ld_q % 8 || ((uintptr_t)q & 15) || ((uintptr_t)k_cache & 15) ||
+        ((uintptr_t)v_cache & 15))
+        return cudaErrorInvalidValue;
+    const int group = n_heads / n_kv_heads, rows_per_launch = min(scratch_units / n_splits, 65535);
+    const bf16_t *qq = (const bf16_t *)q, *kc = (const bf16_t *)k_cache, *vc = (const bf16_t *)v_cache;
+    for (int r0 = 0; r0 < n_rows; r0 += rows_per_launch) {
+        int rows = min(rows_per_launch, n_rows - r0);
+        dim3 grid(n_splits, n_kv_heads, rows);
+#define CACHED_CASE(G)                                                                                       \
+    case G:                                                                                                  \
+        CUDA_LAUNCH(cached_split_kernel<G>, grid, DEC_WARPS * 32, 0, stream, scratch, qq, ld_q, kc, vc,      \
+                    capacity, d_pos0, image_block, n_rows, r0, window, n_heads, n_kv_heads, head_dim,        \
+                    scale);                                                                                  \
+        break
+        switch (group) {
+            CACHED_CASE(1);
+            CACHED_CASE(2);
+            CACHED_CASE(4);
+            CACHED_CASE(8);
+        default:
+            return cudaErrorInvalidValue;
+        }
+#undef CACHED_CASE
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess)
+            return e;
+        CUDA_LAUNCH(cached_merge_kernel, dim3(n_heads, rows), 256, 0, stream, (bf16_t *)out, ld_out, scratch,
+                    n_splits, r0, n_heads, head_dim);
+        e = cudaGetLastError();
+        if (e != cudaSuccess)
+            return e;
+    }
+    return cudaSuccess;
 }

@@ -11,7 +11,7 @@ CUBLAS_LIB ?= $(CUDA_HOME)/lib64
 NVCCFLAGS ?= -O3 -std=c++17 -lineinfo $(CUDA_ARCH_FLAGS) -I. -I$(CUBLAS_INC) -Xptxas -warn-spills -Xcompiler -Wall
 
 CUDA_CU_SRC := $(wildcard kernels/cuda/*.cu)
-CUDA_HOST_SRC := $(wildcard engine/cuda/*.c)
+CUDA_HOST_SRC := $(wildcard engine/cuda/*.c kernels/cuda/*.c)
 CUDA_OBJ := $(CUDA_CU_SRC:%.cu=$(BUILD)/obj/%.o) $(CUDA_HOST_SRC:%.c=$(BUILD)/obj/%.o)
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -L$(CUBLAS_LIB) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUBLAS_LIB) \
   -lcublasLt -lcudart -lstdc++
@@ -29,7 +29,8 @@ $(BUILD)/obj/%.o: %.cu
 # The GPU test program and benchmark link only what they use (no HTTP, image
 # codecs or network libraries: cJSON is their one library besides CUDA), so a
 # lent GPU machine builds them with `make build/gpu_tests build/gpu_bench`.
-GPU_CORE_SRC := $(wildcard util/*.c kernels/cpu/*.c) engine/config.c engine/safetensors.c engine/map_guard.c engine/weights.c
+GPU_CORE_SRC := $(wildcard util/*.c kernels/cpu/*.c) engine/config.c engine/safetensors.c engine/map_guard.c engine/weights.c \
+  engine/forward.c engine/kv_cache.c engine/backend_cpu.c
 GPU_CORE_OBJ := $(GPU_CORE_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_OBJ)
 GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/gpu/*.c))
 GPU_BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/gpu/*.c))
@@ -43,4 +44,10 @@ $(BUILD)/gpu_tests: $(GPU_TEST_OBJ) $(GPU_CORE_OBJ)
 	$(CC) $(LDFLAGS) $^ $(GPU_LDLIBS) -o $@
 
 $(BUILD)/gpu_bench: $(GPU_BENCH_OBJ) $(GPU_CORE_OBJ)
+	$(CC) $(LDFLAGS) $^ $(GPU_LDLIBS) -o $@
+
+# The op harness (tests/ops/op_harness.c) with only what the GPU programs link:
+# `op_harness_gpu --cuda` checks the CUDA op table on a lent GPU (tests/gpu/run.sh).
+CUDA_PROGRAMS += $(BUILD)/op_harness_gpu
+$(BUILD)/op_harness_gpu: $(BUILD)/obj/tests/ops/op_harness.o $(GPU_CORE_OBJ)
 	$(CC) $(LDFLAGS) $^ $(GPU_LDLIBS) -o $@

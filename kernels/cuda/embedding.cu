@@ -1,4 +1,4 @@
-/* Embedding lookup (text rows, scaled) and the scatter of image soft-token rows.
+/* Embedding lookup (text rows, scaled).
  * Twin: kernels/cpu/embedding.c.
  * Math: out[t, :] = bf16(table[ids[t], :] * scale); scale is sqrt(hidden) already
  * rounded to bf16 by the engine (50.5 for 2560), as transformers does. */
@@ -17,14 +17,6 @@ __global__ void embedding_lookup_kernel(bf16_t *out, const bf16_t *table, const 
         dst[i] = to_bf16(to_f32(row[i]) * scale);
 }
 
-__global__ void rows_scatter_kernel(bf16_t *out, const bf16_t *src, const int32_t *rows, int dim) {
-    int i = blockIdx.x;
-    bf16_t *dst = out + (size_t)rows[i] * dim;
-    const bf16_t *s = src + (size_t)i * dim;
-    for (int c = threadIdx.x; c < dim; c += blockDim.x)
-        dst[c] = s[c];
-}
-
 // ---- launchers
 
 extern "C" cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const int32_t *ids, int n_tokens,
@@ -33,13 +25,5 @@ extern "C" cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const
         return cudaSuccess;
     CUDA_LAUNCH(embedding_lookup_kernel, n_tokens, 256, 0, stream, (bf16_t *)out, (const bf16_t *)table, ids,
                 dim, scale);
-    return cudaGetLastError();
-}
-
-extern "C" cudaError_t cuda_rows_scatter(bf16 *out, const bf16 *src, const int32_t *rows, int n_src, int dim,
-                                         cudaStream_t stream) {
-    if (n_src <= 0 || dim <= 0)
-        return cudaSuccess;
-    CUDA_LAUNCH(rows_scatter_kernel, n_src, 256, 0, stream, (bf16_t *)out, (const bf16_t *)src, rows, dim);
     return cudaGetLastError();
 }

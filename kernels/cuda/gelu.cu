@@ -11,15 +11,15 @@ __device__ __forceinline__ float gelu_tanh_f(float x) {
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
-/* gu rows hold gate | up (the fused gate/up projection's output). */
-__global__ void gelu_tanh_gate_kernel(bf16_t *out, const bf16_t *gu, int n_rows, int width) {
+/* out, gate, up: n_rows rows of `width` values, row stride ld (out may alias gate). */
+__global__ void gelu_tanh_gate_kernel(bf16_t *out, const bf16_t *gate, const bf16_t *up, int ld, int n_rows,
+                                      int width) {
     long long n = (long long)n_rows * width;
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < n;
          idx += (long long)gridDim.x * blockDim.x) {
-        long long t = idx / width, i = idx % width;
-        const bf16_t *row = gu + t * 2 * width;
-        float g = to_f32(to_bf16(gelu_tanh_f(to_f32(row[i]))));
-        out[idx] = to_bf16(g * to_f32(row[width + i]));
+        long long at = idx / width * ld + idx % width;
+        float g = to_f32(to_bf16(gelu_tanh_f(to_f32(gate[at]))));
+        out[at] = to_bf16(g * to_f32(up[at]));
     }
 }
 
@@ -36,13 +36,15 @@ static unsigned elementwise_blocks(long long n) {
     return (unsigned)(b < 65535 * 8 ? b : 65535 * 8);
 }
 
-extern "C" cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows, int width,
-                                           cudaStream_t stream) {
+extern "C" cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gate, const bf16 *up, int ld, int n_rows,
+                                           int width, cudaStream_t stream) {
     long long n = (long long)n_rows * width;
     if (n <= 0)
         return cudaSuccess;
+    if (ld < width)
+        return cudaErrorInvalidValue;
     CUDA_LAUNCH(gelu_tanh_gate_kernel, elementwise_blocks(n), 256, 0, stream, (bf16_t *)out,
-                (const bf16_t *)gu, n_rows, width);
+                (const bf16_t *)gate, (const bf16_t *)up, ld, n_rows, width);
     return cudaGetLastError();
 }
 

@@ -8,7 +8,7 @@
  * Conventions (differences from kernels.h):
  *  - every pointer is device memory; activations are bf16 (like transformers
  *    in bf16), each kernel computes in fp32 and rounds once when it stores.
- *    Logits and softmax/sampling buffers are fp32;
+ *    Logits are fp32 (sampling stays on the host: engine/sampler.c);
  *  - "ld" is a row stride in elements, so an op can read its part of a fused
  *    projection output (q|k|v or gate|up side by side in one row);
  *  - positions come from device memory (d_pos) where the decode step reads
@@ -32,9 +32,6 @@ extern "C" {
 /* out[t, :] = bf16(table[ids[t], :] * scale)             ids on the device */
 cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const int32_t *ids, int n_tokens, int dim,
                                   float scale, cudaStream_t stream);
-/* out[rows[i], :] = src[i, :] for i < n_src             (image soft-token rows) */
-cudaError_t cuda_rows_scatter(bf16 *out, const bf16 *src, const int32_t *rows, int n_src, int dim,
-                              cudaStream_t stream);
 
 /* ---- rmsnorm.cu (Gemma: w stored as scale - 1) */
 
@@ -51,21 +48,14 @@ cudaError_t cuda_rmsnorm_residual_norm(bf16 *x, bf16 *out, const bf16 *h, const 
 
 /* ---- rope.cu */
 
-/* Per head: x = rope(rmsnorm(x) * (1 + norm_w)) at position pos0 + t, in place.
- * Head j of row t is x[t * ld + j * head_dim ...]. pos0 = *d_pos0, or 0 when
- * d_pos0 is NULL. Math as kernels.h qk_norm_rope (fp32 angles). */
-cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens, int n_heads, int head_dim,
-                              const int32_t *d_pos0, float theta, float rope_scale, float eps,
-                              cudaStream_t stream);
-
-/* The decoder's fused step after the q|k|v projection: rows of qkv [T, ld] hold
- * q (H heads) | k (KVH) | v (KVH). q and k heads get norm + RoPE in place (q_norm,
- * k_norm); the roped k and the v rows of positions p = pos0 + t are also stored
- * into the caches [slots, KVH * head_dim] at slot p % ring (ring > 0; rows older
- * than the last `ring` skipped) or p: what cuda_qk_norm_rope twice and
- * cuda_kv_store do, in one launch. */
-cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm, const bf16 *k_norm, int n_tokens,
-                                int n_heads, int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
+/* The decoder's fused step after the q, k, v projections: rows t of q (H heads), k and v
+ * (KVH heads each; row strides ld_q, ld_k, ld_v). q and k heads get norm + RoPE in place
+ * (q_norm, k_norm); the roped k and the v rows of positions p = pos0 + t are also stored
+ * into the caches [slots, KVH * head_dim] at slot p % ring (ring > 0; rows older than
+ * the last `ring` skipped) or p. Math as kernels.h qk_norm_rope, in one launch. */
+cudaError_t cuda_qkv_rope_store(bf16 *q, int ld_q, bf16 *k, int ld_k, const bf16 *v, int ld_v,
+                                const bf16 *q_norm, const bf16 *k_norm, int n_tokens, int n_heads,
+                                int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
                                 float rope_scale, float eps, bf16 *k_cache, bf16 *v_cache, int ring,
                                 cudaStream_t stream);
 
@@ -80,28 +70,30 @@ cudaError_t cuda_attention_prefill(bf16 *out, const bf16 *q, int ld_q, const bf1
                                    int n_kv_heads, int head_dim, int causal, int window, float scale,
                                    cudaStream_t stream);
 
-/* Floats of scratch cuda_attention_decode needs for n_splits. */
+/* Attention of n_rows queries at positions pos0 + t (pos0 = *d_pos0) over a KV cache of
+ * `capacity` slots read by position (slot = p % capacity): row t sees keys [lo, hi], hi its
+ * position extended to the end of its image run within the batch (image_block [n_rows] on
+ * the device, or NULL), lo = max(0, position - window + 1 when window > 0, hi - capacity + 1).
+ * Math and mask as attention_prefill over the whole sequence (kernels.h attention_cached is
+ * the twin); the batch's own k, v must be in the cache already (cuda_qkv_rope_store). Split
+ * over the keys like the decode (n_splits blocks per row and KV head, then a merge); scratch
+ * holds scratch_units (row, split) partials (cuda_attention_decode_scratch_floats of
+ * scratch_units), so rows go scratch_units / n_splits per launch. out [n_rows, ld_out]. */
+cudaError_t cuda_attention_cached(bf16 *out, int ld_out, const bf16 *q, int ld_q, const bf16 *k_cache,
+                                  const bf16 *v_cache, int capacity, const int32_t *d_pos0,
+                                  const int32_t *image_block, int n_rows, int window, int n_heads,
+                                  int n_kv_heads, int head_dim, float scale, float *scratch,
+                                  int scratch_units, int n_splits, cudaStream_t stream);
+
+/* Floats of scratch cuda_attention_cached needs for n_splits (row, split) partials. */
 size_t cuda_attention_decode_scratch_floats(int n_heads, int head_dim, int n_splits);
-
-/* Single-token decode attention split over the KV sequence (flash-decoding):
- * n_keys = *d_pos + 1, capped at `ring` when ring > 0 (a local layer's ring of
- * window slots). Each of n_splits blocks per KV head reduces a slice of the
- * slots to a partial softmax; a second kernel merges them.
- * q, out [H * head_dim]; caches [slots, KVH * head_dim]; head_dim % 8 == 0, <= 256. */
-cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache, const bf16 *v_cache,
-                                  const int32_t *d_pos, int ring, int n_heads, int n_kv_heads, int head_dim,
-                                  float scale, float *scratch, int n_splits, cudaStream_t stream);
-
-/* Writes K/V rows t = 0..T-1 (row stride ld) of positions p = *d_pos + t (0
- * when d_pos is NULL) into the caches [slots, kv_dim]: slot = p % ring when
- * ring > 0 (rows older than the last `ring` are skipped), else p. */
-cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, int ld, int n_tokens,
-                          int kv_dim, const int32_t *d_pos, int ring, cudaStream_t stream);
 
 /* ---- gelu.cu */
 
-/* out[t, i] = bf16(gelu_tanh(gu[t, i]) * gu[t, width + i])   gu [T, 2 * width] (gate | up) */
-cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows, int width, cudaStream_t stream);
+/* out[t, i] = bf16(bf16(gelu_tanh(gate[t, i])) * up[t, i])   rows of width values at stride ld;
+ * out may alias gate */
+cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gate, const bf16 *up, int ld, int n_rows, int width,
+                                cudaStream_t stream);
 /* x = gelu_tanh(x), in place */
 cudaError_t cuda_gelu_tanh(bf16 *x, long long n, cudaStream_t stream);
 
@@ -137,19 +129,6 @@ cudaError_t cuda_patch_im2col(bf16 *patches, const float *pixels, int image_size
 
 /* out[(r / k) * (G / k) + c / k, :] = mean of the k x k rows of the window  x [G * G, dim] */
 cudaError_t cuda_avgpool_grid(bf16 *out, const bf16 *x, int grid, int k, int dim, cudaStream_t stream);
-
-/* ---- sampling.cu (fp32 logits) */
-
-/* x = softmax(x) in place */
-cudaError_t cuda_softmax(float *x, int n, cudaStream_t stream);
-/* *out = index of the largest value (first on ties; NaN never wins) */
-cudaError_t cuda_argmax(int32_t *out, const float *x, int n, cudaStream_t stream);
-/* Bytes of scratch cuda_sample_logits needs for n logits. */
-size_t cuda_sample_scratch_bytes(int n);
-/* *out = kernels.h sample_logits(logits, n, temperature, top_k, top_p, coin): the
- * same function on the device. logits is overwritten. */
-cudaError_t cuda_sample_logits(int32_t *out, float *logits, int n, float temperature, int top_k, float top_p,
-                               float coin, void *scratch, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -46,5 +46,6 @@ extern int gpu_small;
 
 void gpu_kernel_tests(void);
 void gpu_golden_tests(const char *golden_dir);
+void gpu_prefix_tests(const char *golden_dir);
 
 #endif

@@ -221,6 +221,7 @@ static void run_case(const char *dir, const char *case_name) {
         if (!(e <= worst_step))
             worst_step = e;
     }
+    printf("# %s: greedy ids %s\n", case_name, seq); /* compared before/after backend changes */
     snprintf(name, sizeof name, "golden_%s_greedy_logits_worst_step", case_name);
     gpu_report(name, worst_step, TOL_LOGITS);
     snprintf(name, sizeof name, "golden_%s_greedy_16_ids", case_name);

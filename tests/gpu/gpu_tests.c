@@ -1,7 +1,8 @@
 /* build/gpu_tests: the CUDA backend checked on a real GPU (tests/gpu/run.sh).
- *   gpu_tests [--small] [--seed N] [--golden-dir DIR] [kernels|golden|all] [FILTER]
+ *   gpu_tests [--small] [--seed N] [--golden-dir DIR] [kernels|golden|prefix|all, or a comma list] [FILTER]
  * kernels: every kernel against its CPU twin (gpu_kernels.c);
- * golden:  the transformers goldens on the CUDA backend (gpu_golden.c).
+ * golden:  the transformers goldens on the CUDA backend (gpu_golden.c);
+ * prefix:  prefix reuse on the CUDA backend, continued vs cold (gpu_prefix.c).
  * Prints "ok NAME ..." / "FAIL NAME: ..." per test and "N passed, N failed" last;
  * exits 1 on any failure, 2 without a usable GPU. */
 #include <stdio.h>
@@ -27,9 +28,8 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--golden-dir") && i + 1 < argc) {
             golden_dir = argv[++i];
         } else if (argv[i][0] == '-') {
-            fprintf(
-                stderr,
-                "usage: gpu_tests [--small] [--seed N] [--golden-dir DIR] [kernels|golden|all] [FILTER]\n");
+            fprintf(stderr, "usage: gpu_tests [--small] [--seed N] [--golden-dir DIR] "
+                            "[kernels|golden|prefix|all] [FILTER]\n");
             return 2;
         } else if (positional++ == 0) {
             what = argv[i];
@@ -50,10 +50,13 @@ int main(int argc, char **argv) {
            prop.major, prop.minor, (unsigned long long)seed);
     gpu_seed(seed);
     kernels_set_threads(0);
-    if (!strcmp(what, "kernels") || !strcmp(what, "all"))
+    int all = !strcmp(what, "all");
+    if (all || strstr(what, "kernels"))
         gpu_kernel_tests();
-    if (!strcmp(what, "golden") || !strcmp(what, "all"))
+    if (all || strstr(what, "golden"))
         gpu_golden_tests(golden_dir);
+    if (all || strstr(what, "prefix"))
+        gpu_prefix_tests(golden_dir);
     kernels_shutdown();
     printf("%d passed, %d failed\n", gpu_passes(), gpu_failures());
     return gpu_failures() ? 1 : 0;

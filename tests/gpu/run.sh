@@ -4,6 +4,7 @@
 #      (.deps-device/: cJSON, the GPU programs' only library besides CUDA); build
 #   1b. mma.sync on random fragments: the GPU vs the CPU emulator (build/mma_check*)
 #   2. kernel tests: every CUDA kernel vs its CPU twin      (build/gpu_tests kernels)
+#   2b. the CUDA op table vs the op harness's references    (build/op_harness_gpu --cuda)
 #   3. model parity on the GPU vs the transformers goldens  (build/gpu_tests golden)
 #   4. compute-sanitizer memcheck over the kernel tests     (--small shapes)
 #   5. benchmark at MedGemma 4B shape (build/gpu_bench --synth) + HF transformers
@@ -83,11 +84,12 @@ if [ ! -e /usr/include/cjson/cJSON.h ]; then
 fi
 export LD_LIBRARY_PATH="$CUBLAS_LIB_REAL:$CUDA_HOME/lib64:${LD_LIBRARY_PATH:-}"
 
-log "build (make -j16 build/gpu_tests build/gpu_bench build/mma_check build/mma_check_emu)"
+log "build (make -j16 build/gpu_tests build/gpu_bench build/op_harness_gpu build/mma_check build/mma_check_emu)"
 EMU_CXX=$(command -v clang++ || command -v g++) # mma_check_emu needs no clang-only feature
 EMU_CC=$(command -v clang || command -v gcc)
 if ! make -j16 NVCC="$NVCC" CUDA_HOME="$CUDA_HOME" CUBLAS_INC="$CUBLAS_INC" CUBLAS_LIB="$LIBDIR" \
-    EMU_CXX="$EMU_CXX" EMU_CC="$EMU_CC" build/gpu_tests build/gpu_bench build/mma_check build/mma_check_emu \
+    EMU_CXX="$EMU_CXX" EMU_CC="$EMU_CC" build/gpu_tests build/gpu_bench build/op_harness_gpu build/mma_check \
+    build/mma_check_emu \
     >"$OUT/build.log" 2>&1; then
     echo "FAIL build: see build.log; last lines:"
     tail -30 "$OUT/build.log"
@@ -116,8 +118,8 @@ row "mma.sync vs emulator" "$(grep -E '^(ok|FAIL) mma_gpu_vs' "$OUT/mma.log" | c
 log "kernel tests"
 rm -f "$OUT/kernel_table.md" "$OUT/kernels.log"
 K_RC=0
-for group in embedding rmsnorm rope attn_prefill attn_decode kv_store gelu gemv gemm residual layernorm \
-    patch_embed avgpool sampling sample_; do
+for group in embedding rmsnorm rope attn_prefill attn_decode gelu gemv gemm residual layernorm \
+    patch_embed avgpool; do
     echo "### group $group" >>"$OUT/kernels.log"
     GPU_TEST_TABLE="$OUT/kernel_table.md" timeout 60 build/gpu_tests kernels "$group" >>"$OUT/kernels.log" 2>&1
     rc=$?
@@ -129,6 +131,14 @@ for group in embedding rmsnorm rope attn_prefill attn_decode kv_store gelu gemv 
 done
 grep -E '^(FAIL|#)' "$OUT/kernels.log" | head -20
 row "kernel tests" "$(counts "$OUT/kernels.log") (exit $K_RC)"
+
+# ---- 2b. the op table's conformance rows (tests/ops/op_harness.c) on the CUDA table: every op
+# as engine/forward.c calls it, against the same naive references as the CPU tables
+log "op harness: the CUDA op table"
+timeout 120 build/op_harness_gpu --cuda >"$OUT/ops.log" 2>&1
+OPS_RC=$?
+grep -E '^FAIL' "$OUT/ops.log" | head -10
+row "op harness (cuda)" "$(counts "$OUT/ops.log") (exit $OPS_RC)"
 
 # ---- 3. golden parity
 log "golden parity"
@@ -153,7 +163,7 @@ if [ -n "$SAN" ]; then
     log "compute-sanitizer memcheck"
     # our kernels only (the cuBLASLt GEMM tests are slow under memcheck and are NVIDIA's code)
     timeout 120 "$SAN" --tool memcheck --error-exitcode 3 build/gpu_tests kernels --small \
-        embedding,rmsnorm,rope,attn,kv_store,gelu,gemv,residual,layernorm,patch_embed,avgpool,sampl \
+        embedding,rmsnorm,rope,attn,gelu,gemv,residual,layernorm,patch_embed,avgpool \
         >"$OUT/memcheck.log" 2>&1
     M_RC=$?
     M_ERR=$(grep -Eo 'ERROR SUMMARY: [0-9]+ error' "$OUT/memcheck.log" | tail -1)
@@ -239,4 +249,4 @@ sed -n '/^| metric/,/^$/p' "$OUT/bench.log" 2>/dev/null
 echo
 printf '%s\n' "${ROWS[@]}"
 echo "total $((SECONDS - T0)) s"
-[ "$K_RC" -eq 0 ] && [ "$G_RC" -eq 0 ] && [ "$MMA_RC" -eq 0 ]
+[ "$K_RC" -eq 0 ] && [ "$OPS_RC" -eq 0 ] && [ "$G_RC" -eq 0 ] && [ "$MMA_RC" -eq 0 ]

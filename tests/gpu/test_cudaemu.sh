@@ -6,10 +6,11 @@
 # cache, image scatter, the captured decode graph) on the fake runtime.
 # Each run is one schedule of the threads of a block (cudaemu.h); lines are
 # prefixed "[emu:<schedule>]":
-#   forward, warp-greedy-asc    all kernel tests at full shapes + all goldens
+#   forward                     all kernel tests at full shapes + all goldens + prefix reuse
+#   warp-greedy-asc             all kernel tests at full shapes + all goldens
 #   random (seed 7)             kernel tests at --small shapes + all goldens
 #   reverse, warp-greedy-desc   kernel tests at --small shapes
-#   asan (forward, ASan+UBSan)  kernel tests at --small shapes + all goldens
+#   asan (forward, ASan+UBSan)  kernel tests at --small shapes + all goldens + prefix reuse
 #   no-algo (forward)           the goldens with cuBLASLt finding no algorithm: the GEMV fallback
 #   sm_90                       the launch checks with Hopper's limits, --small kernels
 #   mma                         mma.sync on random fragments vs a reference (tests/gpu/mma_check.cu)
@@ -60,8 +61,8 @@ fi
 rm -f "$OUT/launches.txt" # launch sizes for tests/gpu/test_ptxas_resources.sh
 CUDAEMU_SCHEDULE=forward CUDAEMU_LAUNCH_LOG="$OUT/launches.txt" run forward "$EMU" --seed "$SEED" all
 if [ -z "${CUDAEMU_QUICK:-}" ]; then
-    CUDAEMU_SCHEDULE=warp-greedy-asc run warp-greedy-asc "$EMU" --seed "$SEED" all
-    CUDAEMU_SCHEDULE=random CUDAEMU_SEED=7 run random "$EMU" --seed "$SEED" --small all
+    CUDAEMU_SCHEDULE=warp-greedy-asc run warp-greedy-asc "$EMU" --seed "$SEED" kernels,golden
+    CUDAEMU_SCHEDULE=random CUDAEMU_SEED=7 run random "$EMU" --seed "$SEED" --small kernels,golden
     CUDAEMU_SCHEDULE=reverse run reverse "$EMU" --seed "$SEED" --small kernels
     CUDAEMU_SCHEDULE=warp-greedy-desc run warp-greedy-desc "$EMU" --seed "$SEED" --small kernels
     CUDAEMU_ARCH=sm_90 run sm_90 "$EMU" --seed "$SEED" --small kernels

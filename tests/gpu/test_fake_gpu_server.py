@@ -5,9 +5,11 @@ sees: `auto` falling back to the CPU while a GPU is there says so at ERROR and
 in /health; `--backend cuda` (deploy.sh's MEDGEMMA_BACKEND=cuda) never falls
 back and stops with the reason; a request that runs out of device memory gets a
 503 and the next one works; an unrecoverable (sticky) CUDA error fails its
-request with a plain 500, turns /health into 503 "unhealthy" and is logged once."""
+request with a plain 500, turns /health into 503 "unhealthy" and is logged once; a follow-up
+turn continues the cached prefix on the CUDA backend (/metrics counts the reused tokens)."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -129,6 +131,39 @@ def main():
         logged = errors_logged(srv, "the GPU failed")
         check(len(logged) == 1 and "unhealthy" in logged[0]["message"], "want one ERROR line, got %r" % logged)
 
+    def follow_up_reuses_the_prefix_on_the_gpu():
+        srv = Server(model, env={"MEDGEMMA_BACKEND": "cuda"}, args=["--max-context", "2048"]).wait_healthy()
+
+        def metric(name):
+            status, _, body = srv.request("GET", "/metrics")
+            check(status == 200, "/metrics -> %d" % status)
+            m = re.search(r"^%s (\d+)$" % re.escape(name), body.decode(), re.M)
+            check(m is not None, "%s missing from /metrics" % name)
+            return int(m.group(1))
+
+        def chat(messages):
+            status, _, r = srv.json("POST", "/v1/chat/completions",
+                                    {"model": "tiny", "messages": messages, "max_tokens": 4, "temperature": 0},
+                                    timeout=120)
+            check(status == 200, "chat -> %d %r" % (status, r))
+            return r
+
+        try:
+            long = " ".join("Finding %d: a small nodule in segment %d, unchanged." % (i, i % 8) for i in range(40))
+            turn1 = [{"role": "system", "content": "You are a radiologist. " + long},
+                     {"role": "user", "content": "Summarize the findings."}]
+            r1 = chat(turn1)
+            check(metric("medgemma_prefix_cache_enabled") == 1, "the CUDA backend's prefix cache is off")
+            turn2 = turn1 + [{"role": "assistant", "content": r1["choices"][0]["message"]["content"]},
+                             {"role": "user", "content": "Any change?"}]
+            reused0 = metric("medgemma_prefix_cache_reused_tokens_total")
+            r2 = chat(turn2)
+            cached = r2["usage"]["prompt_tokens_details"]["cached_tokens"]
+            check(cached >= 256, "turn 2 reused %d tokens on the GPU" % cached)
+            check(metric("medgemma_prefix_cache_reused_tokens_total") == reused0 + cached, "metric disagrees")
+        finally:
+            srv.stop()
+
     def faults():
         fault = os.path.join(scratch_dir(), "fault")
         srv = Server(model, env={"FAKE_CUDA_FAULT_FILE": fault, "MEDGEMMA_BACKEND": "cuda"}).wait_healthy()
@@ -148,6 +183,7 @@ def main():
     res.case("fake_gpu_backend_cuda_no_device_stops", cuda_never_falls_back, {"FAKE_CUDA_DEVICES": "0"},
              "no CUDA device")
     res.case("fake_gpu_faults_no_prompt_in_log", faults)
+    res.case("fake_gpu_follow_up_reuses_the_prefix_in_metrics", follow_up_reuses_the_prefix_on_the_gpu)
     res.finish()
 
 

@@ -14,9 +14,17 @@ if ! ls "$BUILD"/obj/kernels/cuda/*.o >/dev/null 2>&1; then
     echo "skip [ptxas] resources: $BUILD has no CUDA objects (no nvcc, or NO_CUDA=1 as in make test-asan): the kernels' registers, spills and shared memory are NOT checked in this run"
     exit 0
 fi
-reports=$(ls "$BUILD"/obj/kernels/cuda/*.ptxas.txt 2>/dev/null)
-n_cu=$(ls kernels/cuda/*.cu | wc -l)
-if [ -z "$reports" ]; then
+# the report of every kernels/cuda/*.cu (a stale one of a removed file is not read)
+reports="" n_found=0 n_cu=0
+for cu in kernels/cuda/*.cu; do
+    n_cu=$((n_cu + 1))
+    report="$BUILD/obj/${cu%.cu}.ptxas.txt"
+    if [ -e "$report" ]; then
+        reports="$reports $report"
+        n_found=$((n_found + 1))
+    fi
+done
+if [ "$n_found" -eq 0 ]; then
     if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
         echo "FAIL [ptxas] reports: nvcc is installed but $BUILD/obj/kernels/cuda/*.ptxas.txt are missing; run make"
         exit 1
@@ -24,8 +32,8 @@ if [ -z "$reports" ]; then
     echo "skip [ptxas] resources: NO NVCC on this machine, so no ptxas report: the kernels' registers, spills and shared memory are NOT checked"
     exit 0
 fi
-if [ "$(echo "$reports" | wc -l)" -ne "$n_cu" ]; then
-    echo "FAIL [ptxas] reports: $(echo "$reports" | wc -l) ptxas reports for $n_cu kernels/cuda/*.cu; run make"
+if [ "$n_found" -ne "$n_cu" ]; then
+    echo "FAIL [ptxas] reports: $n_found ptxas reports for $n_cu kernels/cuda/*.cu; run make"
     exit 1
 fi
 launches="$OUT/launches.txt"

@@ -98,7 +98,7 @@ TEST(device_plan_small_regions_aligned_disjoint_inside) {
     /* a text-only model: no vision region takes a byte */
     CHECK_EQ_INT(p.group_bytes[PLAN_VISION_ACTIVATIONS], 0);
     CHECK_EQ_INT(p.region[REGION_PATCH_W].count, 0);
-    CHECK_EQ_INT(p.region[REGION_V_WQKV].bytes, 0);
+    CHECK_EQ_INT(p.region[REGION_V_WQ].bytes, 0);
     /* 7 layers, every 3rd global: 2 full, 5 ring (window 16 < 100) */
     CHECK_EQ_INT(p.n_full_layers, 2);
     CHECK_EQ_INT(p.n_ring_layers, 5);
@@ -108,11 +108,11 @@ TEST(device_plan_small_regions_aligned_disjoint_inside) {
 
 /* MedGemma 4B on an L4 (cuBLASLt workspace 4 MiB), max_context = max_prefill = 32768
  * as the engine opens it. Figures by hand from the published shapes:
- *  text weights, elements: per layer q|k|v 4096 x 2560 = 10,485,760; o 2560 x 2048 =
- *    5,242,880; gate|up 20480 x 2560 = 52,428,800; down 2560 x 10240 = 26,214,400; norms
+ *  text weights, elements: per layer q, k, v (2048 + 1024 + 1024) x 2560 = 10,485,760; o 2560 x
+ *    2048 = 5,242,880; gate, up 2 x 10240 x 2560 = 52,428,800; down 2560 x 10240 = 26,214,400; norms
  *    4 x 2560 + 2 x 256 = 10,752: 94,382,592 x 34 = 3,209,008,128; embedding 262208 x 2560
  *    = 671,252,480; final norm 2560: 3,880,263,168 (tied head).
- *  vision + projector: per layer q|k|v 3,981,312 + bias 3456 + o 1,327,104 + 1152 +
+ *  vision + projector: per layer q, k, v 3,981,312 + biases 3456 + o 1,327,104 + 1152 +
  *    fc1 4,958,208 + 4304 + fc2 4,958,208 + 1152 + 4 norms 4608 = 15,239,504 x 27 =
  *    411,466,608; patch conv 1152 x 592 (588 padded to a multiple of 8) = 681,984 + bias
  *    1152; positions 4096 x 1152 = 4,718,592; post norm 2304; soft norm 1152; projection
@@ -121,13 +121,14 @@ TEST(device_plan_small_regions_aligned_disjoint_inside) {
  *    of the 27 fc1 biases (8608 bytes) = 8,600,170,752.
  *  KV cache: 5 global layers (every 6th) x K,V x 32768 x 4 heads x 256 x 2 bytes =
  *    671,088,640; 29 local layers x K,V x 1024 slots x 1024 x 2 = 121,634,816.
- *  text activations: per prefill row x, h, proj 3 x 5120 + qkv 8192 + attn 4096 +
- *    gate|up 40960 + mlp 20480 + 3 int32 = 89,100 bytes x 32768 = 2,919,628,800; fp32
- *    logits 1,048,832; position+token 256 (aligned); decode scratch 64 splits x 8 heads x
- *    258 x 4 = 528,384: 2,921,206,272.
+ *  text activations (engine/forward.c's): per prefill row x, xn 2 x 5120 + q 4096 + k, v
+ *    2 x 2048 + attn 4096 + ids, image block 2 x 4 = 22,536 bytes x 32768 = 738,459,648;
+ *    gate, up for 256 rows (the MLP's chunk) 2 x 5,242,880; fp32 logits 1,048,832;
+ *    positions+token 256 (aligned); decode scratch 64 splits x 8 heads x 258 x 4 =
+ *    528,384: 750,522,880.
  *  vision activations: pixels 3 x 896 x 896 x 4 = 9,633,792; patches 4096 x 592 x 2 =
- *    4,849,664; x, h, attn, proj 4 x 9,437,184; qkv 28,311,552; mlp 35,258,368; pooled
- *    589,824; projected 1,310,720: 117,702,656. */
+ *    4,849,664; x, xn, q, k, v, attn 6 x 9,437,184; mlp 35,258,368; pooled 589,824;
+ *    projected 1,310,720: 108,265,472. */
 TEST(device_plan_4b_totals_for_an_l4) {
     ModelConfig c;
     if (parse(&c, config_4b))
@@ -138,10 +139,10 @@ TEST(device_plan_4b_totals_for_an_l4) {
     CHECK(device_plan_build(&p, &c, &o, &err) == 0);
     CHECK_EQ_INT(p.group_bytes[PLAN_WEIGHTS], 8600170752ull);
     CHECK_EQ_INT(p.group_bytes[PLAN_KV_CACHE], 671088640ull + 121634816ull);
-    CHECK_EQ_INT(p.group_bytes[PLAN_TEXT_ACTIVATIONS], 2921206272ull);
-    CHECK_EQ_INT(p.group_bytes[PLAN_VISION_ACTIVATIONS], 117702656ull);
+    CHECK_EQ_INT(p.group_bytes[PLAN_TEXT_ACTIVATIONS], 750522880ull);
+    CHECK_EQ_INT(p.group_bytes[PLAN_VISION_ACTIVATIONS], 108265472ull);
     CHECK_EQ_INT(p.group_bytes[PLAN_GEMM_WORKSPACE], 4194304ull);
-    CHECK_EQ_INT(p.total, 12435997440ull);
+    CHECK_EQ_INT(p.total, 10255876864ull);
     CHECK_EQ_INT(p.n_full_layers, 5);
     CHECK_EQ_INT(p.n_ring_layers, 29);
     /* an L4 has 23,034 MiB; the plan and 256 MiB for the driver fit with room to spare */
@@ -206,9 +207,9 @@ TEST(device_plan_prints_every_region) {
     fclose(f);
     for (int i = 0; i < REGION_COUNT; i++)
         CHECK_STR_CONTAINS(text, p.region[i].name);
-    CHECK_STR_CONTAINS(text, "12435997440");
+    CHECK_STR_CONTAINS(text, "10255876864");
     free(text);
     char line[400];
     device_plan_summary(&p, line, sizeof line);
-    CHECK_STR_CONTAINS(line, "11.58 GiB in one allocation: weights 8.01 GiB, KV cache 756.0 MiB");
+    CHECK_STR_CONTAINS(line, "9.55 GiB in one allocation: weights 8.01 GiB, KV cache 756.0 MiB");
 }

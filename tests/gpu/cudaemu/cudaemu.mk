@@ -4,6 +4,7 @@
 #   $(BUILD)/gpu_tests_emu        gpu_tests with the emulated kernels (-O2)
 #   $(BUILD)/gpu_tests_emu_asan   the same under ASan + UBSan (-O1)
 #   $(BUILD)/gpu_bench_emu        bench/gpu's flow (--tiny) on the emulated kernels
+#   $(BUILD)/op_harness_emu       tests/ops/op_harness.c with the CUDA op table (--cuda)
 #   $(BUILD)/mma_check_emu        tests/gpu/mma_check.cu on the emulator; with nvcc also
 #   $(BUILD)/mma_check            the same on a GPU (tests/gpu/run.sh compares the two)
 # clang, not gcc: gcc ignores the section attribute that gathers a kernel
@@ -19,8 +20,9 @@ EMU_CFLAGS = -std=c11 -g -D_GNU_SOURCE -DMEDGEMMA_CUDA=1 -DDEVICE_PLAN_REDZONE=2
 EMU_CXXFLAGS = -x c++ -std=c++17 -g -DCUDAEMU -fno-strict-aliasing -Itests/gpu/cudaemu -Itests/gpu/fake -I. \
   -pthread -MMD -MP $(EMU_WARN)
 EMU_ASAN := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-EMU_C_SRC := $(wildcard tests/gpu/*.c engine/cuda/*.c util/*.c kernels/cpu/*.c) engine/config.c \
-  engine/safetensors.c engine/map_guard.c engine/weights.c tests/gpu/fake/fake_runtime.c
+EMU_C_SRC := $(wildcard tests/gpu/*.c engine/cuda/*.c kernels/cuda/*.c util/*.c kernels/cpu/*.c) engine/config.c \
+  engine/safetensors.c engine/map_guard.c engine/weights.c engine/forward.c engine/kv_cache.c engine/backend_cpu.c \
+  tests/gpu/fake/fake_runtime.c
 EMU_CXX_SRC := $(wildcard kernels/cuda/*.cu) tests/gpu/cudaemu/cudaemu.cpp
 EMU_OBJ := $(EMU_C_SRC:%.c=$(BUILD)/obj-emu/%.o) $(patsubst %,$(BUILD)/obj-emu/%.o,$(EMU_CXX_SRC))
 EMU_ASAN_OBJ := $(EMU_OBJ:$(BUILD)/obj-emu/%=$(BUILD)/obj-emu-asan/%)
@@ -47,6 +49,14 @@ $(BUILD)/gpu_tests_emu_asan: $(EMU_ASAN_OBJ)
 
 $(BUILD)/gpu_bench_emu: $(EMU_BENCH_OBJ)
 	$(EMU_CXX) -pthread -rdynamic $^ -lcjson -lm -ldl -o $@
+
+# The op table's conformance harness (tests/ops/op_harness.c) with the CUDA table over the
+# emulated kernels: `op_harness_emu --cuda` (tests/ops/test_ops.sh).
+EMU_OPS_OBJ := $(BUILD)/obj-emu/tests/ops/op_harness.o $(filter-out $(BUILD)/obj-emu/tests/gpu/%,$(EMU_OBJ)) \
+  $(BUILD)/obj-emu/tests/gpu/fake/fake_runtime.o $(BUILD)/obj-emu/tests/gpu/cudaemu/cudaemu.cpp.o
+$(BUILD)/op_harness_emu: $(EMU_OPS_OBJ)
+	$(EMU_CXX) -pthread -rdynamic $^ -lcjson -lm -ldl -o $@
+PROGRAMS += $(BUILD)/op_harness_emu
 
 EMU_MMA_OBJ := $(BUILD)/obj-emu/tests/gpu/mma_check.cu.o $(BUILD)/obj-emu/tests/gpu/cudaemu/cudaemu.cpp.o \
   $(BUILD)/obj-emu/tests/gpu/fake/fake_runtime.o $(patsubst %.c,$(BUILD)/obj-emu/%.o,$(wildcard kernels/cpu/*.c util/*.c))

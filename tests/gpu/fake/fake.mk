@@ -6,7 +6,7 @@
 #   $(BUILD)/cuda_backend_tests   tests/gpu/backend/test_*.c with the unit-test runner
 #   $(BUILD)/full_shape           tests/gpu/backend/full_shape.c (tests/gpu/test_full_shape.sh)
 FAKE_CFLAGS = $(CFLAGS_BASE) -DMEDGEMMA_CUDA=1 -Itests/gpu/fake
-FAKE_SRC := $(wildcard engine/cuda/*.c) engine/engine.c tests/gpu/fake/fake_runtime.c tests/gpu/fake/fake_kernels.c
+FAKE_SRC := $(wildcard engine/cuda/*.c kernels/cuda/*.c) engine/engine.c tests/gpu/fake/fake_runtime.c tests/gpu/fake/fake_kernels.c
 FAKE_OBJ := $(FAKE_SRC:%.c=$(BUILD)/obj-fakegpu/%.o)
 # the core library's objects, less those compiled above for the fake device
 FAKE_CORE_OBJ := $(filter-out $(BUILD)/obj/engine/engine.o $(BUILD)/obj/engine/cuda/%,$(CORE_OBJ))

@@ -43,23 +43,6 @@ cudaError_t cuda_embedding_lookup(bf16 *out, const bf16 *table, const int32_t *i
     EmbArgs a = {out, table, ids, n_tokens, dim, scale};
     return SUBMIT(run_emb, a);
 }
-typedef struct {
-    bf16 *out;
-    const bf16 *src;
-    const int32_t *rows;
-    int n, dim;
-} ScatArgs;
-static void run_scat(void *p) {
-    ScatArgs *a = p;
-    for (int i = 0; i < a->n; i++)
-        memcpy(a->out + (size_t)a->rows[i] * a->dim, a->src + (size_t)i * a->dim, a->dim * sizeof(bf16));
-}
-cudaError_t cuda_rows_scatter(bf16 *out, const bf16 *src, const int32_t *rows, int n_src, int dim,
-                              cudaStream_t stream) {
-    ScatArgs a = {out, src, rows, n_src, dim};
-    return SUBMIT(run_scat, a);
-}
-
 /* ---- rmsnorm */
 static float inv_rms(const bf16 *x, int dim, float eps) {
     float ss = 0;
@@ -126,8 +109,9 @@ static void norm_rope(bf16 *v, const bf16 *w, int dh, float pos, float theta, fl
     }
 }
 typedef struct {
-    bf16 *x;
-    int ld;
+    bf16 *q, *k;
+    const bf16 *v;
+    int ld_q, ld_k, ld_v;
     const bf16 *qn, *kn;
     int n, H, KVH, dh;
     const int32_t *pos;
@@ -141,37 +125,29 @@ static void run_rope(void *p) {
     size_t kvd = (size_t)a->KVH * a->dh;
     for (int t = 0; t < a->n; t++) {
         int pp = pos0 + t;
-        int store = a->kc && !(a->ring > 0 && pp <= pos0 + a->n - 1 - a->ring);
+        int store = !(a->ring > 0 && pp <= pos0 + a->n - 1 - a->ring);
         size_t slot = a->ring > 0 ? (size_t)(pp % a->ring) : (size_t)pp;
-        bf16 *row = a->x + (size_t)t * a->ld;
-        for (int hh = 0; hh < a->H + (a->kc ? 2 * a->KVH : 0); hh++) {
-            if (hh < a->H)
-                norm_rope(row + (size_t)hh * a->dh, a->qn, a->dh, (float)pp, a->theta, a->scale, a->eps,
-                          NULL);
-            else if (hh < a->H + a->KVH)
-                norm_rope(row + (size_t)hh * a->dh, a->kn, a->dh, (float)pp, a->theta, a->scale, a->eps,
-                          store ? a->kc + slot * kvd + (size_t)(hh - a->H) * a->dh : NULL);
-            else if (store)
-                memcpy(a->vc + slot * kvd + (size_t)(hh - a->H - a->KVH) * a->dh, row + (size_t)hh * a->dh,
-                       a->dh * sizeof(bf16));
+        for (int hh = 0; hh < a->H; hh++)
+            norm_rope(a->q + (size_t)t * a->ld_q + (size_t)hh * a->dh, a->qn, a->dh, (float)pp, a->theta,
+                      a->scale, a->eps, NULL);
+        for (int hh = 0; hh < a->KVH; hh++) {
+            norm_rope(a->k + (size_t)t * a->ld_k + (size_t)hh * a->dh, a->kn, a->dh, (float)pp, a->theta,
+                      a->scale, a->eps, store ? a->kc + slot * kvd + (size_t)hh * a->dh : NULL);
+            if (store)
+                memcpy(a->vc + slot * kvd + (size_t)hh * a->dh,
+                       a->v + (size_t)t * a->ld_v + (size_t)hh * a->dh, a->dh * sizeof(bf16));
         }
     }
 }
-cudaError_t cuda_qk_norm_rope(bf16 *x, int ld, const bf16 *norm_w, int n_tokens, int n_heads, int head_dim,
-                              const int32_t *d_pos0, float theta, float rope_scale, float eps,
-                              cudaStream_t s) {
-    RopeArgs a = {x,      ld,    norm_w,     NULL, n_tokens, n_heads, 0, head_dim,
-                  d_pos0, theta, rope_scale, eps,  NULL,     NULL,    0};
-    return SUBMIT(run_rope, a);
-}
-cudaError_t cuda_qkv_rope_store(bf16 *qkv, int ld, const bf16 *q_norm, const bf16 *k_norm, int n_tokens,
-                                int n_heads, int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
+cudaError_t cuda_qkv_rope_store(bf16 *q, int ld_q, bf16 *k, int ld_k, const bf16 *v, int ld_v,
+                                const bf16 *q_norm, const bf16 *k_norm, int n_tokens, int n_heads,
+                                int n_kv_heads, int head_dim, const int32_t *d_pos0, float theta,
                                 float rope_scale, float eps, bf16 *k_cache, bf16 *v_cache, int ring,
                                 cudaStream_t s) {
     if (!k_cache || !v_cache)
         return cudaErrorInvalidValue;
-    RopeArgs a = {qkv,    ld,    q_norm,     k_norm, n_tokens, n_heads, n_kv_heads, head_dim,
-                  d_pos0, theta, rope_scale, eps,    k_cache,  v_cache, ring};
+    RopeArgs a = {q,          k,        v,      ld_q,  ld_k,       ld_v, q_norm,  k_norm,  n_tokens, n_heads,
+                  n_kv_heads, head_dim, d_pos0, theta, rope_scale, eps,  k_cache, v_cache, ring};
     return SUBMIT(run_rope, a);
 }
 
@@ -263,84 +239,79 @@ cudaError_t cuda_attention_prefill(bf16 *out, const bf16 *q, int ld_q, const bf1
 size_t cuda_attention_decode_scratch_floats(int n_heads, int head_dim, int n_splits) {
     return (size_t)n_splits * n_heads * (head_dim + 2);
 }
+/* Attention over the cache by position (decode and a continued prompt): the kernel's key
+ * range and slot order, one softmax per (row, head). */
 typedef struct {
     bf16 *out;
-    const bf16 *q, *kc, *vc;
-    const int32_t *pos;
-    int ring, H, KVH, dh;
+    int ld_out;
+    const bf16 *q;
+    int ld_q;
+    const bf16 *kc, *vc;
+    int capacity;
+    const int32_t *pos0, *ib;
+    int n, window, H, KVH, dh;
     float scale;
-} DecArgs;
-static void run_dec(void *p) {
-    DecArgs *a = p;
-    int n_keys = *a->pos + 1;
-    if (a->ring > 0 && n_keys > a->ring)
-        n_keys = a->ring;
+} CachedArgs;
+static void run_cached(void *p) {
+    CachedArgs *a = p;
     size_t kvd = (size_t)a->KVH * a->dh;
-    float *sc = malloc((size_t)n_keys * sizeof *sc);
-    for (int h = 0; h < a->H; h++) {
-        int kvh = h / (a->H / a->KVH);
-        float mx = -INFINITY, l = 0;
-        for (int s = 0; s < n_keys; s++) {
-            float d = 0;
-            for (int i = 0; i < a->dh; i++)
-                d += f(a->q[(size_t)h * a->dh + i]) * f(a->kc[s * kvd + (size_t)kvh * a->dh + i]);
-            sc[s] = d * a->scale;
-            mx = fmaxf(mx, sc[s]);
-        }
-        for (int s = 0; s < n_keys; s++)
-            l += (sc[s] = expf(sc[s] - mx));
-        for (int i = 0; i < a->dh; i++) {
-            float acc = 0;
-            for (int s = 0; s < n_keys; s++)
-                acc += sc[s] * f(a->vc[s * kvd + (size_t)kvh * a->dh + i]);
-            a->out[(size_t)h * a->dh + i] = b(acc / l);
-        }
-    }
-    free(sc);
-}
-cudaError_t cuda_attention_decode(bf16 *out, const bf16 *q, const bf16 *k_cache, const bf16 *v_cache,
-                                  const int32_t *d_pos, int ring, int n_heads, int n_kv_heads, int head_dim,
-                                  float scale, float *scratch, int n_splits, cudaStream_t s) {
-    if (!d_pos || !scratch || n_splits <= 0)
-        return cudaErrorInvalidValue;
-    DecArgs a = {out, q, k_cache, v_cache, d_pos, ring, n_heads, n_kv_heads, head_dim, scale};
-    return SUBMIT(run_dec, a);
-}
-typedef struct {
-    bf16 *kc, *vc;
-    const bf16 *k, *v;
-    int ld, n, kvd;
-    const int32_t *pos;
-    int ring;
-} KvArgs;
-static void run_kv(void *p) {
-    KvArgs *a = p;
-    int pos0 = a->pos ? *a->pos : 0;
     for (int t = 0; t < a->n; t++) {
-        int pp = pos0 + t;
-        if (a->ring > 0 && pp <= pos0 + a->n - 1 - a->ring)
-            continue;
-        size_t slot = a->ring > 0 ? (size_t)(pp % a->ring) : (size_t)pp;
-        memcpy(a->kc + slot * a->kvd, a->k + (size_t)t * a->ld, a->kvd * sizeof(bf16));
-        memcpy(a->vc + slot * a->kvd, a->v + (size_t)t * a->ld, a->kvd * sizeof(bf16));
+        int end = t;
+        if (a->ib && a->ib[t] >= 0)
+            while (end + 1 < a->n && a->ib[end + 1] == a->ib[t])
+                end++;
+        int pos = *a->pos0 + t, hi = *a->pos0 + end;
+        int lo = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+        if (hi - a->capacity + 1 > lo)
+            lo = hi - a->capacity + 1;
+        int n_keys = hi - lo + 1, first = n_keys == a->capacity ? 0 : lo % a->capacity;
+        float *sc = malloc((size_t)n_keys * sizeof *sc);
+        for (int h = 0; h < a->H; h++) {
+            int kvh = h / (a->H / a->KVH);
+            const bf16 *q = a->q + (size_t)t * a->ld_q + (size_t)h * a->dh;
+            float mx = -INFINITY, l = 0;
+            for (int j = 0; j < n_keys; j++) {
+                size_t slot = (size_t)((first + j) % a->capacity);
+                float d = 0;
+                for (int i = 0; i < a->dh; i++)
+                    d += f(q[i]) * f(a->kc[slot * kvd + (size_t)kvh * a->dh + i]);
+                sc[j] = d * a->scale;
+                mx = fmaxf(mx, sc[j]);
+            }
+            for (int j = 0; j < n_keys; j++)
+                l += (sc[j] = expf(sc[j] - mx));
+            for (int i = 0; i < a->dh; i++) {
+                float acc = 0;
+                for (int j = 0; j < n_keys; j++)
+                    acc +=
+                        sc[j] * f(a->vc[(size_t)((first + j) % a->capacity) * kvd + (size_t)kvh * a->dh + i]);
+                a->out[(size_t)t * a->ld_out + (size_t)h * a->dh + i] = b(acc / l);
+            }
+        }
+        free(sc);
     }
 }
-cudaError_t cuda_kv_store(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, int ld, int n_tokens,
-                          int kv_dim, const int32_t *d_pos, int ring, cudaStream_t s) {
-    KvArgs a = {k_cache, v_cache, k, v, ld, n_tokens, kv_dim, d_pos, ring};
-    return SUBMIT(run_kv, a);
+cudaError_t cuda_attention_cached(bf16 *out, int ld_out, const bf16 *q, int ld_q, const bf16 *k_cache,
+                                  const bf16 *v_cache, int capacity, const int32_t *d_pos0,
+                                  const int32_t *image_block, int n_rows, int window, int n_heads,
+                                  int n_kv_heads, int head_dim, float scale, float *scratch,
+                                  int scratch_units, int n_splits, cudaStream_t s) {
+    if (!d_pos0 || !scratch || n_splits <= 0 || n_splits > scratch_units || capacity <= 0)
+        return cudaErrorInvalidValue;
+    CachedArgs a = {out,         ld_out, q,      ld_q,    k_cache,    v_cache,  capacity, d_pos0,
+                    image_block, n_rows, window, n_heads, n_kv_heads, head_dim, scale};
+    return SUBMIT(run_cached, a);
 }
-
 /* ---- gelu, residual, layernorm, im2col, pool, GEMV */
 static float gelu(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 typedef struct {
     bf16 *out;
-    const bf16 *gu;
+    const bf16 *gate, *up;
     bf16 *x;
     long long n;
-    int rows, width;
+    int ld, rows, width;
 } GeluArgs;
 static void run_gelu(void *p) {
     GeluArgs *a = p;
@@ -351,16 +322,17 @@ static void run_gelu(void *p) {
     }
     for (int t = 0; t < a->rows; t++)
         for (int i = 0; i < a->width; i++) {
-            const bf16 *row = a->gu + (size_t)t * 2 * a->width;
-            a->out[(size_t)t * a->width + i] = b(rb(gelu(f(row[i]))) * f(row[a->width + i]));
+            size_t at = (size_t)t * a->ld + i;
+            a->out[at] = b(rb(gelu(f(a->gate[at]))) * f(a->up[at]));
         }
 }
-cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gu, int n_rows, int width, cudaStream_t s) {
-    GeluArgs a = {out, gu, NULL, 0, n_rows, width};
+cudaError_t cuda_gelu_tanh_gate(bf16 *out, const bf16 *gate, const bf16 *up, int ld, int n_rows, int width,
+                                cudaStream_t s) {
+    GeluArgs a = {out, gate, up, NULL, 0, ld, n_rows, width};
     return SUBMIT(run_gelu, a);
 }
 cudaError_t cuda_gelu_tanh(bf16 *x, long long n, cudaStream_t s) {
-    GeluArgs a = {NULL, NULL, x, n, 0, 0};
+    GeluArgs a = {NULL, NULL, NULL, x, n, 0, 0, 0};
     return SUBMIT(run_gelu, a);
 }
 typedef struct {
@@ -477,24 +449,4 @@ cudaError_t cuda_gemv(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, i
 cudaError_t cuda_gemv_f32(float *y, const bf16 *x, const bf16 *w, int in_dim, int out_dim, cudaStream_t s) {
     GemvArgs a = {y, 1, x, w, NULL, in_dim, out_dim};
     return SUBMIT(run_gemv, a);
-}
-
-/* ---- sampling: the CPU twins (the backend does not use these) */
-cudaError_t cuda_softmax(float *x, int n, cudaStream_t s) {
-    softmax(x, n);
-    return cudaSuccess;
-}
-cudaError_t cuda_argmax(int32_t *out, const float *x, int n, cudaStream_t s) {
-    *out = argmax(x, n);
-    return cudaSuccess;
-}
-size_t cuda_sample_scratch_bytes(int n) {
-    return 0;
-}
-cudaError_t cuda_sample_logits(int32_t *out, float *logits, int n, float temperature, int top_k, float top_p,
-                               float coin, void *scratch, cudaStream_t s) {
-    int32_t *idx = malloc((size_t)n * sizeof *idx);
-    *out = sample_logits(logits, n, temperature, top_k, top_p, coin, idx);
-    free(idx);
-    return cudaSuccess;
 }
