@@ -6,6 +6,7 @@
 #   2. kernel tests: every CUDA kernel vs its CPU twin      (build/gpu_tests kernels)
 #   2b. the CUDA op table vs the op harness's references    (build/op_harness_gpu --cuda)
 #   3. model parity on the GPU vs the transformers goldens  (build/gpu_tests golden)
+#   3b. prefix reuse: continued vs cold prompts              (build/gpu_tests prefix)
 #   4. compute-sanitizer memcheck over the kernel tests     (--small shapes)
 #   5. benchmark at MedGemma 4B shape (build/gpu_bench --synth) + HF transformers
 #      baseline in the same run; bench/compare against bench/results/
@@ -118,7 +119,7 @@ row "mma.sync vs emulator" "$(grep -E '^(ok|FAIL) mma_gpu_vs' "$OUT/mma.log" | c
 log "kernel tests"
 rm -f "$OUT/kernel_table.md" "$OUT/kernels.log"
 K_RC=0
-for group in embedding rmsnorm rope attn_prefill attn_decode gelu gemv gemm residual layernorm \
+for group in embedding rmsnorm rope attn_prefill attn_decode attn_cached gelu gemv gemm residual layernorm \
     patch_embed avgpool; do
     echo "### group $group" >>"$OUT/kernels.log"
     GPU_TEST_TABLE="$OUT/kernel_table.md" timeout 60 build/gpu_tests kernels "$group" >>"$OUT/kernels.log" 2>&1
@@ -156,6 +157,13 @@ for dir in tests/fixtures/golden/*/; do # one process per case, like the kernel 
 done
 grep -E '^FAIL' "$OUT/golden.log" | head -20
 row "golden parity" "$(counts "$OUT/golden.log") (exit $G_RC)"
+
+# ---- 3b. prefix reuse on the CUDA backend: continued vs cold prompts (tests/gpu/gpu_prefix.c)
+log "prefix reuse"
+timeout 120 build/gpu_tests prefix >"$OUT/prefix.log" 2>&1
+P_RC=$?
+grep -E '^FAIL' "$OUT/prefix.log" | head -10
+row "prefix reuse" "$(counts "$OUT/prefix.log") (exit $P_RC)"
 
 # ---- 4. memcheck
 SAN=$(command -v compute-sanitizer || ls "$CUDA_HOME"/bin/compute-sanitizer 2>/dev/null || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
@@ -249,4 +257,4 @@ sed -n '/^| metric/,/^$/p' "$OUT/bench.log" 2>/dev/null
 echo
 printf '%s\n' "${ROWS[@]}"
 echo "total $((SECONDS - T0)) s"
-[ "$K_RC" -eq 0 ] && [ "$OPS_RC" -eq 0 ] && [ "$G_RC" -eq 0 ] && [ "$MMA_RC" -eq 0 ]
+[ "$K_RC" -eq 0 ] && [ "$OPS_RC" -eq 0 ] && [ "$G_RC" -eq 0 ] && [ "$P_RC" -eq 0 ] && [ "$MMA_RC" -eq 0 ]
