@@ -6,17 +6,33 @@
 # of tests/gpu/test_full_shape.sh; decode). Timing holds /work/locks/bench.lock
 # (and bigmem.lock for the 4B shape) when that folder exists. Appends a markdown
 # table with the load averages to bench/results/YYYY-MM-DD-cpu-before-after.md.
-#   bench/cpu/before_after.sh BASE_REV [--reps N]
+#   bench/cpu/before_after.sh BASE_REV [--reps N] [--same-kernels]
+# --same-kernels builds the base with the working tree's CPU kernels (each file of
+# kernels/cpu/ the base also has, and kernels/kernels.h): the two builds then
+# differ only in the code around the kernels (a refactor's own cost), not in
+# kernel speed-ups made since the base.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BASE=$1
 shift
-REPS=2
-[ "${1:-}" = "--reps" ] && REPS=$2
+REPS=2 SAME_KERNELS=0
+while [ $# -gt 0 ]; do
+    case $1 in
+    --reps) REPS=$2; shift 2 ;;
+    --same-kernels) SAME_KERNELS=1; shift ;;
+    *) echo "before_after: unknown option $1" >&2; exit 2 ;;
+    esac
+done
 CACHE="${MEDGEMMA_CACHE:-$HOME/.cache/medgemma-engine}"
 tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp/base" >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 git worktree add -q --detach "$tmp/base" "$BASE"
+if [ "$SAME_KERNELS" = 1 ]; then
+    cp kernels/kernels.h "$tmp/base/kernels/kernels.h"
+    for f in kernels/cpu/*; do
+        [ -e "$tmp/base/$f" ] && cp "$f" "$tmp/base/$f"
+    done
+fi
 build() { # DIR OUT
     (cd "$1" && ${CC:-gcc} -std=c11 -O2 -D_GNU_SOURCE -I. -pthread bench/cpu/bench_cpu.c engine/*.c kernels/cpu/*.c \
         util/*.c grammar/*.c tokenizer/*.c -lcjson -lcrypto -lm -o "$2")
@@ -55,7 +71,7 @@ else
     echo "note: $CACHE/synth-4b missing (tests/gpu/test_full_shape.sh makes it); no 4B-shape rows" | tee -a "$out"
 fi
 result="bench/results/$(date -u +%F)-cpu-before-after.md"
-python3 - "$out" "$result" "$BASE" <<'PY'
+python3 - "$out" "$result" "$BASE" "$SAME_KERNELS" <<'PY'
 import json, os, subprocess, sys, datetime
 rows = {}
 for line in open(sys.argv[1]):
@@ -70,11 +86,12 @@ dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 lines = ([] if os.path.exists(sys.argv[2]) else ["# CPU speed before / after a change (bench/cpu/before_after.sh)", ""]) + [
-    f"## Run of {stamp}: base {sys.argv[3]} vs {head}{' (+ uncommitted)' if dirty else ''}", "",
+    f"## Run of {stamp}: base {sys.argv[3]}{' with the new CPU kernels (--same-kernels)' if sys.argv[4] == '1' else ''}"
+    f" vs {head}{' (+ uncommitted)' if dirty else ''}", "",
     f"Machine: {cpu}, {os.cpu_count()} cores, shared with other engineers' jobs; runs interleaved base/new, "
     "best of the repetitions kept; load average (1 min) when each run started is listed.", "",
-    "| case | base prefill tok/s | new prefill tok/s | base decode tok/s | new decode tok/s | decode new/base | loads (base; new) |",
-    "|---|---|---|---|---|---|---|"]
+    "| case | base prefill tok/s | new prefill tok/s | prefill new/base | base decode tok/s | new decode tok/s | decode new/base | loads (base; new) |",
+    "|---|---|---|---|---|---|---|---|"]
 for label, by in rows.items():
     b, n = by.get("base", []), by.get("new", [])
     if not b or not n:
@@ -82,7 +99,7 @@ for label, by in rows.items():
     bp = max(r[0]["prefill_tok_s"] for r in b); np_ = max(r[0]["prefill_tok_s"] for r in n)
     bd = max(r[0]["decode_tok_s"] for r in b); nd = max(r[0]["decode_tok_s"] for r in n)
     loads = ", ".join(f"{r[1]:.1f}" for r in b) + "; " + ", ".join(f"{r[1]:.1f}" for r in n)
-    lines.append(f"| {label} | {bp:.1f} | {np_:.1f} | {bd:.2f} | {nd:.2f} | {nd / bd:.3f} | {loads} |")
+    lines.append(f"| {label} | {bp:.1f} | {np_:.1f} | {np_ / bp:.3f} | {bd:.2f} | {nd:.2f} | {nd / bd:.3f} | {loads} |")
 open(sys.argv[2], "a").write("\n".join(lines) + "\n\n")
 print("\n".join(lines))
 PY

@@ -111,10 +111,16 @@ int main(int argc, char **argv) {
                               .temperature = 0,
                               .top_p = 1,
                               .on_token = count_token,
-                              .user = &n};
+                              .user = &n,
+                              /* a namespace per run: no run continues the last one's cached prefix */
+                              .cache_tenant = (uint64_t)r + 1};
         GenerateResult res;
         if (engine_generate(engine, &rq, &res, &err) != 0) {
             fprintf(stderr, "bench_cpu: %s\n", err.message);
+            return 1;
+        }
+        if (res.cached_tokens != 0) { /* a timed prefill must be a cold one */
+            fprintf(stderr, "bench_cpu: run %d reused %d cached prompt positions\n", r + 1, res.cached_tokens);
             return 1;
         }
         if (res.vision_ms < best_vision)
