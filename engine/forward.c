@@ -94,6 +94,7 @@ int forward_text(Forward *f, const int32_t *tokens, int n, int pos0, const int32
     }
     capture_hidden(f, cap, 0, x);
 
+    OP(f, rmsnorm, xn, x, &f->layers[0].input_norm, eps); /* later layers get xn from the layer before */
     for (int l = 0; l < f->L; l++) {
         const DecoderLayer *lw = &f->layers[l];
         KvLayer *kv = &f->cache.layers[l];
@@ -101,8 +102,7 @@ int forward_text(Forward *f, const int32_t *tokens, int n, int pos0, const int32
                            f->Dh, 1.0f / sqrtf(tc->query_pre_attn_scalar),
                            1,     tc->layer_is_global[l] ? 0 : tc->sliding_window};
         RopeParams rope = {theta_of(tc, l), rope_scale_of(tc, l), eps};
-        /* attention block */
-        OP(f, rmsnorm, xn, x, &lw->input_norm, eps);
+        /* attention block on xn = rmsnorm_in(x) */
         OP(f, linear, q, xn, &lw->q, NULL);
         OP(f, linear, k, xn, &lw->k, NULL);
         OP(f, linear, v, xn, &lw->v, NULL);
@@ -120,9 +120,12 @@ int forward_text(Forward *f, const int32_t *tokens, int n, int pos0, const int32
             OP(f, gelu_gate, gate, gate, up);
             OP(f, linear, in, gate, &lw->down, NULL);
         }
-        OP(f, rmsnorm_residual, x, xn, &lw->post_ff_norm, eps);
-        if (l < f->L - 1)
+        if (l < f->L - 1) { /* x += rmsnorm_post_ff(h), fused with the next layer's xn = rmsnorm_in(x) */
+            OP(f, rmsnorm_residual_norm, x, xn, xn, &lw->post_ff_norm, &f->layers[l + 1].input_norm, eps);
             capture_hidden(f, cap, l + 1, x);
+        } else {
+            OP(f, rmsnorm_residual, x, xn, &lw->post_ff_norm, eps);
+        }
     }
 
     /* final norm and output head: every row when the test capture asks, else the last */

@@ -149,8 +149,8 @@ def main():
     lines = [f"## Run of {stamp}", "",
              f"Machine: {cpu} ({isa}), {os.cpu_count()} cores, {a.threads} threads for both engines. "
              f"Commit {commit}{dirty}; llama.cpp from PyPI {sdist} (GGML_NATIVE, CPU only). "
-             f"**The machine was shared with other engineers' builds and tests**: every cell is the median of "
-             f"{a.reps} runs, ours and llama.cpp's alternating; load averages are given per model.", ""]
+             f"Every cell is the median of {a.reps} runs, ours and llama.cpp's alternating; the load averages "
+             f"per model show how busy the machine was (one 2-thread run alone gives up to about 2).", ""]
     out = os.path.join(ROOT, f"bench/results/{datetime.date.today()}-cpu-vs-llamacpp.md")
 
     def flush(new_lines):
