@@ -49,7 +49,7 @@ static void add_image(Prompt *p, const Rig *r, uint64_t seed) {
 
 /* The soft tokens' embeddings at positions >= from (as the engine passes them). */
 static float *embeds_from(const Prompt *p, const Rig *r, int from) {
-    float *e = calloc((size_t)CTX * r->D, sizeof *e);
+    float *e = calloc((size_t)(p->n > 0 ? p->n : 1) * r->D, sizeof *e); /* at most one row per position */
     size_t row = 0;
     for (int t = from; t < p->n; t++) {
         if (p->block[t] < 0)
