@@ -32,7 +32,8 @@ $(BUILD)/obj/%.o: %.cu
 GPU_CORE_SRC := $(wildcard util/*.c kernels/cpu/*.c) engine/config.c engine/safetensors.c engine/map_guard.c engine/weights.c \
   engine/forward.c engine/kv_cache.c engine/backend_cpu.c
 GPU_CORE_OBJ := $(GPU_CORE_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_OBJ)
-GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/gpu/*.c))
+# (+ the prompt builder gpu_prefix.c shares with tests/unit/test_prefix_cache.c)
+GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/gpu/*.c)) $(BUILD)/obj/tests/unit/prompt_builder.o
 GPU_BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/gpu/*.c))
 GPU_LDLIBS := $(CUDA_LDLIBS) -lcjson -lm -ldl
 

@@ -23,6 +23,7 @@
 #include "engine/safetensors.h"
 #include "engine/weights.h"
 #include "tests/gpu/gpu_check.h"
+#include "tests/unit/prompt_builder.h"
 
 #define CTX 256
 #define RING_EXTRA 48
@@ -37,37 +38,18 @@ typedef struct {
     void *cpu; /* the CPU backend on the same weights: the fp32 reference */
 } Rig;
 
-typedef struct {
-    int32_t ids[CTX], block[CTX];
-    int n, n_images;
-    uint64_t seed[8];
-} Prompt;
-
-static uint64_t next(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
+/* Text ids in [5, 245): inside the fixture's 512-token vocabulary, below its image tokens (500-502). */
 static void add_text(Prompt *p, int n, uint64_t seed) {
-    for (int i = 0; i < n; i++) {
-        p->ids[p->n] = 5 + (int32_t)(next(&seed) % 240);
-        p->block[p->n++] = -1;
-    }
+    prompt_add_text(p, n, seed, 5, 240);
 }
 
 static void add_image(Prompt *p, const Rig *r, uint64_t seed) {
-    for (int i = 0; i < r->cfg->mm_tokens_per_image; i++) {
-        p->ids[p->n] = r->cfg->image_token_id;
-        p->block[p->n++] = p->n_images;
-    }
-    p->seed[p->n_images++] = seed;
+    prompt_add_image(p, r->cfg->mm_tokens_per_image, r->cfg->image_token_id, seed);
 }
 
 /* The soft tokens' embeddings at positions >= from (as the engine passes them). */
 static float *embeds_from(const Prompt *p, const Rig *r, int from) {
-    float *e = calloc((size_t)CTX * r->D, sizeof *e);
+    float *e = calloc((size_t)(p->n > 0 ? p->n : 1) * r->D, sizeof *e); /* at most one row per position */
     size_t row = 0;
     for (int t = from; t < p->n; t++) {
         if (p->block[t] < 0)
@@ -75,9 +57,9 @@ static float *embeds_from(const Prompt *p, const Rig *r, int from) {
         int b = p->block[t], start = t;
         while (start > 0 && p->block[start - 1] == b)
             start--;
-        uint64_t s = p->seed[b] * 1000003 + (uint64_t)(t - start) + 1;
+        uint64_t s = p->image_seed[b] * 1000003 + (uint64_t)(t - start) + 1;
         for (int d = 0; d < r->D; d++)
-            e[row * r->D + d] = (float)((int)(next(&s) % 2001) - 1000) / 1000.0f;
+            e[row * r->D + d] = (float)((int)(prompt_rng_next(&s) % 2001) - 1000) / 1000.0f;
         row++;
     }
     return e;
@@ -203,7 +185,7 @@ static void run_cases(Rig *r) {
     add_text(&q2, 25, 21);
     check(r, "same_images_new_question", &q1, 2, &q2, a.n);
     Prompt changed = q2;
-    changed.seed[1] = 999;
+    changed.image_seed[1] = 999;
     check(r, "one_image_changed", &q1, 0, &changed, 6 + r->cfg->mm_tokens_per_image + 3);
 
     /* rollbacks: 20 positions (more than the window) and 10 (less), a shorter prompt, an edit */

@@ -12,6 +12,7 @@
 #include "engine/model.h"
 #include "engine/prefix_cache.h"
 #include "engine/synth_model.h"
+#include "tests/unit/prompt_builder.h"
 #include "tests/unit/test.h"
 
 #define MAX_CTX 1024
@@ -64,37 +65,13 @@ static void rig_close(Rig *r) {
     model_close(&r->model);
 }
 
-/* A prompt: token ids, image blocks (block index = image index), the images'
- * embeddings (random, one seed per image) and their hashes. */
-typedef struct {
-    int32_t ids[MAX_CTX], block[MAX_CTX];
-    int n, n_images;
-    uint64_t image_seed[16];
-    ImageHash hash[16];
-} Prompt;
-
-static uint64_t rng_next(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
+/* Text ids in [1000, 201000): inside the real vocabulary, below the image tokens (255999 on). */
 static void add_text(Prompt *p, int n, uint64_t seed) {
-    for (int i = 0; i < n; i++) {
-        p->ids[p->n] = 1000 + (int32_t)(rng_next(&seed) % 200000);
-        p->block[p->n++] = -1;
-    }
+    prompt_add_text(p, n, seed, 1000, 200000);
 }
 
 static void add_image(Prompt *p, const Rig *r, uint64_t image_seed) {
-    for (int i = 0; i < r->per_image; i++) {
-        p->ids[p->n] = r->image_token;
-        p->block[p->n++] = p->n_images;
-    }
-    p->image_seed[p->n_images] = image_seed;
-    p->hash[p->n_images] = (ImageHash){image_seed * 7919 + 1, image_seed};
-    p->n_images++;
+    prompt_add_image(p, r->per_image, r->image_token, image_seed);
 }
 
 /* Embeddings of the soft tokens at positions >= from (as the engine passes them). */
@@ -109,7 +86,7 @@ static float *embeds_from(const Prompt *p, const Rig *r, int from) {
             start--;
         uint64_t s = p->image_seed[b] * 1000003 + (uint64_t)(t - start) + 1;
         for (int d = 0; d < r->D; d++)
-            e[row * r->D + d] = (float)((int)(rng_next(&s) % 2001) - 1000) / 500.0f;
+            e[row * r->D + d] = (float)((int)(prompt_rng_next(&s) % 2001) - 1000) / 500.0f;
         row++;
     }
     return e;
@@ -373,22 +350,22 @@ TEST(prefix_randomized_session_same_answers_budgets_held) {
     for (int i = 0; i < POOL; i++) {
         pool[i] = malloc(px * sizeof(float));
         for (size_t j = 0; j < px; j++)
-            pool[i][j] = (float)((int)(rng_next(&seed) % 2001) - 1000) / 1000.0f;
+            pool[i][j] = (float)((int)(prompt_rng_next(&seed) % 2001) - 1000) / 1000.0f;
     }
     static Conversation conv[TENANTS];
     memset(conv, 0, sizeof conv);
     long long reused = 0;
     for (int q = 0; q < REQUESTS; q++) {
-        int tenant = (int)(rng_next(&seed) % TENANTS);
+        int tenant = (int)(prompt_rng_next(&seed) % TENANTS);
         Conversation *c = &conv[tenant];
-        int action = (int)(rng_next(&seed) % 10);
+        int action = (int)(prompt_rng_next(&seed) % 10);
         if (c->n == 0 || action == 0 || c->n > MAX_CTX - 200) { /* a new conversation */
             c->n = c->n_images = 0;
             c->ids[c->n++] = 2;
         } else if (action == 1) { /* an edit in the middle */
-            int at = 1 + (int)(rng_next(&seed) % (uint64_t)c->n);
+            int at = 1 + (int)(prompt_rng_next(&seed) % (uint64_t)c->n);
             if (at < c->n && c->ids[at] != image_token)
-                c->ids[at] = 1000 + (int32_t)(rng_next(&seed) % 100000);
+                c->ids[at] = 1000 + (int32_t)(prompt_rng_next(&seed) % 100000);
         } else if (action == 2 && c->n > 100) { /* back to a shorter prompt (not inside an image) */
             int cut = c->n / 2;
             while (cut > 1 && c->ids[cut - 1] == image_token)
@@ -399,16 +376,16 @@ TEST(prefix_randomized_session_same_answers_budgets_held) {
             c->n = cut;
             c->n_images = images;
         }
-        if (rng_next(&seed) % 3 == 0 && c->n_images < 16 && c->n + per_image + 80 < MAX_CTX) {
-            c->image_of[c->n_images++] = (int)(rng_next(&seed) % POOL);
+        if (prompt_rng_next(&seed) % 3 == 0 && c->n_images < 16 && c->n + per_image + 80 < MAX_CTX) {
+            c->image_of[c->n_images++] = (int)(prompt_rng_next(&seed) % POOL);
             c->ids[c->n++] = 255999; /* <start_of_image> */
             for (int i = 0; i < per_image; i++)
                 c->ids[c->n++] = image_token;
             c->ids[c->n++] = 256000;
         }
-        int words = 5 + (int)(rng_next(&seed) % 60);
+        int words = 5 + (int)(prompt_rng_next(&seed) % 60);
         for (int i = 0; i < words; i++)
-            c->ids[c->n++] = 1000 + (int32_t)(rng_next(&seed) % 100000);
+            c->ids[c->n++] = 1000 + (int32_t)(prompt_rng_next(&seed) % 100000);
         const float *images[16];
         for (int i = 0; i < c->n_images; i++)
             images[i] = pool[c->image_of[i]];
@@ -469,7 +446,7 @@ TEST(prefix_cache_entries_expire_when_idle) {
     static int32_t ids[400];
     uint64_t seed = 9;
     for (int i = 0; i < 400; i++)
-        ids[i] = 1000 + (int32_t)(rng_next(&seed) % 100000);
+        ids[i] = 1000 + (int32_t)(prompt_rng_next(&seed) % 100000);
     GenerateRequest rq = {.tokens = ids, .n_tokens = 350, .max_new_tokens = 1, .top_p = 1, .cache_tenant = 5};
     GenerateResult r;
     Error err;

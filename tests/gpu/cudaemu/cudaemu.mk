@@ -20,13 +20,14 @@ EMU_CFLAGS = -std=c11 -g -D_GNU_SOURCE -DMEDGEMMA_CUDA=1 -DDEVICE_PLAN_REDZONE=2
 EMU_CXXFLAGS = -x c++ -std=c++17 -g -DCUDAEMU -fno-strict-aliasing -Itests/gpu/cudaemu -Itests/gpu/fake -I. \
   -pthread -MMD -MP $(EMU_WARN)
 EMU_ASAN := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# (tests/unit/prompt_builder.c: the prompts gpu_prefix.c shares with tests/unit/test_prefix_cache.c)
 EMU_C_SRC := $(wildcard tests/gpu/*.c engine/cuda/*.c kernels/cuda/*.c util/*.c kernels/cpu/*.c) engine/config.c \
   engine/safetensors.c engine/map_guard.c engine/weights.c engine/forward.c engine/kv_cache.c engine/backend_cpu.c \
-  tests/gpu/fake/fake_runtime.c
+  tests/gpu/fake/fake_runtime.c tests/unit/prompt_builder.c
 EMU_CXX_SRC := $(wildcard kernels/cuda/*.cu) tests/gpu/cudaemu/cudaemu.cpp
 EMU_OBJ := $(EMU_C_SRC:%.c=$(BUILD)/obj-emu/%.o) $(patsubst %,$(BUILD)/obj-emu/%.o,$(EMU_CXX_SRC))
 EMU_ASAN_OBJ := $(EMU_OBJ:$(BUILD)/obj-emu/%=$(BUILD)/obj-emu-asan/%)
-EMU_BENCH_OBJ := $(filter-out $(BUILD)/obj-emu/tests/gpu/%,$(EMU_OBJ)) $(BUILD)/obj-emu/tests/gpu/fake/fake_runtime.o \
+EMU_BENCH_OBJ := $(filter-out $(BUILD)/obj-emu/tests/%,$(EMU_OBJ)) $(BUILD)/obj-emu/tests/gpu/fake/fake_runtime.o \
   $(BUILD)/obj-emu/tests/gpu/cudaemu/cudaemu.cpp.o $(patsubst %.c,$(BUILD)/obj-emu/%.o,$(wildcard bench/gpu/*.c))
 
 $(BUILD)/obj-emu/%.o: %.c
@@ -52,7 +53,7 @@ $(BUILD)/gpu_bench_emu: $(EMU_BENCH_OBJ)
 
 # The op table's conformance harness (tests/ops/op_harness.c) with the CUDA table over the
 # emulated kernels: `op_harness_emu --cuda` (tests/ops/test_ops.sh).
-EMU_OPS_OBJ := $(BUILD)/obj-emu/tests/ops/op_harness.o $(filter-out $(BUILD)/obj-emu/tests/gpu/%,$(EMU_OBJ)) \
+EMU_OPS_OBJ := $(BUILD)/obj-emu/tests/ops/op_harness.o $(filter-out $(BUILD)/obj-emu/tests/%,$(EMU_OBJ)) \
   $(BUILD)/obj-emu/tests/gpu/fake/fake_runtime.o $(BUILD)/obj-emu/tests/gpu/cudaemu/cudaemu.cpp.o
 $(BUILD)/op_harness_emu: $(EMU_OPS_OBJ)
 	$(EMU_CXX) -pthread -rdynamic $^ -lcjson -lm -ldl -o $@
