@@ -88,13 +88,14 @@ void matmul(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_row
     if (kernels_precision() == PRECISION_BF16 && matmul_bf16(y, x, w, bias, n_rows, in_dim, out_dim) == 0)
         return;
     if (n_rows < MIN_PANEL_ROWS) {
-        parallel_for((out_dim + GEMV_UNIT - 1) / GEMV_UNIT, 4, matmul_rows, &job);
+        int units = (out_dim + GEMV_UNIT - 1) / GEMV_UNIT;
+        parallel_for_dynamic(units, 4, matmul_rows, &job);
         return;
     }
     if (n_rows >= AMX_MIN_ROWS && amx_available() && matmul_amx(y, x, w, bias, n_rows, in_dim, out_dim) == 0)
         return;
-    int pc = simd_ops()->panel_cols;
-    parallel_for((out_dim + pc - 1) / pc, 1, matmul_panels, &job);
+    int pc = simd_ops()->panel_cols, n_panels = (out_dim + pc - 1) / pc;
+    parallel_for_dynamic(n_panels, 1, matmul_panels, &job);
 }
 
 /* [in, out] weights: y[t, :] = sum_i x[t, i] * w[i, :], an axpy per input row,

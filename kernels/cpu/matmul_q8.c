@@ -47,17 +47,25 @@ static uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
 }
 
+static const char *forced_kernel; /* matmul_q8_force_kernel */
+
+/* The SIMD level the q8 code runs at: the forced one (tests), else simd_ops()'s. */
+static const char *q8_level(void) {
+    return forced_kernel ? forced_kernel : simd_ops()->name;
+}
+
 /* ---- quantization at load */
 
 typedef struct {
     Q8Matrix *m;
     const bf16 *w;
-    int avx512;
+    int level; /* 2 = AVX-512, 1 = AVX2, 0 = plain C */
 } QuantJob;
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define Q512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+#define AVX2Q __attribute__((target("avx2,fma,f16c")))
 
 /* One panel block, all 32 rows present: 16 lanes at a time, rounding to nearest even. */
 Q512 static void quantize_block_avx512(uint8_t *blk, uint16_t *d16, const bf16 *w, size_t ldw) {
@@ -81,6 +89,37 @@ Q512 static void quantize_block_avx512(uint8_t *blk, uint16_t *d16, const bf16 *
             memcpy(blk + q * PANEL * 4 + c * 4, b + 4 * q, 4);
     }
 }
+
+/* The same block with AVX2, 8 lanes at a time (packs interleave the 128-bit lanes; the
+ * permute puts the 4-byte groups back in order). */
+AVX2Q static void quantize_block_avx2(uint8_t *blk, uint16_t *d16, const bf16 *w, size_t ldw) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), off = _mm256_set1_epi32(128);
+    for (int c = 0; c < PANEL; c++) {
+        const bf16 *src = w + (size_t)c * ldw;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            __m128i raw = _mm_loadu_si128((const __m128i *)(src + 8 * k));
+            v[k] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+            m = _mm256_max_ps(m, _mm256_and_ps(v[k], abs_mask));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        d16[c] = f32_to_f16(d);
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid)), off);
+        __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        uint8_t b[32];
+        _mm256_storeu_si256((__m256i *)b, _mm256_permutevar8x32_epi32(bytes, order));
+        for (int g = 0; g < 8; g++)
+            memcpy(blk + g * PANEL * 4 + c * 4, b + 4 * g, 4);
+    }
+}
 #endif
 
 /* Panels [start, end). */
@@ -93,8 +132,12 @@ static void quantize_panels(void *ctx, int start, int end) {
             uint8_t *blk = m->data + (size_t)p * m->panel_bytes + (size_t)b * BLOCK_BYTES;
             uint16_t d16[PANEL];
 #if defined(__x86_64__) && defined(__GNUC__)
-            if (j->avx512 && (p + 1) * PANEL <= m->rows) {
-                quantize_block_avx512(blk, d16, j->w + (size_t)p * PANEL * m->cols + b * QB, (size_t)m->cols);
+            if (j->level > 0 && (p + 1) * PANEL <= m->rows) {
+                const bf16 *src = j->w + (size_t)p * PANEL * m->cols + b * QB;
+                if (j->level == 2)
+                    quantize_block_avx512(blk, d16, src, (size_t)m->cols);
+                else
+                    quantize_block_avx2(blk, d16, src, (size_t)m->cols);
                 memcpy(blk + QB * PANEL, d16, sizeof d16);
                 continue;
             }
@@ -127,7 +170,8 @@ int q8_quantize(Q8Matrix *m, const bf16 *w, int rows, int cols) {
     m->rows = rows;
     m->cols = cols;
     m->panel_bytes = panel_bytes;
-    QuantJob job = {m, w, !strcmp(simd_ops()->name, "avx512")};
+    const char *level = q8_level();
+    QuantJob job = {m, w, !strcmp(level, "avx512") ? 2 : !strcmp(level, "avx2") ? 1 : 0};
     parallel_for(n_panels, 1, quantize_panels, &job);
     return 0;
 }
@@ -158,12 +202,49 @@ Q512 static void quantize_row_avx512(int8_t *qx, float *dx, int32_t *xc, const f
         xc[b] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
     }
 }
+
+/* The same numbers with AVX2: |x| by clearing the sign bit, cvtps rounds to nearest even like
+ * nearbyintf, and the 4 x 8 int32 are packed to bytes in order (packs interleave the 128-bit
+ * lanes; the permute puts the 4-byte groups back). */
+AVX2Q static void quantize_row_avx2(int8_t *qx, float *dx, int32_t *xc, const float *x, int n) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int b = 0; b < n / QB; b++) {
+        const float *v = x + b * QB;
+        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16),
+               v3 = _mm256_loadu_ps(v + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, abs_mask), _mm256_and_ps(v1, abs_mask)),
+                                 _mm256_max_ps(_mm256_and_ps(v2, abs_mask), _mm256_and_ps(v3, abs_mask)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)),
+                q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid)),
+                q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)),
+                q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+        _mm256_storeu_si256((__m256i *)(qx + b * QB), _mm256_permutevar8x32_epi32(bytes, order));
+        __m256i sum8 = _mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3));
+        __m128i sum4 = _mm_add_epi32(_mm256_castsi256_si128(sum8), _mm256_extracti128_si256(sum8, 1));
+        sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0x4e));
+        sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0xb1));
+        dx[b] = d;
+        xc[b] = -128 * _mm_cvtsi128_si32(sum4);
+    }
+}
 #endif
 
 static void quantize_row(int8_t *qx, float *dx, int32_t *xc, const float *x, int n) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (!strcmp(simd_ops()->name, "avx512")) {
+    if (!strcmp(q8_level(), "avx512")) {
         quantize_row_avx512(qx, dx, xc, x, n);
+        return;
+    }
+    if (!strcmp(q8_level(), "avx2")) {
+        quantize_row_avx2(qx, dx, xc, x, n);
         return;
     }
 #endif
@@ -213,7 +294,6 @@ static void kernel_scalar(float *y, int ldy, const int8_t *qx, int ldq, const fl
 #include <immintrin.h>
 
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
-#define AVX2Q __attribute__((target("avx2,fma,f16c")))
 
 /* One token row (R = 1 after inlining) x 32 columns: the decode GEMV. */
 VNNI static inline __attribute__((always_inline)) void
@@ -385,8 +465,6 @@ static int have_vnni(void) {
 }
 #endif
 
-static const char *forced_kernel;
-
 int matmul_q8_force_kernel(const char *name) {
     if (name && strcmp(name, "scalar") != 0) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -403,7 +481,7 @@ int matmul_q8_force_kernel(const char *name) {
 
 /* The kernel for the SIMD level in force (MEDGEMMA_SIMD applies here too). */
 static Q8Kernel pick_kernel(void) {
-    const char *name = forced_kernel ? forced_kernel : simd_ops()->name;
+    const char *name = q8_level();
 #if defined(__x86_64__) && defined(__GNUC__)
     if (!strcmp(name, "avx512") && have_vnni())
         return kernel_vnni;
@@ -493,7 +571,7 @@ void matmul_q8(float *y, const float *x, const Q8Matrix *w, const bf16 *bias, in
         for (int t = 0; t < n_rows; t++)
             quantize_row(qx + (size_t)t * K, dx + (size_t)t * nb, xc + (size_t)t * nb, x + (size_t)t * K, K);
         job.qx = qx, job.dx = dx, job.xc = xc;
-        parallel_for(n_panels, 2, q8_panels, &job);
+        parallel_for_dynamic(n_panels, 2, q8_panels, &job);
         return;
     }
     size_t need = (size_t)n_rows * K + (size_t)n_rows * nb * 8;
@@ -514,5 +592,5 @@ void matmul_q8(float *y, const float *x, const Q8Matrix *w, const bf16 *bias, in
     QuantRowsJob qj = {x, qx, dx, xc, K};
     parallel_for(n_rows, 4, quantize_rows, &qj);
     job.qx = qx, job.dx = dx, job.xc = xc;
-    parallel_for(n_panels, 1, q8_panels, &job);
+    parallel_for_dynamic(n_panels, 1, q8_panels, &job);
 }

@@ -15,6 +15,7 @@
 
 #define MAX_THREADS 256
 #define SPIN_ITERS 20000
+#define CHUNKS_PER_THREAD 8 /* parallel_for_dynamic: chunks per thread when the loop is long */
 
 typedef struct {
     pthread_mutex_t lock;
@@ -31,6 +32,8 @@ typedef struct {
     void *ctx;
     int n;
     int n_parts;
+    int chunk;                 /* > 0: parallel_for_dynamic, items handed out from `next` */
+    atomic_int next;           /* the first item nobody has taken yet */
     unsigned start_generation; /* generation when the workers were started */
 } Pool;
 
@@ -46,6 +49,16 @@ static void part_range(int n, int n_parts, int part, int *start, int *end) {
     long long e = (long long)n * (part + 1) / n_parts;
     *start = (int)s;
     *end = (int)e;
+}
+
+/* parallel_for_dynamic: take chunks until none is left. */
+static void run_chunks(void) {
+    for (;;) {
+        int start = atomic_fetch_add_explicit(&pool.next, pool.chunk, memory_order_relaxed);
+        if (start >= pool.n)
+            return;
+        pool.fn(pool.ctx, start, start + pool.chunk < pool.n ? start + pool.chunk : pool.n);
+    }
 }
 
 static void *worker_main(void *arg) {
@@ -66,7 +79,9 @@ static void *worker_main(void *arg) {
         if (atomic_load(&pool.stop))
             return NULL;
         seen = gen;
-        if (index < pool.n_parts) {
+        if (pool.chunk > 0) {
+            run_chunks();
+        } else if (index < pool.n_parts) {
             int start, end;
             part_range(pool.n, pool.n_parts, index, &start, &end);
             if (end > start)
@@ -134,6 +149,40 @@ int kernels_threads(void) {
     return pool.n_threads;
 }
 
+/* Posts the job to the workers, runs the caller's share (caller_part), waits for them. */
+static void run_job(RangeFn fn, void *ctx, int n, int parts, int chunk) {
+    int workers = pool.n_threads - 1;
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n = n;
+    pool.n_parts = parts;
+    pool.chunk = chunk;
+    atomic_store(&pool.next, 0);
+    atomic_store(&pool.remaining, workers);
+    pthread_mutex_lock(&pool.lock);
+    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    if (chunk > 0) {
+        run_chunks();
+    } else {
+        int start, end;
+        part_range(n, parts, 0, &start, &end);
+        fn(ctx, start, end);
+    }
+
+    int spins = 0;
+    while (atomic_load_explicit(&pool.remaining, memory_order_acquire) > 0 && spins < SPIN_ITERS)
+        spins++;
+    if (atomic_load(&pool.remaining) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        while (atomic_load(&pool.remaining) > 0)
+            pthread_cond_wait(&pool.done_cond, &pool.lock);
+        pthread_mutex_unlock(&pool.lock);
+    }
+}
+
 void parallel_for(int n, int min_per_thread, RangeFn fn, void *ctx) {
     if (n <= 0)
         return;
@@ -148,28 +197,22 @@ void parallel_for(int n, int min_per_thread, RangeFn fn, void *ctx) {
         fn(ctx, 0, n);
         return;
     }
-    int workers = pool.n_threads - 1;
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.n = n;
-    pool.n_parts = parts;
-    atomic_store(&pool.remaining, workers);
-    pthread_mutex_lock(&pool.lock);
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.lock);
+    run_job(fn, ctx, n, parts, 0);
+}
 
-    int start, end;
-    part_range(n, parts, 0, &start, &end);
-    fn(ctx, start, end);
-
-    int spins = 0;
-    while (atomic_load_explicit(&pool.remaining, memory_order_acquire) > 0 && spins < SPIN_ITERS)
-        spins++;
-    if (atomic_load(&pool.remaining) > 0) {
-        pthread_mutex_lock(&pool.lock);
-        while (atomic_load(&pool.remaining) > 0)
-            pthread_cond_wait(&pool.done_cond, &pool.lock);
-        pthread_mutex_unlock(&pool.lock);
+void parallel_for_dynamic(int n, int min_chunk, RangeFn fn, void *ctx) {
+    if (n <= 0)
+        return;
+    if (pool.n_threads == 0)
+        pool_start();
+    int chunk = n / (CHUNKS_PER_THREAD * pool.n_threads);
+    if (chunk < min_chunk)
+        chunk = min_chunk;
+    if (chunk < 1)
+        chunk = 1;
+    if (pool.n_threads == 1 || n <= chunk) {
+        fn(ctx, 0, n);
+        return;
     }
+    run_job(fn, ctx, n, pool.n_threads, chunk);
 }

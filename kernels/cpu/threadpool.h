@@ -18,4 +18,12 @@ typedef void (*RangeFn)(void *ctx, int start, int end);
  * the caller alone). */
 void parallel_for(int n, int min_per_thread, RangeFn fn, void *ctx);
 
+/* Runs fn over [0, n) in equal chunks (about 8 per thread, at least min_chunk
+ * items; the last one shorter) that the threads take in turn as they finish the
+ * one before: a thread slowed by the machine (a busy or slower core) does less of
+ * the loop instead of holding up the rest. Chunk bounds depend only on n,
+ * min_chunk and the thread count. For loops whose items are independent (each
+ * GEMM panel is computed whole by whichever thread takes it). */
+void parallel_for_dynamic(int n, int min_chunk, RangeFn fn, void *ctx);
+
 #endif

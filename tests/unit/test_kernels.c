@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/matmul_amx.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/threadpool.h"
 #include "kernels/kernels.h"
 #include "tests/unit/kernel_ref.h"
 #include "tests/unit/test.h"
@@ -67,17 +68,102 @@ TEST(kernels_matmul_amx_split_matches_fp32) {
     free(x), free(w), free(y), free(r);
 }
 
-TEST(kernels_matmul_threads_bitwise_equal) {
-    int T = 13, in = 300, out = 77;
+static void check_threads_bitwise(int T, int in, int out) {
     float *x = ref_rand_f32((size_t)T * in, 1.0f, 5);
     bf16 *w = ref_rand_bf16((size_t)out * in, 1.0f, 6);
     float *y1 = malloc((size_t)T * out * sizeof *y1), *y2 = malloc((size_t)T * out * sizeof *y2);
     kernels_set_threads(1);
     matmul(y1, x, w, NULL, T, in, out);
-    kernels_set_threads(2);
-    matmul(y2, x, w, NULL, T, in, out);
-    CHECK(memcmp(y1, y2, (size_t)T * out * sizeof *y1) == 0);
+    for (int threads = 2; threads <= 3; threads++) {
+        kernels_set_threads(threads);
+        matmul(y2, x, w, NULL, T, in, out);
+        CHECK_MSG(memcmp(y1, y2, (size_t)T * out * sizeof *y1) == 0, "T=%d out=%d: %d threads differ from 1",
+                  T, out, threads);
+    }
+    kernels_set_threads(0);
     free(x), free(w), free(y1), free(y2);
+}
+
+TEST(kernels_matmul_threads_bitwise_equal) {
+    check_threads_bitwise(13, 300, 77);  /* a few panels */
+    check_threads_bitwise(13, 64, 1601); /* ~100 panels: several dynamic chunks per thread */
+    check_threads_bitwise(1, 96, 4001);  /* decode GEMV, ragged last unit */
+}
+
+typedef struct {
+    int *seen;
+    int n_calls, bad_range;
+} CoverJob;
+
+static void cover_range(void *ctx, int start, int end) {
+    CoverJob *j = ctx;
+    if (start >= end)
+        __atomic_store_n(&j->bad_range, 1, __ATOMIC_RELAXED);
+    for (int i = start; i < end; i++)
+        __atomic_fetch_add(&j->seen[i], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&j->n_calls, 1, __ATOMIC_RELAXED);
+}
+
+/* Every item of [0, n) exactly once, in non-empty ranges, whatever n, chunk and threads. */
+TEST(kernels_parallel_for_dynamic_covers_each_item_once) {
+    int sizes[] = {1, 2, 7, 64, 1000, 16389};
+    for (int threads = 1; threads <= 3; threads++) {
+        kernels_set_threads(threads);
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+            for (int min_chunk = 1; min_chunk <= 5; min_chunk += 4) {
+                int n = sizes[si];
+                CoverJob j = {calloc((size_t)n, sizeof(int)), 0, 0};
+                parallel_for_dynamic(n, min_chunk, cover_range, &j);
+                int wrong = 0;
+                for (int i = 0; i < n; i++)
+                    wrong += j.seen[i] != 1;
+                CHECK_MSG(wrong == 0 && !j.bad_range,
+                          "n=%d min_chunk=%d threads=%d: %d items not run exactly once", n, min_chunk,
+                          threads, wrong);
+                CHECK(j.n_calls >= 1 && j.n_calls <= n);
+                free(j.seen);
+            }
+    }
+    kernels_set_threads(0);
+}
+
+/* The micro-kernel with fewer than GEMM_ROWS rows runs the full tile with the
+ * missing rows reading row 0: every stored row must equal the full call's, bit
+ * for bit, with and without accumulate, and nothing past `rows` is written. */
+TEST(kernels_gemm_panel_short_rows_match_full) {
+    const char *names[] = {"scalar", "avx2", "avx512"};
+    int k = 37, ran = 0;
+    for (int v = 0; v < 3; v++) {
+        const SimdOps *ops = simd_ops_named(names[v]);
+        if (!ops)
+            continue;
+        ran++;
+        int pc = ops->panel_cols;
+        float *x = ref_rand_f32((size_t)GEMM_ROWS * k, 1.0f, 21),
+              *panel = ref_rand_f32((size_t)k * pc, 1.0f, 22);
+        float *init = ref_rand_f32((size_t)GEMM_ROWS * pc, 1.0f, 23);
+        for (int n_cols = pc; n_cols >= pc - 3; n_cols -= 3)
+            for (int acc = 0; acc <= 1; acc++) {
+                float full[GEMM_ROWS * 32], part[GEMM_ROWS * 32];
+                memcpy(full, init, (size_t)GEMM_ROWS * pc * sizeof *full);
+                ops->gemm_panel(full, pc, x, k, panel, GEMM_ROWS, k, n_cols, acc);
+                for (int rows = 1; rows < GEMM_ROWS; rows++) {
+                    memcpy(part, init, (size_t)GEMM_ROWS * pc * sizeof *part);
+                    ops->gemm_panel(part, pc, x, k, panel, rows, k, n_cols, acc);
+                    int bad = 0, first = -1;
+                    for (int r = 0; r < GEMM_ROWS; r++)
+                        for (int c = 0; c < pc; c++) {
+                            float want = r < rows && c < n_cols ? full[r * pc + c] : init[r * pc + c];
+                            if (memcmp(&part[r * pc + c], &want, sizeof want) != 0 && bad++ == 0)
+                                first = r * pc + c;
+                        }
+                    CHECK_MSG(bad == 0, "%s rows=%d n_cols=%d acc=%d: %d outputs differ, first y[%d][%d]",
+                              names[v], rows, n_cols, acc, bad, first / pc, first % pc);
+                }
+            }
+        free(x), free(panel), free(init);
+    }
+    CHECK(ran >= 1);
 }
 
 TEST(kernels_simd_variants_agree) {
