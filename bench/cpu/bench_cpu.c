@@ -120,7 +120,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (res.cached_tokens != 0) { /* a timed prefill must be a cold one */
-            fprintf(stderr, "bench_cpu: run %d reused %d cached prompt positions\n", r + 1, res.cached_tokens);
+            fprintf(stderr, "bench_cpu: run %d reused %d cached prompt positions\n", r + 1,
+                    res.cached_tokens);
             return 1;
         }
         if (res.vision_ms < best_vision)
