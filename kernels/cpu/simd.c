@@ -142,15 +142,24 @@ AVX2 static float dot_bf16_avx2(const float *x, const bf16 *w, int n) {
     return s;
 }
 
-/* Software prefetch for the decode GEMV: each of the 4 row streams is
- * fetched GEMV_PREFETCH inputs ahead of its loads; near a row's end the
- * stream continues into the same row of the next 4-row pass (w + 4 ldw), so
- * the next pass starts warm. A thread's rows are one contiguous span, so
- * this runs ahead over exactly the bytes it will read next (the last pass
- * prefetches a little past the span: harmless, prefetches do not fault). */
+/* Software prefetch for the decode GEMV, two schemes by row length:
+ * - long rows (n > GEMV_LINEAR_MAX_N): each of the 4 row streams is fetched
+ *   GEMV_PREFETCH inputs ahead of its loads; near a row's end the stream
+ *   continues into the same row of the next 4-row pass (w + 4 ldw).
+ * - short rows: the 4 rows of a pass are one contiguous block (ldw == n in
+ *   matmul_rows), so the block and the next are fetched in address order,
+ *   GEMV_LINEAR_AHEAD bytes ahead of the pass's start, 4 lines per 32 inputs
+ *   (exactly the pass's bytes per pass). Measured on Zen 3 with 2 threads
+ *   (bench/results/2026-12-07-gemv-prefetch.md): the 270M head (640 inputs)
+ *   13 -> 18 GB/s, the row-stream scheme stays ahead from 2560 inputs on.
+ * A thread's rows are one contiguous span, so both run ahead over the bytes
+ * it reads next (the last pass prefetches a little past the span: harmless,
+ * prefetches do not fault). Prefetching changes no result. */
 #ifndef GEMV_PREFETCH
 #define GEMV_PREFETCH 512 /* inputs (1 KiB per row, 4 KiB per pass); -D to tune, 0 = off */
 #endif
+#define GEMV_LINEAR_MAX_N 2048
+#define GEMV_LINEAR_AHEAD 4096 /* bytes */
 
 /* 4 rows x 2 accumulators: 8 independent FMA chains, one x load per 4 rows.
  * Per row: a sums inputs i % 16 < 8, b the others, each in order of i. */
@@ -171,7 +180,20 @@ AVX2 static void gemv4_bf16_avx2(float *y, const float *x, const bf16 *w, size_t
     } while (0)
     int i = 0;
 #if GEMV_PREFETCH > 0
-    /* 32 inputs (one 64-byte line per row) per step, one prefetch per row */
+    if (n <= GEMV_LINEAR_MAX_N) {
+        /* 32 inputs of 4 rows = 256 bytes of the pass per step, fetched in address order */
+        const char *ahead = (const char *)w + GEMV_LINEAR_AHEAD;
+        for (; i + 32 <= n; i += 32) {
+            const char *line = ahead + (size_t)i * 8;
+            _mm_prefetch(line, _MM_HINT_T0);
+            _mm_prefetch(line + 64, _MM_HINT_T0);
+            _mm_prefetch(line + 128, _MM_HINT_T0);
+            _mm_prefetch(line + 192, _MM_HINT_T0);
+            GEMV4_AVX2_STEP(i);
+            GEMV4_AVX2_STEP(i + 16);
+        }
+    }
+    /* long rows: 32 inputs (one 64-byte line per row) per step, one prefetch per row */
     const bf16 *p0 = w0 + GEMV_PREFETCH, *p1 = w1 + GEMV_PREFETCH, *p2 = w2 + GEMV_PREFETCH,
                *p3 = w3 + GEMV_PREFETCH;
     for (; i + 32 <= n; i += 32) {
