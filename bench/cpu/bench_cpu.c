@@ -23,6 +23,25 @@ static int count_token(void *user, int32_t id) {
     return 0;
 }
 
+/* One greedy request with no stop (the decode count is fixed by max_new_tokens
+ * unless a stop id comes) in cache namespace `tenant`; *n_out = tokens generated. */
+static int run_request(Engine *engine, const int32_t *ids, int n_tokens, const float *const *images,
+                       int n_images, int max_new_tokens, uint64_t tenant, GenerateResult *res, int *n_out,
+                       Error *err) {
+    *n_out = 0;
+    GenerateRequest rq = {.tokens = ids,
+                          .n_tokens = n_tokens,
+                          .images = images,
+                          .n_images = n_images,
+                          .max_new_tokens = max_new_tokens,
+                          .temperature = 0,
+                          .top_p = 1,
+                          .on_token = count_token,
+                          .user = n_out,
+                          .cache_tenant = tenant};
+    return engine_generate(engine, &rq, res, err);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_cpu MODEL_DIR [--prompt N] [--decode M] [--threads T] [--runs R]\n");
@@ -106,20 +125,12 @@ int main(int argc, char **argv) {
         ids[2 + info.image_tokens] = 256000;
     }
     if (warmup) {
-        int n = 0;
-        /* with an image the prompt must hold its soft tokens: the whole prompt, one token out */
-        GenerateRequest rq = {.tokens = ids,
-                              .n_tokens = with_image ? n_prompt : 1,
-                              .images = images,
-                              .n_images = with_image,
-                              .max_new_tokens = 1,
-                              .temperature = 0,
-                              .top_p = 1,
-                              .on_token = count_token,
-                              .user = &n,
-                              .cache_tenant = (uint64_t)runs + 1}; /* not a timed run's namespace */
+        /* with an image the prompt must hold its soft tokens: the whole prompt, one token out;
+         * its namespace is none of the timed runs' */
+        int n;
         GenerateResult res;
-        if (engine_generate(engine, &rq, &res, &err) != 0) {
+        if (run_request(engine, ids, with_image ? n_prompt : 1, images, with_image, 1, (uint64_t)runs + 1,
+                        &res, &n, &err) != 0) {
             fprintf(stderr, "bench_cpu: warm-up: %s\n", err.message);
             return 1;
         }
@@ -127,21 +138,11 @@ int main(int argc, char **argv) {
     double best_prefill = 1e30, best_decode = 1e30, best_vision = 1e30;
     int decoded = 0;
     for (int r = 0; r < runs; r++) {
-        int n = 0;
-        /* greedy with no stop: the decode count is fixed by max_new_tokens unless a stop id comes */
-        GenerateRequest rq = {.tokens = ids,
-                              .n_tokens = n_prompt,
-                              .images = images,
-                              .n_images = with_image,
-                              .max_new_tokens = n_decode,
-                              .temperature = 0,
-                              .top_p = 1,
-                              .on_token = count_token,
-                              .user = &n,
-                              /* a namespace per run: no run continues the last one's cached prefix */
-                              .cache_tenant = (uint64_t)r + 1};
+        int n;
         GenerateResult res;
-        if (engine_generate(engine, &rq, &res, &err) != 0) {
+        /* a namespace per run: no run continues the last one's cached prefix */
+        if (run_request(engine, ids, n_prompt, images, with_image, n_decode, (uint64_t)r + 1, &res, &n,
+                        &err) != 0) {
             fprintf(stderr, "bench_cpu: %s\n", err.message);
             return 1;
         }

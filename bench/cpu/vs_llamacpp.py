@@ -143,7 +143,6 @@ def main():
     isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16") if f in flags)
     # --precision bf16 runs its own kernels only with AVX512_BF16; without it the engine logs that the
     # GEMMs stay exact. The pair is still run: it is what a user asking for bf16 gets on this machine.
-    pairs = PAIRS
     bf16_label = "ours bf16" if "avx512_bf16" in flags else "ours bf16 (exact kernels: no AVX512_BF16)"
     sdist = next((f for f in os.listdir(os.path.join(LLAMA, "dl")) if f.endswith(".tar.gz")), "?")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -173,7 +172,7 @@ def main():
                 def add(k, v):
                     res.setdefault(k, []).append(v)
                 for rep in range(a.reps):
-                    for prec, wts, gg in pairs:
+                    for prec, wts, gg in PAIRS:
                         r = ours(m["hf"], prec, wts, P, 1, a.threads)
                         add(("ours", f"{prec}/{wts}", "prefill"), r["prefill_tok_s"])
                         t = theirs(f"{g}/model-{gg}.gguf", P, 0, a.threads)
@@ -207,7 +206,7 @@ def main():
                              f"{cell(('llama', 'q8_0', test), fmt)} | {cell(('llama', 'q4_k_m', test), fmt)} |")
             lines.append("")
             ratios = []
-            for prec, wts, gg in pairs:
+            for prec, wts, gg in PAIRS:
                 for test in ("prefill", "decode"):
                     o, t = med[("ours", f"{prec}/{wts}", test)], med[("llama", gg, test)]
                     ratios.append(f"{prec}/{wts} vs {gg.upper()} {test}: {o / t:.2f}")
