@@ -4,10 +4,11 @@
  * parallel_for(n, fn, ctx) calls fn(ctx, start, end) on disjoint ranges that
  * cover [0, n), the calling thread taking the first one, and returns when all
  * are done. Chunks are contiguous and depend only on n and the thread count,
- * so every element is computed by the same code whatever the split. Workers
- * spin briefly before sleeping, since a decode step runs hundreds of short
- * loops. Not reentrant: one parallel_for at a time (the engine runs one
- * request at a time). */
+ * so every element is computed by the same code whatever the split. Waiting
+ * threads (workers between loops, the caller at a loop's end) spin for up to
+ * 1 ms before sleeping, since a decode step runs hundreds of short loops.
+ * Not reentrant: one parallel_for at a time (the engine runs one request at a
+ * time). */
 #ifndef KERNELS_CPU_THREADPOOL_H
 #define KERNELS_CPU_THREADPOOL_H
 
@@ -25,5 +26,9 @@ void parallel_for(int n, int min_per_thread, RangeFn fn, void *ctx);
  * min_chunk and the thread count. For loops whose items are independent (each
  * GEMM panel is computed whole by whichever thread takes it). */
 void parallel_for_dynamic(int n, int min_chunk, RangeFn fn, void *ctx);
+
+/* How many times, since the process started, a worker went to sleep waiting for
+ * a loop and the caller went to sleep waiting for the workers (for tests). */
+void parallel_pool_sleeps(long *worker_sleeps, long *caller_sleeps);
 
 #endif

@@ -3,6 +3,7 @@
  * SIMD variant this processor runs. Attention and sampling: test_kernels_attention.c,
  * test_kernels_sampling.c. */
 #include <stdlib.h>
+#include <time.h>
 
 #include "kernels/cpu/matmul_amx.h"
 #include "kernels/cpu/simd.h"
@@ -123,6 +124,53 @@ TEST(kernels_parallel_for_dynamic_covers_each_item_once) {
                 CHECK(j.n_calls >= 1 && j.n_calls <= n);
                 free(j.seen);
             }
+    }
+    kernels_set_threads(0);
+}
+
+/* A range function whose parts after the caller's take sleep_ms: the caller
+ * finishes first and has to sleep until the workers wake it. */
+typedef struct {
+    CoverJob cover;
+    int slow_from;
+} SlowJob;
+
+static void slow_cover_range(void *ctx, int start, int end) {
+    SlowJob *j = ctx;
+    if (start >= j->slow_from) {
+        struct timespec pause = {0, 3000000}; /* 3 ms, past the pool's 1 ms spin */
+        nanosleep(&pause, NULL);
+    }
+    cover_range(&j->cover, start, end);
+}
+
+/* The pool's two sleeping paths hand over every loop: workers idle past their
+ * spin (a 3 ms gap before each loop) must be woken, and a caller done before
+ * its workers (their parts take 3 ms) must be woken at the end; back-to-back
+ * loops in between run on the spinning path. A lost wake-up hangs the test. */
+TEST(kernels_pool_wakes_sleeping_threads) {
+    for (int threads = 2; threads <= 3; threads++) {
+        kernels_set_threads(threads);
+        long w0, c0, w1, c1;
+        parallel_pool_sleeps(&w0, &c0);
+        int n = 64, wrong = 0;
+        for (int round = 0; round < 30; round++) {
+            int idle = round % 3 == 0, slow = round % 3 == 1;
+            if (idle) {
+                struct timespec pause = {0, 3000000};
+                nanosleep(&pause, NULL);
+            }
+            SlowJob j = {{calloc((size_t)n, sizeof(int)), 0, 0}, slow ? 1 : n};
+            parallel_for(n, 1, slow_cover_range, &j);
+            for (int i = 0; i < n; i++)
+                wrong += j.cover.seen[i] != 1;
+            free(j.cover.seen);
+        }
+        parallel_pool_sleeps(&w1, &c1);
+        CHECK_MSG(wrong == 0, "threads=%d: %d items not run exactly once", threads, wrong);
+        CHECK_MSG(w1 - w0 >= 5 && c1 - c0 >= 5,
+                  "threads=%d: the sleeping paths were not taken (%ld worker sleeps, %ld caller sleeps)",
+                  threads, w1 - w0, c1 - c0);
     }
     kernels_set_threads(0);
 }
