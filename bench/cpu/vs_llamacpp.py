@@ -114,6 +114,12 @@ def cold_theirs(gguf, threads):
     return time.monotonic() - t0
 
 
+def probe(threads):
+    """The machine's read bandwidth now (GB/s): bench/cpu/bench_ops bandwidth, 1 GiB, median of 9 passes."""
+    out = run(["build/bench/bench_ops", "bandwidth"], env=dict(os.environ, MEDGEMMA_THREADS=str(threads)))
+    return json.loads(out)["gb_s"]
+
+
 def decode_bytes(hf_dir, weights):
     """Weight bytes one decode step reads: every decoder projection and the output head."""
     cfg = json.load(open(os.path.join(hf_dir, "config.json")))
@@ -160,7 +166,7 @@ def main():
             f.write("\n".join(head + new_lines) + "\n")
         print("\n".join(new_lines), flush=True)
     with lock("bench.lock"):
-        bw = [json.loads(run(["build/bench/bench_ops", "bandwidth"], env=dict(os.environ, MEDGEMMA_THREADS=str(a.threads))))["gb_s"]]
+        bw = [probe(a.threads)]
         for key in a.models.split(","):
             m = MODELS[key]
             P, N = m["prefill"], m["decode"]
@@ -177,8 +183,11 @@ def main():
                         add(("ours", f"{prec}/{wts}", "prefill"), r["prefill_tok_s"])
                         t = theirs(f"{g}/model-{gg}.gguf", P, 0, a.threads)
                         add(("llama", gg, "prefill"), t["avg_ts"])
+                        bw_now = probe(a.threads)  # the host's bandwidth drifts: probe next to each decode run
                         r = ours(m["hf"], prec, wts, 1, N + 1, a.threads)
                         add(("ours", f"{prec}/{wts}", "decode"), r["decode_tok_s"])
+                        add(("ours", f"{prec}/{wts}", "decode_share"),
+                            decode_bytes(m["hf"], wts) * r["decode_tok_s"] / 1e9 / bw_now)
                         t = theirs(f"{g}/model-{gg}.gguf", 0, N, a.threads)
                         add(("llama", gg, "decode"), t["avg_ts"])
                         add(("ours", f"{prec}/{wts}", "cold"), cold_ours(m["hf"], prec, wts, a.threads))
@@ -213,15 +222,17 @@ def main():
             lines += ["Ratios ours / llama.cpp (>= 1 means ours is at least as fast): " + "; ".join(ratios) + ".", ""]
             for wts, prec in (("bf16", "exact"), ("q8", "exact")):
                 gb = decode_bytes(m["hf"], wts) * med[("ours", f"{prec}/{wts}", "decode")] / 1e9
-                lines.append(f"Decode weight traffic, ours {prec}/{wts}: {gb:.1f} GB/s of weights.")
+                share = res[("ours", f"{prec}/{wts}", "decode_share")]
+                lines.append(f"Decode weight traffic, ours {prec}/{wts}: {gb:.1f} GB/s of weights; against the read "
+                             f"probe taken just before each decode run: {100 * statistics.median(share):.0f}% "
+                             f"(median; runs {', '.join(f'{100 * v:.0f}%' for v in share)}).")
             lines.append(f"Read bandwidth before this model's runs (bench/cpu/bench_ops bandwidth, {a.threads} threads, "
                          f"1 GiB): {bw[-1]:.1f} GB/s.")
             lines.append("")
             flush(lines)
             lines = []
-            bw.append(json.loads(run(["build/bench/bench_ops", "bandwidth"],
-                                     env=dict(os.environ, MEDGEMMA_THREADS=str(a.threads))))["gb_s"])
-        bw.append(json.loads(run(["build/bench/bench_ops", "bandwidth"], env=dict(os.environ, MEDGEMMA_THREADS=str(a.threads))))["gb_s"])
+            bw.append(probe(a.threads))
+        bw.append(probe(a.threads))
     flush([f"Read bandwidth after all runs: {bw[-1]:.1f} GB/s.", ""])
 
 
