@@ -128,7 +128,13 @@ TEST(kernels_parallel_for_dynamic_covers_each_item_once) {
     kernels_set_threads(0);
 }
 
-/* A range function whose parts after the caller's take sleep_ms: the caller
+/* 3 ms: longer than the pool's 1 ms spin, so a thread waiting that long sleeps. */
+static void pause_past_spin(void) {
+    struct timespec pause = {0, 3000000};
+    nanosleep(&pause, NULL);
+}
+
+/* A range function whose parts after the caller's take 3 ms: the caller
  * finishes first and has to sleep until the workers wake it. */
 typedef struct {
     CoverJob cover;
@@ -137,10 +143,8 @@ typedef struct {
 
 static void slow_cover_range(void *ctx, int start, int end) {
     SlowJob *j = ctx;
-    if (start >= j->slow_from) {
-        struct timespec pause = {0, 3000000}; /* 3 ms, past the pool's 1 ms spin */
-        nanosleep(&pause, NULL);
-    }
+    if (start >= j->slow_from)
+        pause_past_spin();
     cover_range(&j->cover, start, end);
 }
 
@@ -156,10 +160,8 @@ TEST(kernels_pool_wakes_sleeping_threads) {
         int n = 64, wrong = 0;
         for (int round = 0; round < 30; round++) {
             int idle = round % 3 == 0, slow = round % 3 == 1;
-            if (idle) {
-                struct timespec pause = {0, 3000000};
-                nanosleep(&pause, NULL);
-            }
+            if (idle)
+                pause_past_spin();
             SlowJob j = {{calloc((size_t)n, sizeof(int)), 0, 0}, slow ? 1 : n};
             parallel_for(n, 1, slow_cover_range, &j);
             for (int i = 0; i < n; i++)
