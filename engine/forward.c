@@ -3,8 +3,9 @@
  * Gemma 3 decoder (MODEL.md "Text decoder"), per layer with the residual stream x:
  *   h = attn(rmsnorm_in(x));     x += rmsnorm_post_attn(h)
  *   h = mlp(rmsnorm_pre_ff(x));  x += rmsnorm_post_ff(h)
- *   attn: q, k, v = linear; q, k = rope(rmsnorm_head); K/V into the cache; softmax(q k^T) v; o_proj
- *   mlp:  down(gelu_tanh(gate(x)) * up(x))
+ *   attn: q, k, v = linear (one linear_multi); q, k = rope(rmsnorm_head); K/V into the cache;
+ *         softmax(q k^T) v; o_proj
+ *   mlp:  down(gelu_tanh(gate(x)) * up(x))            (gate, up: one linear_multi)
  * logits = lm_head(rmsnorm_final(x)). A prompt runs every row at once; decode is
  * the same code with one row (its attention reads the cache).
  *
@@ -103,9 +104,9 @@ int forward_text(Forward *f, const int32_t *tokens, int n, int pos0, const int32
                            1,     tc->layer_is_global[l] ? 0 : tc->sliding_window};
         RopeParams rope = {theta_of(tc, l), rope_scale_of(tc, l), eps};
         /* attention block on xn = rmsnorm_in(x) */
-        OP(f, linear, q, xn, &lw->q, NULL);
-        OP(f, linear, k, xn, &lw->k, NULL);
-        OP(f, linear, v, xn, &lw->v, NULL);
+        const Tensor qkv[3] = {q, k, v};
+        const Weight *qkv_w[3] = {&lw->q, &lw->k, &lw->v};
+        OP(f, linear_multi, 3, qkv, xn, qkv_w);
         OP(f, qk_rope_store, q, k, v, &lw->q_norm, &lw->k_norm, kv, &batch, &shape, &rope);
         OP(f, attention, att, q, k, v, kv, image_block, &batch, &shape);
         OP(f, linear, xn, att, &lw->o, NULL);
@@ -115,8 +116,9 @@ int forward_text(Forward *f, const int32_t *tokens, int n, int pos0, const int32
             int rows = n - r0 < MLP_CHUNK ? n - r0 : MLP_CHUNK;
             Tensor in = tensor_rows(xn, r0, rows), gate = tensor_rows(f->gate, 0, rows);
             Tensor up = tensor_rows(f->up, 0, rows);
-            OP(f, linear, gate, in, &lw->gate, NULL);
-            OP(f, linear, up, in, &lw->up, NULL);
+            const Tensor gate_up[2] = {gate, up};
+            const Weight *gate_up_w[2] = {&lw->gate, &lw->up};
+            OP(f, linear_multi, 2, gate_up, in, gate_up_w);
             OP(f, gelu_gate, gate, gate, up);
             OP(f, linear, in, gate, &lw->down, NULL);
         }

@@ -78,6 +78,9 @@ static inline Weight weight_bf16(const bf16 *data, int rows, int cols) {
     return w;
 }
 
+/* The most matrices one linear_multi call takes. */
+#define OPS_LINEAR_MULTI_MAX 4
+
 typedef struct {
     int n;    /* tokens (rows) */
     int pos0; /* position of the first */
@@ -139,6 +142,10 @@ struct Ops {
     void (*layernorm)(void *ctx, Tensor out, Tensor x, const Weight *w, const Weight *b, float eps);
     /* y = x W^T (+ bias), or x W for an in_out weight; W in any WeightFormat; y may be fp32 (logits) */
     void (*linear)(void *ctx, Tensor y, Tensor x, const Weight *w, const Weight *bias);
+    /* ys[m] = x W_m^T for m < n (n <= OPS_LINEAR_MULTI_MAX, no bias), each as linear computes it:
+     * the projections of one input (q|k|v, gate|up) in one call, which a backend may run as
+     * one job (the CPU's decode: one loop of its threads across the matrices) */
+    void (*linear_multi)(void *ctx, int n, const Tensor *ys, Tensor x, const Weight *const *ws);
     /* fused: q, k = rope(rmsnorm_head(q|k) * (1 + norm)) at batch positions; the batch's
      * k and v rows stored in the cache slots of their positions (the last `capacity`). */
     void (*qk_rope_store)(void *ctx, Tensor q, Tensor k, Tensor v, const Weight *q_norm, const Weight *k_norm,
@@ -172,6 +179,7 @@ struct Ops {
     X(rmsnorm_residual_norm)                                                                                 \
     X(layernorm)                                                                                             \
     X(linear)                                                                                                \
+    X(linear_multi)                                                                                          \
     X(qk_rope_store)                                                                                         \
     X(attention)                                                                                             \
     X(gelu_gate)                                                                                             \

@@ -126,6 +126,27 @@ static void cpu_linear(void *ctx, Tensor y, Tensor x, const Weight *w, const Wei
     }
 }
 
+/* One kernel call for matrices of one format (bf16 [out, in] or q8) and input width; else one by one. */
+static void cpu_linear_multi(void *ctx, int n, const Tensor *ys, Tensor x, const Weight *const *ws) {
+    float *y[OPS_LINEAR_MULTI_MAX];
+    const bf16 *w_bf16[OPS_LINEAR_MULTI_MAX];
+    const Q8Matrix *w_q8[OPS_LINEAR_MULTI_MAX];
+    int out[OPS_LINEAR_MULTI_MAX], together = n <= OPS_LINEAR_MULTI_MAX && ws[0]->format != WEIGHT_F32;
+    for (int m = 0; m < n && together; m++) {
+        together = ws[m]->format == ws[0]->format && !ws[m]->in_out && ws[m]->cols == ws[0]->cols;
+        y[m] = f32(ys[m]), out[m] = ws[m]->rows;
+        w_bf16[m] = bf(ws[m]), w_q8[m] = ws[m]->data;
+    }
+    if (!together) {
+        for (int m = 0; m < n; m++)
+            cpu_linear(ctx, ys[m], x, ws[m], NULL);
+    } else if (ws[0]->format == WEIGHT_Q8) {
+        matmul_q8_multi(n, y, f32(x), w_q8, x.rows);
+    } else {
+        matmul_multi(n, y, f32(x), w_bf16, out, x.rows, ws[0]->cols);
+    }
+}
+
 static void cpu_qk_rope_store(void *ctx, Tensor q, Tensor k, Tensor v, const Weight *q_norm,
                               const Weight *k_norm, KvLayer *kv, const Batch *b, const AttnShape *s,
                               const RopeParams *r) {
@@ -208,6 +229,7 @@ int ops_cpu_create(Ops *ops, const OpsOptions *options, Error *err) {
         .rmsnorm_residual_norm = cpu_rmsnorm_residual_norm,
         .layernorm = cpu_layernorm,
         .linear = cpu_linear,
+        .linear_multi = cpu_linear_multi,
         .qk_rope_store = cpu_qk_rope_store,
         .attention = cpu_attention,
         .gelu_gate = cpu_gelu_gate,

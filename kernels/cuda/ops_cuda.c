@@ -386,6 +386,12 @@ static void cuda_linear(void *ctx, Tensor y, Tensor x, const Weight *w, const We
     gemm_or_gemv(c, bd(y), bd(x), wd(w), wd(bias), x.rows, x.cols, y.cols);
 }
 
+/* One GEMV or GEMM per matrix (a fused launch may follow). */
+static void cuda_linear_multi(void *ctx, int n, const Tensor *ys, Tensor x, const Weight *const *ws) {
+    for (int m = 0; m < n; m++)
+        cuda_linear(ctx, ys[m], x, ws[m], NULL);
+}
+
 static void cuda_qk_rope_store(void *ctx, Tensor q, Tensor k, Tensor v, const Weight *q_norm,
                                const Weight *k_norm, KvLayer *kv, const Batch *b, const AttnShape *s,
                                const RopeParams *r) {
@@ -605,6 +611,7 @@ int ops_cuda_create(Ops *ops, const CudaOpsOptions *options, Error *err) {
         .rmsnorm_residual_norm = cuda_rmsnorm_residual_norm_op,
         .layernorm = cuda_layernorm_op,
         .linear = cuda_linear,
+        .linear_multi = cuda_linear_multi,
         .qk_rope_store = cuda_qk_rope_store,
         .attention = cuda_attention_op,
         .gelu_gate = cuda_gelu_gate_op,

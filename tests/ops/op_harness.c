@@ -335,6 +335,46 @@ done:
     free(x), free(w), free(b), free(wf);
 }
 
+/* linear_multi: a = rows, b = in, c, d, e = the matrices' outs (e = 0: two matrices); decoder
+ * projections (quantizable), no bias */
+static void op_linear_multi(Run *r, const Shape *s) {
+    int n = s->a, in = s->b, outs[3] = {s->c, s->d, s->e}, count = s->e ? 3 : 2;
+    float *x = rand_f32((size_t)n * in, 1.0f);
+    bf16 *w[3] = {NULL, NULL, NULL};
+    Weight W[3];
+    const Weight *ws[3];
+    Tensor ys[3];
+    for (int m = 0; m < count; m++) {
+        w[m] = rand_bf16((size_t)in * outs[m], 0.05f);
+        W[m] = weight_bf16(w[m], outs[m], in);
+        W[m].quantizable = 1;
+        W[m] = prep_weight(r, W[m]);
+        ws[m] = &W[m];
+        ys[m] = up(r, NULL, n, outs[m]);
+    }
+    Tensor tx = up(r, x, n, in);
+    TIMED(r, r->ops->linear_multi(r->ops->ctx, count, ys, tx, ws));
+    for (int m = 0; m < count && !r->perf; m++) {
+        double *ref = calloc((size_t)n * outs[m], sizeof *ref);
+        for (int t = 0; t < n; t++)
+            for (int o = 0; o < outs[m]; o++) {
+                double sum = 0.0;
+                for (int i = 0; i < in; i++)
+                    sum += (double)x[(size_t)t * in + i] * wv(w[m], (size_t)o * in + i);
+                ref[(size_t)t * outs[m] + o] = sum;
+            }
+        compare(r, ys[m], ref, 1);
+        free(ref);
+    }
+    for (int m = 0; m < count; m++) {
+        drop(r, &ys[m]);
+        unprep(r, &W[m]);
+        free(w[m]);
+    }
+    drop(r, &tx);
+    free(x);
+}
+
 /* Reference RoPE after the per-head norm, angles in fp32 as the spec (kernels.h) says. */
 static void ref_qk_norm_rope(double *x, const bf16 *w, int n, int heads, int Dh, int pos0, float theta) {
     int half = Dh / 2;
@@ -612,6 +652,16 @@ static const OpRow rows[] = {
       {5, 33, 7, 3, .label = "fp32 weights"},
       {2, 70, 9, .label = "in % 32 != 0 (stays bf16)"},
       {64, 256, 256, .label = "tile edges"}}},
+    {"linear_multi",
+     op_linear_multi,
+     1e-5,
+     2e-2,
+     6e-3,
+     {{1, 640, 1024, 256, 256, .label = "270M decode q|k|v"},
+      {1, 2560, 10240, 10240, .label = "decode gate|up"},
+      {2, 2560, 2048, 1024, 1024, .label = "q|k|v, 2 rows"},
+      {5, 96, 33, 7, 64, .label = "prompt rows, odd outs"},
+      {1, 70, 9, 17, .label = "in % 32 != 0 (stays bf16)"}}},
     {"qk_rope_store",
      op_qk_rope_store,
      1e-5,

@@ -91,6 +91,36 @@ TEST(kernels_matmul_threads_bitwise_equal) {
     check_threads_bitwise(1, 96, 4001);  /* decode GEMV, ragged last unit */
 }
 
+/* matmul_multi gives every value matmul gives (its chunks cross the matrices' boundaries):
+ * decode and prompt rows, ragged outs (a matrix ending inside a unit of 16), 1-3 threads. */
+TEST(kernels_matmul_multi_equals_separate_matmuls) {
+    int in = 96, outs[3] = {77, 16, 301}, rows[] = {1, 3, 5};
+    bf16 *w[3];
+    float *ys[3], *sep[3];
+    for (int m = 0; m < 3; m++) {
+        w[m] = ref_rand_bf16((size_t)outs[m] * in, 1.0f, 20 + m);
+        ys[m] = malloc((size_t)5 * outs[m] * sizeof(float));
+        sep[m] = malloc((size_t)5 * outs[m] * sizeof(float));
+    }
+    float *x = ref_rand_f32((size_t)5 * in, 1.0f, 19);
+    for (int threads = 1; threads <= 3; threads++)
+        for (int r = 0; r < 3; r++) {
+            kernels_set_threads(threads);
+            for (int m = 0; m < 3; m++) {
+                matmul(sep[m], x, w[m], NULL, rows[r], in, outs[m]);
+                memset(ys[m], 0xff, (size_t)rows[r] * outs[m] * sizeof(float)); /* NaN until written */
+            }
+            matmul_multi(3, ys, x, (const bf16 *const *)w, outs, rows[r], in);
+            for (int m = 0; m < 3; m++)
+                CHECK_MSG(memcmp(ys[m], sep[m], (size_t)rows[r] * outs[m] * sizeof(float)) == 0,
+                          "threads %d, %d rows: matrix %d differs from matmul", threads, rows[r], m);
+        }
+    kernels_set_threads(0);
+    for (int m = 0; m < 3; m++)
+        free(w[m]), free(ys[m]), free(sep[m]);
+    free(x);
+}
+
 typedef struct {
     int *seen;
     int n_calls, bad_range;

@@ -6,6 +6,7 @@
  * Odd token counts, ragged outputs, 1 and 2 threads, decode and prompt paths. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/matmul_q8.h"
 #include "kernels/cpu/simd.h"
@@ -209,6 +210,40 @@ TEST(kernels_matmul_q8_threads_bitwise_equal) {
     CHECK(memcmp(y1, y2, (size_t)T * out * sizeof *y1) == 0);
     q8_free(&q);
     free(x), free(w), free(y1), free(y2);
+}
+
+/* matmul_q8_multi gives every value matmul_q8 gives (x quantized once, panels of all the
+ * matrices in one loop): decode rows and prompt rows (one by one), ragged panels, 1-2 threads. */
+TEST(kernels_matmul_q8_multi_equals_separate) {
+    int in = 256, outs[3] = {100, 32, 65}, rows[] = {1, 3, 6};
+    bf16 *w[3];
+    Q8Matrix q[3];
+    const Q8Matrix *qs[3];
+    float *ys[3], *sep[3];
+    for (int m = 0; m < 3; m++) {
+        w[m] = ref_rand_bf16((size_t)outs[m] * in, 1.0f, 50 + m);
+        CHECK(q8_quantize(&q[m], w[m], outs[m], in) == 0);
+        qs[m] = &q[m];
+        ys[m] = malloc((size_t)6 * outs[m] * sizeof(float));
+        sep[m] = malloc((size_t)6 * outs[m] * sizeof(float));
+    }
+    float *x = ref_rand_f32((size_t)6 * in, 1.0f, 49);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int r = 0; r < 3; r++) {
+            kernels_set_threads(threads);
+            for (int m = 0; m < 3; m++) {
+                matmul_q8(sep[m], x, &q[m], NULL, rows[r]);
+                memset(ys[m], 0xff, (size_t)rows[r] * outs[m] * sizeof(float));
+            }
+            matmul_q8_multi(3, ys, x, qs, rows[r]);
+            for (int m = 0; m < 3; m++)
+                CHECK_MSG(memcmp(ys[m], sep[m], (size_t)rows[r] * outs[m] * sizeof(float)) == 0,
+                          "threads %d, %d rows: matrix %d differs from matmul_q8", threads, rows[r], m);
+        }
+    kernels_set_threads(0);
+    for (int m = 0; m < 3; m++)
+        q8_free(&q[m]), free(w[m]), free(ys[m]), free(sep[m]);
+    free(x);
 }
 
 /* ---- the decode GEMV's 4-row kernel */
