@@ -253,7 +253,9 @@ static void *map_huge_aligned(int fd, size_t size) {
     char *at = (char *)(((uintptr_t)reserved + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
     void *map = mmap(at, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
     if (map == MAP_FAILED) {
+        int saved = errno; /* the caller's message names it */
         munmap(reserved, size + HUGE_PAGE_BYTES);
+        errno = saved;
         return MAP_FAILED;
     }
     size_t page = (size_t)sysconf(_SC_PAGESIZE),
@@ -262,9 +264,8 @@ static void *map_huge_aligned(int fd, size_t size) {
         munmap(reserved, (size_t)(at - reserved));
     if (end < size + HUGE_PAGE_BYTES)
         munmap(reserved + end, size + HUGE_PAGE_BYTES - end);
-    static int warned;
-    if (madvise(map, size, MADV_HUGEPAGE) != 0 && !warned) {
-        warned = 1;
+    static int warned; /* once per process, whichever thread opens a checkpoint */
+    if (madvise(map, size, MADV_HUGEPAGE) != 0 && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED)) {
         log_msg(LOG_INFO,
                 "checkpoint mapping: no huge pages (madvise: %s); weights are read through 4 KiB pages",
                 strerror(errno));

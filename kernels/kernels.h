@@ -115,7 +115,7 @@ void gelu_tanh(float *x, int n);
 void matmul(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_rows, int in_dim, int out_dim);
 
 /* The projections of one input (q|k|v, gate|up): ys[m] = matmul(x, ws[m]) for m < n
- * (n <= MATMUL_MULTI_MAX, out_dims[m] rows each, no bias), every value as matmul computes
+ * (1 <= n <= MATMUL_MULTI_MAX, out_dims[m] rows each, no bias), every value as matmul computes
  * it. Decode (T < 4, exact precision) runs them as one loop of the thread pool whose
  * chunks run across the matrices: one wait for the slowest thread instead of n. */
 #define MATMUL_MULTI_MAX 4
@@ -163,7 +163,7 @@ size_t q8_bytes(const Q8Matrix *m);
  * Integer dot products (AVX512-VNNI; AVX2 or plain C elsewhere), fp32 sums over blocks.
  * x [T, cols], y [T, rows]. Prompts use a scratch grown on demand (like the AMX GEMM). */
 void matmul_q8(float *y, const float *x, const Q8Matrix *w, const bf16 *bias, int n_rows);
-/* ys[m] = matmul_q8(x, ws[m]) for m < n (n <= MATMUL_MULTI_MAX, equal cols, no bias), every
+/* ys[m] = matmul_q8(x, ws[m]) for m < n (1 <= n <= MATMUL_MULTI_MAX, equal cols, no bias), every
  * value as matmul_q8 computes it; decode quantizes x once and runs one loop across the matrices. */
 void matmul_q8_multi(int n, float *const *ys, const float *x, const Q8Matrix *const *ws, int n_rows);
 

@@ -142,7 +142,7 @@ struct Ops {
     void (*layernorm)(void *ctx, Tensor out, Tensor x, const Weight *w, const Weight *b, float eps);
     /* y = x W^T (+ bias), or x W for an in_out weight; W in any WeightFormat; y may be fp32 (logits) */
     void (*linear)(void *ctx, Tensor y, Tensor x, const Weight *w, const Weight *bias);
-    /* ys[m] = x W_m^T for m < n (n <= OPS_LINEAR_MULTI_MAX, no bias), each as linear computes it:
+    /* ys[m] = x W_m^T for m < n (1 <= n <= OPS_LINEAR_MULTI_MAX, no bias), each as linear computes it:
      * the projections of one input (q|k|v, gate|up) in one call, which a backend may run as
      * one job (the CPU's decode: one loop of its threads across the matrices) */
     void (*linear_multi)(void *ctx, int n, const Tensor *ys, Tensor x, const Weight *const *ws);

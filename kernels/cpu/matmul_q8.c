@@ -159,18 +159,19 @@ static void quantize_panels(void *ctx, int start, int end) {
         }
 }
 
-/* A matrix of 2 MiB or more starts on a huge page and is advised for THP
- * (decode streams it once per token: fewer TLB misses); smaller ones are
- * cache-line aligned. */
+/* A matrix of 2 MiB or more starts on a huge page and its whole huge pages are
+ * advised for THP (decode streams it once per token: fewer TLB misses; the
+ * partial last one stays in 4 KiB pages, so no memory is added); smaller ones
+ * are cache-line aligned. */
 #define HUGE_PAGE_BYTES ((size_t)2 << 20)
 
 static void *alloc_matrix(size_t bytes) {
     if (bytes < HUGE_PAGE_BYTES)
         return aligned_alloc(64, (bytes + 63) / 64 * 64);
-    size_t rounded = (bytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
-    void *p = aligned_alloc(HUGE_PAGE_BYTES, rounded);
-    if (p)
-        madvise(p, rounded, MADV_HUGEPAGE); /* only advice: a kernel without THP keeps 4 KiB pages */
+    void *p = NULL;
+    if (posix_memalign(&p, HUGE_PAGE_BYTES, bytes) != 0)
+        return NULL;
+    madvise(p, bytes / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES, MADV_HUGEPAGE); /* advice: no THP, 4 KiB pages */
     return p;
 }
 

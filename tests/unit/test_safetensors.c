@@ -273,7 +273,13 @@ TEST(safetensors_maps_weights_huge_page_aligned) {
     const TensorInfo *w = checkpoint_find(ck, "w");
     uintptr_t start = 1;
     int advised = 0;
-    CHECK(w && find_mapping(w->data, &start, &advised) == 0);
+    CHECK(w != NULL);
+    if (w && find_mapping(w->data, &start, &advised) != 0) {
+        checkpoint_close(ck);
+        test_skip("/proc/self/smaps is unreadable here (or has no VmFlags): the mapping cannot be inspected");
+    }
+    /* (file systems with THP alignment give large mappings 2 MiB starts anyway; the advice is the
+     * check that catches a plain mmap) */
     CHECK_MSG(start % ((uintptr_t)2 << 20) == 0, "mapping starts at %#lx", (unsigned long)start);
     struct stat st;
     if (stat("/sys/kernel/mm/transparent_hugepage", &st) == 0) /* a kernel with THP keeps the advice */
