@@ -98,25 +98,9 @@ void matmul(float *y, const float *x, const bf16 *w, const bf16 *bias, int n_row
     parallel_for_dynamic(n_panels, 1, matmul_panels, &job);
 }
 
-/* Several matrices of one x (decode): the units of all of them form one loop;
- * a thread's range is cut at the matrices' boundaries and each piece runs
- * matmul_rows on its matrix, so every value is what matmul computes. */
-typedef struct {
-    int n;
-    MatmulJob jobs[MATMUL_MULTI_MAX];
-    int first_unit[MATMUL_MULTI_MAX + 1]; /* matrix m owns units [first_unit[m], first_unit[m + 1]) */
-} MatmulMultiJob;
-
-static void matmul_multi_rows(void *ctx, int start, int end) {
-    MatmulMultiJob *g = ctx;
-    for (int m = 0; m < g->n; m++) {
-        int lo = g->first_unit[m], hi = g->first_unit[m + 1];
-        int s = start > lo ? start : lo, e = end < hi ? end : hi;
-        if (s < e)
-            matmul_rows(&g->jobs[m], s - lo, e - lo);
-    }
-}
-
+/* Several matrices of one x (decode): the units of all of them form one loop
+ * (parallel_for_dynamic_parts), each piece running matmul_rows on its matrix,
+ * so every value is what matmul computes. */
 void matmul_multi(int n, float *const *ys, const float *x, const bf16 *const *ws, const int *out_dims,
                   int n_rows, int in_dim) {
     if (n_rows >= MIN_PANEL_ROWS || n > MATMUL_MULTI_MAX || kernels_precision() == PRECISION_BF16) {
@@ -124,13 +108,16 @@ void matmul_multi(int n, float *const *ys, const float *x, const bf16 *const *ws
             matmul(ys[m], x, ws[m], NULL, n_rows, in_dim, out_dims[m]);
         return;
     }
-    MatmulMultiJob g = {n, {{0}}, {0}};
+    MatmulJob jobs[MATMUL_MULTI_MAX];
+    void *ctxs[MATMUL_MULTI_MAX];
+    int n_units[MATMUL_MULTI_MAX];
     for (int m = 0; m < n; m++) {
         MatmulJob job = {ys[m], x, ws[m], NULL, n_rows, in_dim, out_dims[m]};
-        g.jobs[m] = job;
-        g.first_unit[m + 1] = g.first_unit[m] + (out_dims[m] + GEMV_UNIT - 1) / GEMV_UNIT;
+        jobs[m] = job;
+        ctxs[m] = &jobs[m];
+        n_units[m] = (out_dims[m] + GEMV_UNIT - 1) / GEMV_UNIT;
     }
-    parallel_for_dynamic(g.first_unit[n], 4, matmul_multi_rows, &g);
+    parallel_for_dynamic_parts(n, n_units, 4, matmul_rows, ctxs);
 }
 
 /* [in, out] weights: y[t, :] = sum_i x[t, i] * w[i, :], an axpy per input row,

@@ -551,24 +551,6 @@ static void q8_panels(void *ctx, int start, int end) {
     }
 }
 
-/* Several matrices of one x (decode): one loop over the panels of all of them,
- * each thread's range cut at the matrices' boundaries (q8_panels per piece). */
-typedef struct {
-    int n;
-    Q8Job jobs[MATMUL_MULTI_MAX];
-    int first_panel[MATMUL_MULTI_MAX + 1]; /* matrix m owns panels [first_panel[m], first_panel[m + 1]) */
-} Q8MultiJob;
-
-static void q8_multi_panels(void *ctx, int start, int end) {
-    Q8MultiJob *g = ctx;
-    for (int m = 0; m < g->n; m++) {
-        int lo = g->first_panel[m], hi = g->first_panel[m + 1];
-        int s = start > lo ? start : lo, e = end < hi ? end : hi;
-        if (s < e)
-            q8_panels(&g->jobs[m], s - lo, e - lo);
-    }
-}
-
 typedef struct {
     const float *x;
     int8_t *qx;
@@ -644,12 +626,16 @@ void matmul_q8_multi(int n, float *const *ys, const float *x, const Q8Matrix *co
     int32_t xc[3 * MAX_GEMV_IN / QB];
     for (int t = 0; t < n_rows; t++)
         quantize_row(qx + (size_t)t * K, dx + (size_t)t * nb, xc + (size_t)t * nb, x + (size_t)t * K, K);
-    Q8MultiJob g = {n, {{0}}, {0}};
+    /* one loop over the panels of all the matrices (q8_panels per piece) */
+    Q8Job jobs[MATMUL_MULTI_MAX];
+    void *ctxs[MATMUL_MULTI_MAX];
+    int n_panels[MATMUL_MULTI_MAX];
     Q8Kernel kernel = pick_kernel();
     for (int m = 0; m < n; m++) {
         Q8Job job = {ys[m], ws[m], NULL, qx, dx, xc, n_rows, nb, kernel};
-        g.jobs[m] = job;
-        g.first_panel[m + 1] = g.first_panel[m] + (ws[m]->rows + PANEL - 1) / PANEL;
+        jobs[m] = job;
+        ctxs[m] = &jobs[m];
+        n_panels[m] = (ws[m]->rows + PANEL - 1) / PANEL;
     }
-    parallel_for_dynamic(g.first_panel[n], 2, q8_multi_panels, &g);
+    parallel_for_dynamic_parts(n, n_panels, 2, q8_panels, ctxs);
 }

@@ -266,6 +266,35 @@ void parallel_for_dynamic(int n, int min_chunk, RangeFn fn, void *ctx) {
     run_job(fn, ctx, n, pool.n_threads, chunk);
 }
 
+typedef struct {
+    int n_parts;
+    int first[PARALLEL_MAX_PARTS + 1]; /* part p owns items [first[p], first[p + 1]) */
+    RangeFn fn;
+    void *const *ctxs;
+} PartsJob;
+
+static void run_parts(void *ctx, int start, int end) {
+    const PartsJob *job = ctx;
+    for (int p = 0; p < job->n_parts; p++) {
+        int lo = job->first[p], hi = job->first[p + 1];
+        int s = start > lo ? start : lo, e = end < hi ? end : hi;
+        if (s < e)
+            job->fn(job->ctxs[p], s - lo, e - lo);
+    }
+}
+
+void parallel_for_dynamic_parts(int n_parts, const int *sizes, int min_chunk, RangeFn fn, void *const *ctxs) {
+    if (n_parts > PARALLEL_MAX_PARTS) {
+        for (int p = 0; p < n_parts; p++)
+            parallel_for_dynamic(sizes[p], min_chunk, fn, ctxs[p]);
+        return;
+    }
+    PartsJob job = {n_parts, {0}, fn, ctxs};
+    for (int p = 0; p < n_parts; p++)
+        job.first[p + 1] = job.first[p] + (sizes[p] > 0 ? sizes[p] : 0);
+    parallel_for_dynamic(job.first[n_parts], min_chunk, run_parts, &job);
+}
+
 void parallel_pool_sleeps(long *worker_sleeps, long *caller_sleeps) {
     *worker_sleeps = atomic_load(&pool.worker_sleeps);
     *caller_sleeps = atomic_load(&pool.caller_sleeps);

@@ -27,6 +27,17 @@ void parallel_for(int n, int min_per_thread, RangeFn fn, void *ctx);
  * GEMM panel is computed whole by whichever thread takes it). */
 void parallel_for_dynamic(int n, int min_chunk, RangeFn fn, void *ctx);
 
+#define PARALLEL_MAX_PARTS 8
+
+/* One parallel_for_dynamic over several independent loops laid end to end:
+ * part p has sizes[p] items, and fn(ctxs[p], start, end) is called with ranges
+ * local to part p (a chunk that crosses a boundary is cut there). Every item is
+ * computed by the same code as parallel_for_dynamic(sizes[p], ..., ctxs[p])
+ * would use; only which thread takes it changes. For the decode projections
+ * that share one input (q|k|v, gate|up): one loop instead of one per matrix.
+ * More than PARALLEL_MAX_PARTS parts: one loop per part. */
+void parallel_for_dynamic_parts(int n_parts, const int *sizes, int min_chunk, RangeFn fn, void *const *ctxs);
+
 /* How many times, since the process started, a worker went to sleep waiting for
  * a loop and the caller went to sleep waiting for the workers (for tests). */
 void parallel_pool_sleeps(long *worker_sleeps, long *caller_sleeps);

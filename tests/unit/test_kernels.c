@@ -123,13 +123,16 @@ TEST(kernels_matmul_multi_equals_separate_matmuls) {
 
 typedef struct {
     int *seen;
+    int n; /* items of this loop: a range outside [0, n) is bad */
     int n_calls, bad_range;
 } CoverJob;
 
 static void cover_range(void *ctx, int start, int end) {
     CoverJob *j = ctx;
-    if (start >= end)
+    if (start >= end || start < 0 || end > j->n) {
         __atomic_store_n(&j->bad_range, 1, __ATOMIC_RELAXED);
+        return;
+    }
     for (int i = start; i < end; i++)
         __atomic_fetch_add(&j->seen[i], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&j->n_calls, 1, __ATOMIC_RELAXED);
@@ -143,7 +146,7 @@ TEST(kernels_parallel_for_dynamic_covers_each_item_once) {
         for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
             for (int min_chunk = 1; min_chunk <= 5; min_chunk += 4) {
                 int n = sizes[si];
-                CoverJob j = {calloc((size_t)n, sizeof(int)), 0, 0};
+                CoverJob j = {calloc((size_t)n, sizeof(int)), n, 0, 0};
                 parallel_for_dynamic(n, min_chunk, cover_range, &j);
                 int wrong = 0;
                 for (int i = 0; i < n; i++)
@@ -153,6 +156,41 @@ TEST(kernels_parallel_for_dynamic_covers_each_item_once) {
                           threads, wrong);
                 CHECK(j.n_calls >= 1 && j.n_calls <= n);
                 free(j.seen);
+            }
+    }
+    kernels_set_threads(0);
+}
+
+/* Parts laid end to end: each part's items exactly once, in ranges local to the
+ * part; empty parts never called; more parts than PARALLEL_MAX_PARTS too. */
+TEST(kernels_parallel_for_dynamic_parts_covers_each_part_once) {
+    int sizes[] = {5, 0, 1, 37, 1000, 3, 64, 2, 9, 130}; /* first 5: one loop; all 10: one loop per part */
+    int counts[] = {1, 2, 5, 10};
+    for (int threads = 1; threads <= 3; threads++) {
+        kernels_set_threads(threads);
+        for (size_t ci = 0; ci < sizeof counts / sizeof *counts; ci++)
+            for (int min_chunk = 1; min_chunk <= 5; min_chunk += 4) {
+                int n_parts = counts[ci];
+                CoverJob jobs[10];
+                void *ctxs[10];
+                for (int p = 0; p < n_parts; p++) {
+                    CoverJob j = {calloc((size_t)sizes[p] + 1, sizeof(int)), sizes[p], 0, 0};
+                    jobs[p] = j;
+                    ctxs[p] = &jobs[p];
+                }
+                parallel_for_dynamic_parts(n_parts, sizes, min_chunk, cover_range, ctxs);
+                for (int p = 0; p < n_parts; p++) {
+                    int wrong = 0;
+                    for (int i = 0; i < sizes[p]; i++)
+                        wrong += jobs[p].seen[i] != 1;
+                    CHECK_MSG(wrong == 0 && !jobs[p].bad_range,
+                              "%d parts, part %d (%d items), min_chunk=%d threads=%d: %d items not run "
+                              "exactly once%s",
+                              n_parts, p, sizes[p], min_chunk, threads, wrong,
+                              jobs[p].bad_range ? ", a range outside the part" : "");
+                    CHECK_MSG(sizes[p] > 0 || jobs[p].n_calls == 0, "empty part %d was called", p);
+                    free(jobs[p].seen);
+                }
             }
     }
     kernels_set_threads(0);
@@ -192,7 +230,7 @@ TEST(kernels_pool_wakes_sleeping_threads) {
             int idle = round % 3 == 0, slow = round % 3 == 1;
             if (idle)
                 pause_past_spin();
-            SlowJob j = {{calloc((size_t)n, sizeof(int)), 0, 0}, slow ? 1 : n};
+            SlowJob j = {{calloc((size_t)n, sizeof(int)), n, 0, 0}, slow ? 1 : n};
             parallel_for(n, 1, slow_cover_range, &j);
             for (int i = 0; i < n; i++)
                 wrong += j.cover.seen[i] != 1;
