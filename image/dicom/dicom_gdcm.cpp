@@ -18,6 +18,7 @@
 #include <gdcmTransferSyntax.h>
 
 #include <cctype>
+#include <cxxabi.h>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -253,13 +254,24 @@ struct DicomGdcm {
     Impl *impl; /* NULL after an aborted call freed the arena */
 };
 
+/* After a jump out of GDCM: a failed assertion inside one of GDCM's catch
+ * blocks skipped the end of that handler, so the exception it caught (allocated
+ * by the C++ runtime, not in the arena) would never be freed. Ends those
+ * handlers. The shims are only entered from C, never inside a handler, so every
+ * exception still being handled here is GDCM's. */
+static void end_abandoned_catches() {
+    for (int i = 0; i < 64 && abi::__cxa_current_exception_type() != nullptr; i++)
+        abi::__cxa_end_catch();
+}
+
 /* Runs f() inside a guard (dicom_guard.h): exceptions and failed GDCM
  * assertions become errors; after an assertion the arena (every GDCM object
- * of this file) is freed. */
+ * of this file) and any exception GDCM was handling are freed. */
 template <typename F> static int guarded(DicomGdcm *g, size_t cap, Error *err, F f) {
     sigjmp_buf jump;
     if (sigsetjmp(jump, 0)) {
         dicom_guard_leave();
+        end_abandoned_catches();
         dicom_arena_free_all(g->arena);
         g->arena = nullptr;
         g->impl = nullptr;
